@@ -1,0 +1,98 @@
+"""Checks of the caller's data and of a built spec; each raises LMMError or warns with a count."""
+from __future__ import annotations
+
+import difflib
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .errors import LMMError
+
+ALIAS_TOLERANCE = 1e-7  # lme4's chkRank.drop.cols: qr(X, tol = 1e-7)
+
+
+def check_dataframe(data) -> None:
+    if not isinstance(data, pd.DataFrame):
+        raise LMMError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if data.shape[0] == 0:
+        raise LMMError("data has no rows; a model needs observations to fit")
+
+
+def check_columns_exist(names: list[str], data: pd.DataFrame) -> None:
+    columns = [str(c) for c in data.columns]
+    for name in names:
+        if name not in data.columns:
+            near = difflib.get_close_matches(name, columns, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in near)}?" if near else ""
+            raise LMMError(
+                f"column {name!r} named in the formula is not in the data{hint} "
+                f"(columns: {', '.join(columns[:20])}{' …' if len(columns) > 20 else ''})"
+            )
+
+
+def drop_missing_rows(data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
+    """A copy of ``data[used]`` without rows that miss a value; warns with the count."""
+    subset = data.loc[:, used].copy()
+    for name in used:
+        column = subset[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            values = column.to_numpy(dtype=float, na_value=np.nan)
+            if np.isinf(values).any():
+                count = int(np.isinf(values).sum())
+                raise LMMError(
+                    f"column {name!r} has {count} infinite value{'s' if count > 1 else ''}; "
+                    "replace them with finite numbers or NaN (NaN rows are dropped)"
+                )
+    missing = subset.isna().any(axis=1).to_numpy()
+    if missing.any():
+        count = int(missing.sum())
+        warnings.warn(
+            f"dropped {count} of {len(subset)} rows with missing values in the columns "
+            f"the model uses ({', '.join(used)})",
+            stacklevel=4,
+        )
+        subset = subset.loc[~missing]
+    if subset.shape[0] == 0:
+        raise LMMError("no rows are left after dropping rows with missing values")
+    return subset
+
+
+def check_finite(values: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(values)):
+        count = int((~np.isfinite(values)).sum())
+        raise LMMError(f"{name!r} evaluates to {count} non-finite value(s) (e.g. log of 0 or of a negative number)")
+
+
+def non_aliased_columns(X: np.ndarray) -> np.ndarray:
+    """Indices of columns kept, in order: a column in the span of earlier kept ones is dropped.
+
+    Gram–Schmidt against the kept columns (twice, for stability) mirrors R's
+    limited-pivoting QR (dqrdc2) that lme4 uses: earlier columns win.
+    """
+    kept, basis = [], np.empty((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        column = X[:, j]
+        norm = np.linalg.norm(column)
+        residual = column - basis @ (basis.T @ column)
+        residual = residual - basis @ (basis.T @ residual)
+        size = np.linalg.norm(residual)
+        if norm > 0 and size > ALIAS_TOLERANCE * norm:
+            kept.append(j)
+            basis = np.column_stack([basis, residual / size])
+    return np.asarray(kept, dtype=int)
+
+
+def check_levels(spec) -> None:
+    for factor in spec.factors:
+        if factor.n_levels < 2:
+            raise LMMError(
+                f"grouping factor {factor.name!r} has only {factor.n_levels} level; a random effect "
+                "needs at least 2 groups (drop the term, or fit the factor as a fixed effect)"
+            )
+        if factor.n_levels >= spec.n:
+            raise LMMError(
+                f"grouping factor {factor.name!r} has {factor.n_levels} levels for {spec.n} observations; "
+                "the number of levels of each grouping factor must be < the number of observations "
+                "(its variance cannot be told apart from the residual variance)"
+            )

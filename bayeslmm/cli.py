@@ -1,0 +1,67 @@
+"""Command line: ``bayeslmm fit DATA.csv "FORMULA" [--method REML|ML]`` and ``bayeslmm example NAME``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+import pandas as pd
+
+from . import datasets
+from .errors import LMMError
+from .model import LMM
+
+EXAMPLES = {
+    "sleepstudy": "Reaction ~ Days + (Days | Subject)",
+    "Dyestuff": "Yield ~ 1 + (1 | Batch)",
+    "Penicillin": "diameter ~ 1 + (1 | plate) + (1 | sample)",
+    "Pastes": "strength ~ 1 + (1 | batch/cask)",
+    "Sitka": "size ~ time * treat + (1 | tree)",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "example":
+            name = {k.lower(): k for k in EXAMPLES}.get(args.name.lower())
+            if name is None:
+                raise LMMError(f"no example {args.name!r}; choose one of {', '.join(EXAMPLES)}")
+            data, formula = datasets.load(name), EXAMPLES[name]
+            print(f"Example {name}: {len(data)} rows, formula {formula}\n")
+        else:
+            data, formula = _read_csv(args.data), args.formula
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = LMM(formula, data).fit(method=args.method)
+        print(fit.summary())
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
+    except LMMError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, pd.errors.ParserError) as err:
+        raise LMMError(f"could not read {path!r} as CSV: {err}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bayeslmm", description="Linear mixed models from lme4 formulas.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    fit = commands.add_parser("fit", help="fit a model to a CSV file and print its summary")
+    fit.add_argument("data", help="CSV file with a header row")
+    fit.add_argument("formula", help="lme4 formula, e.g. 'y ~ x + (x | g)'")
+    example = commands.add_parser("example", help="fit a bundled example and print its summary")
+    example.add_argument("name", help=f"one of: {', '.join(EXAMPLES)}")
+    for sub in (fit, example):
+        sub.add_argument("--method", default="REML", choices=["REML", "ML"], type=str.upper)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

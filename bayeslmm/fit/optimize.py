@@ -1,0 +1,103 @@
+"""REML / ML: minimise the profiled deviance over θ, then profile β and σ.
+
+θ is optimised in units of its natural size (``layout.scale``: 1 / rms of the
+column it multiplies), so that a slope on time in days is as well conditioned as
+an intercept.  One grouping factor: L-BFGS-B with the log-density's exact
+gradient.  Several factors: COBYQA, a derivative-free trust-region method with
+bounds (the role BOBYQA plays in lme4).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from .. import logdensity as ld
+from ..crossprod import CrossProducts
+from ..errors import ConvergenceWarning
+from ..theta import ThetaLayout
+
+GRADIENT_TOLERANCE = 2e-3  # lme4's check.conv.grad tolerance, here on the scaled gradient
+
+
+@dataclass(frozen=True)
+class ThetaFit:
+    theta: np.ndarray
+    deviance: float
+    converged: bool
+    message: str
+    n_evaluations: int
+
+
+def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None) -> ThetaFit:
+    """Minimise the profiled deviance over θ, from ``start`` or ``layout.start``."""
+    if layout.size == 0:
+        return ThetaFit(np.zeros(0), ld.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
+    scale = layout.scale
+    start = layout.start if start is None else np.asarray(start, dtype=float)
+    bounds = [(0.0, None) if lo == 0 else (None, None) for lo in layout.lower]
+    if stats.n_factors == 1:
+        def fun(scaled):
+            value, grad = ld.objective_gradient(scaled * scale, stats, layout, reml)
+            return value, grad * scale
+        options = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10, "maxls": 50}
+        result = minimize(fun, start / scale, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+    else:
+        def fun(scaled):
+            return ld.objective(scaled * scale, stats, layout, reml)
+        options = {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
+        result = minimize(fun, start / scale, method="COBYQA", bounds=bounds, options=options)
+    theta = snap_to_bounds(result.x * scale, layout)
+    deviance = ld.objective(theta, stats, layout, reml)
+    converged, message = check_convergence(theta, deviance, stats, layout, reml, result.message)
+    return ThetaFit(theta, deviance, converged, message, int(result.nfev))
+
+
+def snap_to_bounds(theta: np.ndarray, layout: ThetaLayout) -> np.ndarray:
+    theta = np.array(theta, dtype=float)
+    theta[layout.diagonal] = np.maximum(theta[layout.diagonal], 0.0)
+    return theta
+
+
+def scaled_gradient(theta, stats, layout, reml) -> np.ndarray:
+    """Gradient in θ's natural units; components pushing against an active bound set to 0."""
+    if stats.n_factors == 1:
+        grad = ld.objective_gradient(theta, stats, layout, reml)[1] * layout.scale
+    else:
+        grad = _finite_difference(theta, stats, layout, reml)
+    at_bound = layout.diagonal & (theta <= 0) & (grad > 0)
+    return np.where(at_bound, 0.0, grad)
+
+
+def _finite_difference(theta, stats, layout, reml) -> np.ndarray:
+    """Central differences in scaled units; forward ones at a lower bound."""
+    step = 1e-5
+    grad = np.zeros_like(theta)
+    here = ld.objective(theta, stats, layout, reml)
+    for j in range(theta.size):
+        up, down = theta.copy(), theta.copy()
+        up[j] += step * layout.scale[j]
+        down[j] -= step * layout.scale[j]
+        f_up = ld.objective(up, stats, layout, reml)
+        if layout.diagonal[j] and down[j] < 0:
+            grad[j] = (f_up - here) / step
+        else:
+            grad[j] = (f_up - ld.objective(down, stats, layout, reml)) / (2 * step)
+    return grad
+
+
+def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -> tuple[bool, str]:
+    if not np.isfinite(deviance):
+        return False, "the deviance is not finite at the optimum"
+    grad = scaled_gradient(theta, stats, layout, reml)
+    worst = float(np.max(np.abs(grad)))
+    if worst > GRADIENT_TOLERANCE:
+        message = (
+            f"model failed to converge: max|grad| = {worst:.3g} (tol = {GRADIENT_TOLERANCE}); "
+            f"optimizer said: {optimizer_message}"
+        )
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+        return False, message
+    return True, f"converged (max|grad| = {worst:.2g})"

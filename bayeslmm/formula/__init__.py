@@ -1,0 +1,5 @@
+"""Formula stage: lme4 formula text + data → ModelSpec (no math)."""
+from .bars import ParsedFormula, RandomBar, parse_formula
+from .design import build_spec
+
+__all__ = ["ParsedFormula", "RandomBar", "parse_formula", "build_spec"]

@@ -1,0 +1,218 @@
+"""Turn a parsed formula and a DataFrame into a ModelSpec, checking the data on the way.
+
+formulae evaluates the fixed part and each bar's left-hand side as ordinary
+(common) designs; grouping factors are coded here, so no dense n × levels
+matrix is ever built.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import formulae as fm
+import numpy as np
+import pandas as pd
+
+from .. import checks
+from ..errors import LMMError
+from ..spec import GroupingFactor, ModelSpec, RandomTerm
+from .bars import ParsedFormula, RandomBar, parse_formula
+from .transforms import from_formulae_names, to_formulae_text
+
+
+@dataclass(frozen=True)
+class Design:
+    """What is needed to evaluate the same model on new data."""
+
+    fixed: object  # formulae DesignMatrices of the fixed part
+    bars: tuple[object, ...]  # formulae DesignMatrices of each bar's left-hand side
+    bar_factor: tuple[int, ...]  # factor index of each bar
+    factor_groups: tuple[tuple[str, ...], ...]  # grouping variables of each factor
+    kept_columns: np.ndarray  # fixed columns kept after dropping aliased ones
+
+
+def build_spec(formula: str, data: pd.DataFrame) -> ModelSpec:
+    """Parse ``formula``, check and clean ``data`` (never modified) and build the spec."""
+    parsed = parse_formula(formula)
+    checks.check_dataframe(data)
+    used = _used_columns(parsed, data)
+    clean = checks.drop_missing_rows(data, used)
+    fixed = _fixed_design(parsed, clean)
+    y = _response(fixed, parsed)
+    X, names, kept = _fixed_matrix(fixed)
+    factors, terms, bar_designs, bar_factor, groups = _random_part(parsed, clean)
+    design = Design(fixed, bar_designs, bar_factor, groups, kept)
+    spec = ModelSpec(parsed.text, parsed.response, y, X, names, factors, terms, clean.index, design)
+    checks.check_levels(spec)
+    return spec
+
+
+# --- variables -----------------------------------------------------------------
+
+
+def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+    names = _var_names(f"{parsed.response} ~ {parsed.fixed}", parsed.text)
+    for bar in parsed.bars:
+        names |= _var_names(bar.lhs, parsed.text) | set(bar.group)
+    used = sorted(names)
+    checks.check_columns_exist(used, data)
+    return used
+
+
+def _var_names(text: str, formula: str) -> set[str]:
+    try:
+        return set(fm.model_description(to_formulae_text(text)).var_names)
+    except Exception as err:  # formulae raises several parse error types
+        raise LMMError(f"could not parse formula {formula!r} near {text!r}: {err}") from None
+
+
+def _design(text: str, data: pd.DataFrame, formula: str):
+    try:
+        return fm.design_matrices(to_formulae_text(text), data, na_action="error")
+    except LMMError:
+        raise
+    except Exception as err:
+        raise LMMError(f"could not evaluate {text!r} of formula {formula!r}: {err}") from None
+
+
+# --- fixed part ----------------------------------------------------------------
+
+
+def _fixed_design(parsed: ParsedFormula, data: pd.DataFrame):
+    return _design(f"{parsed.response} ~ {parsed.fixed}", data, parsed.text)
+
+
+def _response(fixed, parsed: ParsedFormula) -> np.ndarray:
+    if getattr(fixed.response, "kind", "numeric") != "numeric":
+        raise LMMError(
+            f"the response {parsed.response!r} must be numeric; it is categorical. "
+            "A linear mixed model needs a numeric (continuous) outcome."
+        )
+    y = np.asarray(fixed.response.design_matrix, dtype=float).reshape(-1)
+    checks.check_finite(y, parsed.response)
+    return y
+
+
+def _fixed_matrix(fixed) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+    """X in R's column order, aliased columns dropped; also the formulae columns it keeps."""
+    full = np.asarray(fixed.common.design_matrix, dtype=float)
+    names = _lme4_names(fixed.common.as_dataframe().columns)
+    order = _r_term_order(fixed.common)
+    kept = order[checks.non_aliased_columns(full[:, order])]
+    dropped = [names[j] for j in order if j not in set(kept)]
+    if dropped:
+        plural = "s" if len(dropped) > 1 else ""
+        warnings.warn(
+            f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} column{plural} / "
+            f"coefficient{plural}: {', '.join(dropped)}",
+            stacklevel=4,
+        )
+    return np.ascontiguousarray(full[:, kept]), tuple(names[j] for j in kept), kept
+
+
+def _r_term_order(common) -> np.ndarray:
+    """Columns ordered as R's model.matrix orders terms: by interaction order, then as written."""
+    slices = list(common.slices.items())
+    degree = {name: len(getattr(common.terms[name], "components", [])) for name, _ in slices}
+    ordered = sorted(slices, key=lambda item: degree[item[0]])  # stable
+    return np.concatenate([np.arange(sl.start, sl.stop) for _, sl in ordered]).astype(int)
+
+
+def _lme4_names(columns) -> list[str]:
+    return ["(Intercept)" if c == "Intercept" else c for c in from_formulae_names(list(columns))]
+
+
+# --- random part ---------------------------------------------------------------
+
+
+def _random_part(parsed: ParsedFormula, data: pd.DataFrame):
+    """Code each grouping factor once and stack the columns of all its bars."""
+    groups: list[tuple[str, ...]] = []
+    for bar in parsed.bars:
+        if bar.group not in groups:
+            groups.append(bar.group)
+    coded = [group_codes(data, g) for g in groups]
+    bar_designs = [_design(bar.lhs, data, parsed.text) for bar in parsed.bars]
+    order = sorted(range(len(groups)), key=lambda f: -len(coded[f][1]))  # stable
+    rank = {f: i for i, f in enumerate(order)}
+    bar_factor = tuple(rank[groups.index(bar.group)] for bar in parsed.bars)
+    factors = [_factor(parsed, groups[f], coded[f], bar_designs, bar_factor, rank[f]) for f in order]
+    terms = _terms(parsed.bars, bar_designs, bar_factor, factors)
+    _check_repeated_columns(parsed, factors)
+    return tuple(factors), terms, tuple(bar_designs), bar_factor, tuple(groups[f] for f in order)
+
+
+def _factor(parsed, group, coded, bar_designs, bar_factor, index) -> GroupingFactor:
+    codes, levels = coded
+    mine = [b for b, f in enumerate(bar_factor) if f == index]
+    raw = np.column_stack([np.asarray(bar_designs[b].common.design_matrix, float) for b in mine])
+    names = sum((_lme4_names(bar_designs[b].common.as_dataframe().columns) for b in mine), [])
+    return GroupingFactor(parsed.bars[mine[0]].group_name, codes, levels, raw, tuple(names))
+
+
+def _terms(bars, bar_designs, bar_factor, factors) -> tuple[RandomTerm, ...]:
+    offsets = [0] * len(factors)
+    terms = []
+    for bar, design, f in zip(bars, bar_designs, bar_factor):
+        names = tuple(_lme4_names(design.common.as_dataframe().columns))
+        terms.append(RandomTerm(bar.group_name, names, f, offsets[f]))
+        offsets[f] += len(names)
+    # lme4 orders terms by decreasing number of levels, keeping formula order on ties
+    return tuple(sorted(terms, key=lambda t: -factors[t.factor].n_levels))
+
+
+def _check_repeated_columns(parsed: ParsedFormula, factors) -> None:
+    for factor in factors:
+        seen = [c for c in factor.column_names]
+        repeated = {c for c in seen if seen.count(c) > 1}
+        if repeated:
+            raise LMMError(
+                f"the random-effect column(s) {sorted(repeated)} appear in more than one term on "
+                f"{factor.name!r} in {parsed.text!r}; give each column once per grouping factor, "
+                f"e.g. '(1 | g) + (0 + x | g)'"
+            )
+
+
+def group_codes(data: pd.DataFrame, group: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Level codes and labels of a grouping factor (an interaction when several columns).
+
+    Levels are sorted as R sorts a factor's levels; an interaction's levels are the
+    observed combinations, the first variable varying slowest (lme4's ``a:b``).
+    """
+    parts = [_categorical(data[name]) for name in group]
+    if len(parts) == 1:
+        cat = parts[0]
+        return cat.codes.astype(np.intp), tuple(_format_level(v) for v in cat.categories)
+    stacked = np.column_stack([c.codes for c in parts])
+    combos, codes = np.unique(stacked, axis=0, return_inverse=True)
+    labels = tuple(
+        ":".join(_format_level(parts[k].categories[j]) for k, j in enumerate(row)) for row in combos
+    )
+    return codes.reshape(-1).astype(np.intp), labels
+
+
+def level_labels(data: pd.DataFrame, group: tuple[str, ...]) -> np.ndarray:
+    """The level label of every row, formatted as in :func:`group_codes` (for new data)."""
+    columns = [data[name].map(_format_level).astype(str).to_numpy() for name in group]
+    labels = columns[0]
+    for col in columns[1:]:
+        labels = np.char.add(np.char.add(labels.astype(str), ":"), col.astype(str))
+    return labels
+
+
+def _categorical(column: pd.Series) -> pd.Categorical:
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.remove_unused_categories().array
+    return pd.Categorical(column)
+
+
+_INTEGRAL_FLOAT = re.compile(r"^-?\d+\.0$")
+
+
+def _format_level(value) -> str:
+    text = str(value)
+    return text[:-2] if isinstance(value, float) and _INTEGRAL_FLOAT.match(text) else text
+
+
+__all__ = ["build_spec", "Design", "group_codes", "level_labels", "RandomBar"]

@@ -1,0 +1,228 @@
+"""LMMResult: a REML/ML fit, its estimates and the tables lme4 users know."""
+from __future__ import annotations
+
+import warnings
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from .. import logdensity as ld
+from ..crossprod import CrossProducts
+from ..errors import LMMError, SingularFitWarning
+from ..fit.optimize import ThetaFit
+from ..spec import ModelSpec
+from ..theta import ThetaLayout
+from . import printing
+from .newdata import new_data_matrices
+
+SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
+
+
+class LMMResult:
+    """A linear mixed model fitted by REML or ML.
+
+    Examples
+    --------
+    >>> import bayeslmm as blm
+    >>> fit = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy")).fit()
+    >>> round(fit.loglik, 3)
+    -871.814
+    >>> fit.fixef.round(3).to_dict()
+    {'(Intercept)': 251.405, 'Days': 10.467}
+    """
+
+    def __init__(self, spec: ModelSpec, stats: CrossProducts, layout: ThetaLayout, method: str, opt: ThetaFit):
+        self.spec, self.layout, self.method = spec, layout, method
+        self.reml = method == "REML"
+        self.theta = opt.theta
+        self.converged, self.message = opt.converged, opt.message
+        self._factorization = ld.factorize(opt.theta, stats, layout)
+        self._profile = ld.profile(self._factorization, spec.p)
+        self.deviance = float(opt.deviance)
+        self.sigma = float(np.sqrt(ld.sigma2_hat(self._profile, spec.n, self.reml)))
+        self.is_singular = bool(np.any(opt.theta[layout.diagonal] < SINGULAR_TOLERANCE))
+        if self.is_singular:
+            warnings.warn(
+                "boundary (singular) fit: a variance is estimated as 0 or a correlation as ±1; "
+                "see result.varcorr and consider simplifying the random effects",
+                SingularFitWarning,
+                stacklevel=3,
+            )
+
+    # --- criteria -------------------------------------------------------------------
+
+    @property
+    def nobs(self) -> int:
+        return self.spec.n
+
+    @property
+    def ngrps(self) -> dict[str, int]:
+        return {f.name: f.n_levels for f in self.spec.factors}
+
+    @property
+    def npar(self) -> int:
+        """Number of parameters: fixed effects, θ and σ (lme4's ``df`` of logLik)."""
+        return self.spec.p + self.layout.size + 1
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood at the optimum (the REML log-likelihood for a REML fit)."""
+        return -0.5 * self.deviance
+
+    @property
+    def aic(self) -> float:
+        return self.deviance + 2 * self.npar
+
+    @property
+    def bic(self) -> float:
+        return self.deviance + np.log(self.nobs) * self.npar
+
+    # --- fixed effects --------------------------------------------------------------
+
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._profile.beta, index=list(self.spec.fixef_names), name="Estimate")
+
+    @cached_property
+    def vcov(self) -> pd.DataFrame:
+        """σ̂² M⁻¹, the covariance of the fixed-effect estimates given θ (as lme4's vcov)."""
+        p = self.spec.p
+        LXinv = ld.solve_lower(self._profile.LX, np.eye(p))
+        names = list(self.spec.fixef_names)
+        return pd.DataFrame(self.sigma**2 * LXinv.T @ LXinv, index=names, columns=names)
+
+    @property
+    def se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov)), index=self.vcov.index, name="Std. Error")
+
+    # --- variance components --------------------------------------------------------
+
+    def term_covariances(self) -> list[np.ndarray]:
+        """Σ_k = σ² T_k T_k' for each random term, in lme4's order."""
+        out = []
+        for term in self.spec.terms:
+            T = self._factorization.T[term.factor][term.columns, term.columns]
+            out.append(self.sigma**2 * T @ T.T)
+        return out
+
+    @cached_property
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components as lme4's ``as.data.frame(VarCorr(fit))``."""
+        rows = []
+        for label, term, cov in zip(_unique_labels(self.spec.terms), self.spec.terms, self.term_covariances()):
+            sd = np.sqrt(np.diag(cov))
+            names = term.column_names
+            rows += [(label, names[i], None, cov[i, i], sd[i]) for i in range(len(names))]
+            for c in range(len(names)):
+                for r in range(c + 1, len(names)):
+                    corr = cov[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else np.nan
+                    rows.append((label, names[c], names[r], cov[r, c], corr))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    # --- random effects -------------------------------------------------------------
+
+    @cached_property
+    def _modes(self) -> list[np.ndarray]:
+        return ld.conditional_modes(self._factorization, self._profile.beta)
+
+    def ranef(self, cond_var: bool = True) -> pd.DataFrame:
+        """Conditional modes (BLUPs) as lme4's ``as.data.frame(ranef(fit, condVar = TRUE))``.
+
+        Columns ``grpvar, term, grp, condval`` and, with ``cond_var``, ``condsd``.
+        """
+        covs = ld.conditional_covariances(self._factorization, self.sigma**2) if cond_var else None
+        frames = []
+        for f, (factor, b) in enumerate(zip(self.spec.factors, self._modes)):
+            G, S = b.shape
+            frame = pd.DataFrame({
+                "grpvar": factor.name,
+                "term": np.repeat(factor.column_names, G),
+                "grp": np.tile(factor.levels, S),
+                "condval": b.T.reshape(-1),
+            })
+            if cond_var:
+                frame["condsd"] = np.sqrt(np.diagonal(covs[f], axis1=1, axis2=2)).T.reshape(-1)
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame(columns=["grpvar", "term", "grp", "condval"] + (["condsd"] if cond_var else []))
+        return pd.concat(frames, ignore_index=True)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients: fixed effects plus that level's random effects (lme4's coef)."""
+        out = {}
+        for factor, b in zip(self.spec.factors, self._modes):
+            table = pd.DataFrame(np.tile(self._profile.beta, (factor.n_levels, 1)),
+                                 index=list(factor.levels), columns=list(self.spec.fixef_names))
+            for s, name in enumerate(factor.column_names):
+                table[name] = table.get(name, 0.0) + b[:, s]
+            out[factor.name] = table
+        return out
+
+    # --- fitted values and prediction ----------------------------------------------
+
+    def _random_part(self, factors_codes_raw) -> np.ndarray:
+        total = 0.0
+        for b, (codes, raw) in zip(self._modes, factors_codes_raw):
+            known = codes >= 0
+            contribution = np.zeros(raw.shape[0])
+            contribution[known] = np.einsum("is,is->i", raw[known], b[codes[known]])
+            total = total + contribution
+        return total
+
+    def fitted(self) -> pd.Series:
+        """Xβ̂ + Zb̂ for the rows used in the fit (indexed by the caller's row labels)."""
+        values = self.spec.X @ self._profile.beta + self._random_part(
+            [(f.codes, f.raw) for f in self.spec.factors])
+        return pd.Series(values, index=self.spec.row_labels, name="fitted")
+
+    def residuals(self) -> pd.Series:
+        return pd.Series(self.spec.y - self.fitted().to_numpy(), index=self.spec.row_labels, name="residuals")
+
+    def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True,
+                allow_new_levels: bool = False) -> pd.Series:
+        """Predictions for ``newdata`` (the fitted rows when None).
+
+        ``include_re=False`` gives the population-level prediction Xβ̂.  A level not
+        seen in the fit is an error unless ``allow_new_levels``, when its random
+        effects are 0 (the population prediction), as in lme4.
+        """
+        if newdata is None:
+            return self.fitted() if include_re else pd.Series(self.spec.X @ self._profile.beta,
+                                                               index=self.spec.row_labels, name="predicted")
+        X, factors_codes_raw = new_data_matrices(self.spec, newdata, allow_new_levels)
+        values = X @ self._profile.beta
+        if include_re:
+            values = values + self._random_part(factors_codes_raw)
+        return pd.Series(values, index=newdata.index, name="predicted")
+
+    # --- reports --------------------------------------------------------------------
+
+    def summary(self) -> printing.Summary:
+        """A report in the spirit of lme4's ``summary(lmer)``; prints as text, renders in Jupyter."""
+        return printing.summarize(self)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+
+def _unique_labels(terms) -> list[str]:
+    """R's make.unique on group names: 'Subject', 'Subject.1', …"""
+    seen: dict[str, int] = {}
+    labels = []
+    for term in terms:
+        count = seen.get(term.group_name, 0)
+        labels.append(term.group_name if count == 0 else f"{term.group_name}.{count}")
+        seen[term.group_name] = count + 1
+    return labels
+
+
+def check_method(method: str) -> str:
+    valid = ("REML", "ML")
+    if not isinstance(method, str) or method.upper() not in valid:
+        raise LMMError(f"method must be one of {', '.join(valid)}; got {method!r}")
+    return method.upper()

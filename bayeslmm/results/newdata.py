@@ -1,0 +1,45 @@
+"""Evaluate a fitted model's design on new rows (for predict)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import checks
+from ..errors import LMMError
+from ..formula.design import level_labels
+from ..spec import ModelSpec
+
+
+def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: bool):
+    """X for ``newdata`` and, per grouping factor, (level codes, raw columns); code −1 = new level."""
+    checks.check_dataframe(newdata)
+    design = spec.design
+    X = _evaluate(design.fixed.common, newdata)[:, design.kept_columns]
+    factors = []
+    for f, factor in enumerate(spec.factors):
+        group = design.factor_groups[f]
+        checks.check_columns_exist(list(group), newdata)
+        raw = np.column_stack([_evaluate(design.bars[b].common, newdata)
+                               for b, owner in enumerate(design.bar_factor) if owner == f])
+        codes = pd.Index(factor.levels).get_indexer(level_labels(newdata, group))
+        _check_new_levels(factor.name, newdata, group, codes, allow_new_levels)
+        factors.append((codes, raw))
+    return X, factors
+
+
+def _evaluate(common, newdata: pd.DataFrame) -> np.ndarray:
+    try:
+        return np.asarray(common.evaluate_new_data(newdata)).astype(float)
+    except Exception as err:  # formulae reports missing columns and unseen categories this way
+        raise LMMError(f"could not evaluate the model's predictors on newdata: {err}") from None
+
+
+def _check_new_levels(name, newdata, group, codes, allow_new_levels) -> None:
+    new = codes < 0
+    if new.any() and not allow_new_levels:
+        unseen = pd.unique(level_labels(newdata.loc[new], group))
+        raise LMMError(
+            f"newdata has {len(unseen)} level(s) of {name!r} not seen in the fit "
+            f"({', '.join(map(str, unseen[:5]))}{' …' if len(unseen) > 5 else ''}); pass "
+            "allow_new_levels=True to predict them at the population level (random effects 0)"
+        )

@@ -1,0 +1,76 @@
+"""ModelSpec: the plain, immutable description of a linear mixed model's data.
+
+Everything downstream (sufficient statistics, the log-density, the optimiser,
+the Bayesian model, the result tables) reads only this.  No pymc, no scipy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class GroupingFactor:
+    """One grouping factor with the columns of every random term on it.
+
+    ``raw[:, s]`` multiplies ``b[codes, s]``: Z is never formed, its rows are
+    ``raw[i]`` placed at the columns of level ``codes[i]``.
+    """
+
+    name: str  # lme4's label: "Subject", "cask:batch"
+    codes: np.ndarray  # (n,) level index of each row
+    levels: tuple[str, ...]
+    raw: np.ndarray  # (n, S) left-hand-side columns of all terms on this factor
+    column_names: tuple[str, ...]
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def n_columns(self) -> int:
+        return self.raw.shape[1]
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One bar ``(lhs | g)``: columns of one factor sharing one covariance matrix."""
+
+    group_name: str
+    column_names: tuple[str, ...]
+    factor: int  # index into ModelSpec.factors
+    offset: int  # first column of this term inside the factor's raw matrix
+
+    @property
+    def size(self) -> int:
+        return len(self.column_names)
+
+    @property
+    def columns(self) -> slice:
+        return slice(self.offset, self.offset + self.size)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """y, X and the random-effect factors of one model, rows already cleaned."""
+
+    formula: str
+    response_name: str
+    y: np.ndarray  # (n,)
+    X: np.ndarray  # (n, p)
+    fixef_names: tuple[str, ...]
+    factors: tuple[GroupingFactor, ...]  # by decreasing number of levels
+    terms: tuple[RandomTerm, ...]  # lme4's order: by decreasing number of levels
+    row_labels: pd.Index  # the caller's index labels of the rows used
+    design: Any = field(default=None, compare=False, repr=False)  # for new data
+
+    @property
+    def n(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
