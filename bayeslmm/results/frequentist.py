@@ -191,7 +191,7 @@ class LMMResult:
         if newdata is None:
             return self.fitted() if include_re else pd.Series(self.spec.X @ self._profile.beta,
                                                                index=self.spec.row_labels, name="predicted")
-        X, factors_codes_raw = new_data_matrices(self.spec, newdata, allow_new_levels)
+        X, factors_codes_raw = new_data_matrices(self.spec, newdata, allow_new_levels, include_re)
         values = X @ self._profile.beta
         if include_re:
             values = values + self._random_part(factors_codes_raw)

@@ -10,13 +10,13 @@ from ..formula.design import level_labels
 from ..spec import ModelSpec
 
 
-def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: bool):
+def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: bool, include_re: bool = True):
     """X for ``newdata`` and, per grouping factor, (level codes, raw columns); code −1 = new level."""
     checks.check_dataframe(newdata)
     design = spec.design
     X = _evaluate(design.fixed.common, newdata)[:, design.kept_columns]
     factors = []
-    for f, factor in enumerate(spec.factors):
+    for f, factor in enumerate(spec.factors if include_re else ()):
         group = design.factor_groups[f]
         checks.check_columns_exist(list(group), newdata)
         raw = np.column_stack([_evaluate(design.bars[b].common, newdata)

@@ -1,0 +1,129 @@
+"""Bad input gets an LMMError that names the problem; cleaning is counted; data never change."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayeslmm as blm
+from conftest import REPO
+
+
+def test_lmm_error_is_a_value_error():
+    assert issubclass(blm.LMMError, ValueError)
+
+
+def test_unknown_column_is_named_with_near_matches(sleepstudy):
+    with pytest.raises(blm.LMMError, match=r"'Day'.*'Days'"):
+        blm.LMM("Reaction ~ Day + (1 | Subject)", sleepstudy)
+    with pytest.raises(blm.LMMError, match="'Subjet'"):
+        blm.LMM("Reaction ~ Days + (1 | Subjet)", sleepstudy)
+
+
+def test_non_numeric_response(sleepstudy):
+    with pytest.raises(blm.LMMError, match="must be numeric"):
+        blm.LMM("Subject ~ Days + (1 | Subject)", sleepstudy)
+
+
+def test_grouping_factor_with_one_level(sleepstudy):
+    data = sleepstudy.assign(one="a")
+    with pytest.raises(blm.LMMError, match="only 1 level"):
+        blm.LMM("Reaction ~ Days + (1 | one)", data)
+
+
+def test_as_many_levels_as_observations(sleepstudy):
+    data = sleepstudy.assign(row=[f"r{i}" for i in range(len(sleepstudy))])
+    with pytest.raises(blm.LMMError, match="180 levels for 180 observations"):
+        blm.LMM("Reaction ~ Days + (1 | row)", data)
+
+
+def test_infinite_values_name_the_column(sleepstudy):
+    data = sleepstudy.astype({"Days": float})
+    data.loc[3, "Days"] = np.inf
+    with pytest.raises(blm.LMMError, match="'Days' has 1 infinite value"):
+        blm.LMM("Reaction ~ Days + (1 | Subject)", data)
+
+
+def test_non_finite_transform_is_named(sleepstudy):
+    data = sleepstudy.assign(Reaction=sleepstudy["Reaction"] - 300)
+    with pytest.raises(blm.LMMError, match="np.log"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            blm.LMM("np.log(Reaction) ~ Days + (1 | Subject)", data)
+
+
+def test_empty_data(sleepstudy):
+    with pytest.raises(blm.LMMError, match="no rows"):
+        blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy.iloc[:0])
+
+
+def test_not_a_dataframe(sleepstudy):
+    with pytest.raises(blm.LMMError, match="DataFrame"):
+        blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy.to_dict())
+
+
+def test_malformed_formula(sleepstudy):
+    with pytest.raises(blm.LMMError, match="malformed"):
+        blm.LMM("Reaction ~ Days + (Days | )", sleepstudy)
+    with pytest.raises(blm.LMMError, match="could not parse"):
+        blm.LMM("Reaction ~ Days +* 2 + (1 | Subject)", sleepstudy)
+
+
+def test_unknown_method(sleepstudy):
+    model = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    with pytest.raises(blm.LMMError, match="REML, ML"):
+        model.fit(method="OLS")
+    assert model.fit(method="ml").method == "ML"
+
+
+def test_missing_rows_are_dropped_with_a_count_and_the_fit_equals_the_clean_fit():
+    data = pd.read_csv(REPO / "tests/data/missing.csv")
+    with pytest.warns(UserWarning, match=r"dropped 12 of 200 rows"):
+        fit = blm.LMM("y ~ x + (1 | g)", data).fit()
+    clean = blm.LMM("y ~ x + (1 | g)", data.dropna(subset=["y", "x", "g"])).fit()
+    assert fit.nobs == 188 and fit.loglik == pytest.approx(clean.loglik, abs=1e-10)
+    np.testing.assert_allclose(fit.fixef, clean.fixef)
+    assert list(fit.fitted().index) == list(clean.fitted().index)
+
+
+def test_missing_values_in_unused_columns_are_ignored(sleepstudy):
+    data = sleepstudy.assign(unused=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert blm.LMM("Reaction ~ Days + (1 | Subject)", data).spec.n == 180
+
+
+def test_aliased_columns_are_dropped_with_a_warning():
+    data = pd.read_csv(REPO / "tests/data/aliased.csv")
+    with pytest.warns(UserWarning, match="rank deficient so dropping 1 column / coefficient: x2"):
+        fit = blm.LMM("y ~ x + x2 + (1 | g)", data).fit()
+    assert list(fit.fixef.index) == ["(Intercept)", "x"]
+
+
+def test_callers_data_are_never_modified():
+    data = pd.read_csv(REPO / "tests/data/missing.csv")
+    before = data.copy(deep=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = blm.LMM("y ~ x + scale(x) + (1 | g)", data).fit()
+        fit.predict(data.dropna())
+    pd.testing.assert_frame_equal(data, before)
+
+
+def test_new_levels_in_predict(sleepstudy):
+    fit = blm.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy).fit()
+    new = pd.DataFrame({"Days": [0, 5], "Subject": ["308", "999"]})
+    with pytest.raises(blm.LMMError, match=r"1 level\(s\) of 'Subject' not seen.*999"):
+        fit.predict(new)
+    predicted = fit.predict(new, allow_new_levels=True)
+    population = fit.predict(new, include_re=False)
+    assert predicted.iloc[1] == pytest.approx(population.iloc[1])
+    assert predicted.iloc[0] != pytest.approx(population.iloc[0])
+
+
+def test_predict_with_a_missing_column(sleepstudy):
+    fit = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy).fit()
+    with pytest.raises(blm.LMMError):
+        fit.predict(pd.DataFrame({"Subject": ["308"]}))

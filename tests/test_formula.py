@@ -1,0 +1,112 @@
+"""Formula parsing (bars, ||, a/b) and the spec it builds: names, factors, terms."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayeslmm as blm
+from bayeslmm.formula import build_spec, parse_formula
+from conftest import REPO
+
+
+def test_bars_are_found_and_the_fixed_part_is_kept():
+    parsed = parse_formula("Reaction ~ Days + (Days | Subject)")
+    assert parsed.response == "Reaction" and parsed.fixed == "Days"
+    assert [(b.lhs, b.group) for b in parsed.bars] == [("Days", ("Subject",))]
+
+
+def test_double_bar_expands_to_one_bar_per_term():
+    parsed = parse_formula("y ~ x + (1 + x + z || g)")
+    assert [b.lhs for b in parsed.bars] == ["1", "0 + x", "0 + z"]
+    assert [b.lhs for b in parse_formula("y ~ (0 + x || g)").bars] == ["0 + x"]
+
+
+def test_nesting_expands_outer_to_inner_with_lme4_labels():
+    parsed = parse_formula("y ~ x + (1 | a/b/c)")
+    assert [b.group_name for b in parsed.bars] == ["a", "b:a", "c:b:a"]
+
+
+def test_no_random_term_and_intercept_only_fixed_part():
+    assert parse_formula("y ~ x").bars == ()
+    assert parse_formula("y ~ (1 | g)").fixed == "1"
+
+
+def test_parenthesised_fixed_terms_are_not_bars():
+    parsed = parse_formula("y ~ (x + z) + (1 | g)")
+    assert parsed.fixed == "(x + z)" and len(parsed.bars) == 1
+
+
+@pytest.mark.parametrize("bad", ["y x", "y ~ (x|)", "y ~ (x | g", "~ x", "y ~ (x|g|h)", "y ~ x)", "", "y ~ (1 | a+b)"])
+def test_malformed_formulas_raise(bad):
+    with pytest.raises(blm.LMMError):
+        parse_formula(bad)
+
+
+def test_names_follow_formulae_with_lme4_intercept():
+    data = blm.datasets.load("Sitka")
+    spec = build_spec("size ~ time * treat + np.log(time) + (1 | tree)", data)
+    assert spec.fixef_names == ("(Intercept)", "time", "treat[ozone]", "np.log(time)", "time:treat[ozone]")
+    spec = build_spec("size ~ C(visit) * treat + (1 | tree)", data)
+    assert spec.fixef_names[:3] == ("(Intercept)", "C(visit)[2]", "C(visit)[3]")
+    assert spec.fixef_names[-1] == "C(visit)[5]:treat[ozone]" and len(spec.fixef_names) == 10
+
+
+def test_zero_intercept_and_categorical_random_slopes():
+    data = pd.read_csv(REPO / "tests/data/catslope.csv")
+    spec = build_spec("y ~ 0 + trt + (trt | g)", data)
+    assert spec.fixef_names == ("trt[a]", "trt[b]", "trt[c]")
+    assert spec.factors[0].column_names == ("(Intercept)", "trt[b]", "trt[c]")
+    spec0 = build_spec("y ~ trt + (0 + trt | g)", data)
+    assert spec0.factors[0].column_names == ("trt[a]", "trt[b]", "trt[c]")
+
+
+def test_scale_is_rs_scale_with_the_sample_sd():
+    data = pd.read_csv(REPO / "tests/data/transform.csv")
+    spec = build_spec("y ~ scale(z) + (1 | g)", data)
+    z = data["z"].to_numpy()
+    np.testing.assert_allclose(spec.X[:, 1], (z - z.mean()) / z.std(ddof=1))
+    assert spec.fixef_names[1] == "scale(z)"
+
+
+def test_numeric_grouping_column_is_a_factor_in_numeric_order():
+    data = pd.read_csv(REPO / "tests/data/numgroup.csv")
+    spec = build_spec("y ~ x + (1 | g)", data)
+    assert spec.factors[0].levels[:3] == ("1", "2", "3")
+    assert spec.factors[0].n_levels == data["g"].nunique()
+
+
+def test_interaction_grouping_levels_are_observed_combinations():
+    data = blm.datasets.load("Pastes")
+    spec = build_spec("strength ~ 1 + (1 | batch:cask)", data)
+    assert spec.factors[0].name == "batch:cask" and spec.factors[0].n_levels == 30
+    assert spec.factors[0].levels[:2] == ("A:a", "A:b")
+
+
+def test_crossed_factors_are_ordered_by_number_of_levels():
+    data = pd.read_csv(REPO / "tests/data/crossed3.csv")
+    spec = build_spec("y ~ x + (1 | f3) + (1 | f1) + (1 | f2)", data)
+    levels = [f.n_levels for f in spec.factors]
+    assert levels == sorted(levels, reverse=True)
+    assert [t.group_name for t in spec.terms] == [f.name for f in spec.factors]
+
+
+def test_several_terms_on_one_factor_share_its_block():
+    data = pd.read_csv(REPO / "tests/data/twoterms.csv")
+    spec = build_spec("y ~ x + (1 | g) + (0 + x | g)", data)
+    assert len(spec.factors) == 1 and spec.factors[0].column_names == ("(Intercept)", "x")
+    assert [(t.offset, t.size) for t in spec.terms] == [(0, 1), (1, 1)]
+
+
+def test_the_same_column_twice_on_one_factor_raises():
+    data = pd.read_csv(REPO / "tests/data/twoterms.csv")
+    with pytest.raises(blm.LMMError, match="more than one term"):
+        build_spec("y ~ x + (x | g) + (0 + x | g)", data)
+
+
+def test_no_dense_level_matrices_are_built():
+    """Z is never formed: the spec holds codes and n × S raw columns only."""
+    data = pd.read_csv(REPO / "tests/data/crossed3.csv")
+    spec = build_spec("y ~ x + (1 | f1) + (1 | f2) + (1 | f3)", data)
+    for factor in spec.factors:
+        assert factor.raw.shape == (spec.n, 1) and factor.codes.shape == (spec.n,)
