@@ -25,6 +25,7 @@ class CrossProducts:
     ZtXY2: np.ndarray | None  # (Q2, p+1)
     Z2tZ1: sp.csr_matrix | None  # (Q2, Q1) sparse
     levels: tuple[int, ...] = ()  # G_f of every factor
+    pairs: "DowndatePairs | None" = None  # for Z2'Z1 D Z1'Z2 with D block diagonal
 
     @property
     def n_factors(self) -> int:
@@ -54,10 +55,65 @@ def cross_products(spec: ModelSpec) -> CrossProducts:
         return CrossProducts(spec.n, spec.p, XYtXY, ZtZ1, ZtXY1, None, None, None, levels)
     Z2 = sp.hstack([factor_matrix(f) for f in spec.factors[1:]], format="csr")
     Z2t = Z2.T.tocsr()
+    Z2tZ1 = (Z2t @ Z1).tocsr()
     return CrossProducts(
         spec.n, spec.p, XYtXY, ZtZ1, ZtXY1,
-        ZtZ2=(Z2t @ Z2).toarray(), ZtXY2=np.asarray(Z2t @ XY), Z2tZ1=(Z2t @ Z1).tocsr(), levels=levels,
+        ZtZ2=(Z2t @ Z2).toarray(), ZtXY2=np.asarray(Z2t @ XY), Z2tZ1=Z2tZ1, levels=levels,
+        pairs=downdate_pairs(Z2tZ1, G1, S1),
     )
+
+
+@dataclass(frozen=True)
+class DowndatePairs:
+    """Z2'Z1 D Z1'Z2 = Σ_g C_g D_g C_g' as a scatter of fixed pairs of rows of C_g = Z2'Z1[:, g].
+
+    Each pair (i, j) of non-zero rows within one first-factor level g contributes
+    C_g[i] D_g C_g[j]'; its position, level and the products C_g[i,s] C_g[j,t] are
+    fixed by the data, so an evaluation is one gather and one bincount.  Only pairs
+    with i ≤ j are kept (D_g is symmetric), sorted by position for locality.
+    """
+
+    position: np.ndarray  # i * Q2 + j
+    level: np.ndarray  # g of the pair
+    products: np.ndarray  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
+    size: int  # Q2
+
+    def scatter(self, D: np.ndarray) -> np.ndarray:
+        """Σ_g C_g D_g C_g' as a dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
+        flat = D.reshape(D.shape[0], -1)
+        if flat.shape[1] == 1:
+            weights = self.products[:, 0] * flat[self.level, 0]
+        else:
+            weights = np.einsum("pk,pk->p", self.products, flat[self.level])
+        upper = np.bincount(self.position, weights, minlength=self.size**2).reshape(self.size, self.size)
+        return upper + upper.T - np.diag(np.diag(upper))
+
+
+def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
+    Q2 = Z2tZ1.shape[0]
+    coo = Z2tZ1.tocoo()
+    level_pattern = sp.csc_matrix((np.ones(coo.nnz), (coo.row, coo.col // S1)), shape=(Q2, G1))
+    level_pattern.sum_duplicates()
+    rows, counts = level_pattern.indices, np.diff(level_pattern.indptr)
+    dense_rows = Z2tZ1.tocsc()
+    values = np.stack([dense_rows[rows, np.repeat(np.arange(G1), counts) * S1 + s].A1 for s in range(S1)], axis=1)
+    first, second = _pairs_within_groups(level_pattern.indptr, counts)
+    level = np.repeat(np.arange(G1), counts**2)
+    keep = rows[first] <= rows[second]
+    first, second, level = first[keep], second[keep], level[keep]
+    position = rows[first].astype(np.int64) * Q2 + rows[second]
+    order = np.argsort(position, kind="stable")
+    first, second, level, position = first[order], second[order], level[order], position[order]
+    products = (values[first][:, :, None] * values[second][:, None, :]).reshape(len(first), S1 * S1)
+    return DowndatePairs(position, level.astype(np.intp), products, Q2)
+
+
+def _pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All ordered pairs (a, b) of positions a, b within the same group of a CSC column layout."""
+    starts = np.repeat(indptr[:-1], counts**2)
+    within = np.arange(starts.size) - np.repeat(np.cumsum(counts**2) - counts**2, counts**2)
+    width = np.repeat(counts, counts**2)
+    return starts + within // np.maximum(width, 1), starts + within % np.maximum(width, 1)
 
 
 def _block_diagonal(ZtZ: sp.spmatrix, G: int, S: int) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
+from . import batched
 from .crossprod import CrossProducts
 from .theta import ThetaLayout
 
@@ -39,8 +40,10 @@ class Factorization:
 
     T: list[np.ndarray]  # relative covariance factor of each grouping factor
     L1: np.ndarray | None  # (G1, S1, S1) per level of the first factor
+    L1inv: np.ndarray | None  # (G1, S1, S1) its inverse
     R1: np.ndarray | None  # (G1, S1, p+1) = L1⁻¹ T1' Z1'[X y]
-    L21: sp.csr_matrix | None  # (Q2, Q1)
+    B1: np.ndarray | None  # (G1, S1, S1) = T1 L1_g⁻ᵀ, so that L21 = Λ2' Z2'Z1 blockdiag(B1)
+    Z2tZ1: sp.csr_matrix | None  # the data's Z2'Z1 (a reference, for products with L21)
     L22: np.ndarray | None  # (Q2, Q2)
     R2: np.ndarray | None  # (Q2, p+1)
     C: np.ndarray  # (p+1, p+1)
@@ -62,60 +65,68 @@ def factorize(theta: np.ndarray, stats: CrossProducts, layout: ThetaLayout) -> F
     """Blocked Cholesky at ``theta``; None where a block is not positive definite."""
     Ts = layout.factors_T(np.asarray(theta, dtype=float))
     if stats.n_factors == 0:
-        return Factorization(Ts, None, None, None, None, None, stats.XYtXY.copy(), 0.0)
+        return Factorization(Ts, None, None, None, None, None, None, None, stats.XYtXY.copy(), 0.0)
     T1 = Ts[0]
-    A1 = T1.T @ stats.ZtZ1 @ T1 + np.eye(T1.shape[0])
+    A1 = batched.times_left(T1.T, batched.times(stats.ZtZ1, T1))
+    A1 += np.eye(T1.shape[0])
     try:
-        L1 = np.linalg.cholesky(A1)
+        L1 = batched.cholesky(A1)
     except np.linalg.LinAlgError:
         return None
-    R1 = _solve_lower(L1, T1.T @ stats.ZtXY1)
+    L1inv = batched.inverse_lower(L1)
+    R1 = L1inv @ batched.times_left(T1.T, stats.ZtXY1)
     flat = R1.reshape(-1, R1.shape[-1])
     C = stats.XYtXY - flat.T @ flat
     logdet = 2.0 * np.log(np.diagonal(L1, axis1=1, axis2=2)).sum()
     if stats.n_factors == 1:
-        return Factorization(Ts, L1, R1, None, None, None, C, logdet, stats.levels)
-    return _factorize_other_factors(Ts, stats, L1, R1, C, logdet)
+        return Factorization(Ts, L1, L1inv, R1, None, None, None, None, C, logdet, stats.levels)
+    return _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet)
 
 
-def _factorize_other_factors(Ts, stats, L1, R1, C, logdet) -> Factorization | None:
-    """The second block row: L21 sparse with the pattern of Z2'Z1, L22 dense."""
-    G1, S1 = L1.shape[0], L1.shape[1]
-    Lam1 = block_diagonal(np.broadcast_to(Ts[0], (G1, S1, S1)))
-    Lam2 = sp.block_diag([sp.kron(sp.identity(g), T) for g, T in zip(stats.levels[1:], Ts[1:])], format="csr")
-    L1inv_T = block_diagonal(np.swapaxes(np.linalg.inv(L1), 1, 2))
-    L21 = (Lam2.T @ stats.Z2tZ1 @ Lam1 @ L1inv_T).tocsr()
-    A22 = Lam2.T @ (Lam2.T @ stats.ZtZ2).T
-    A22 += np.eye(A22.shape[0]) - (L21 @ L21.T).toarray()
+def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorization | None:
+    """The second block row: L21 = Λ2'Z2'Z1Λ1L11⁻ᵀ (kept implicit), L22 dense."""
+    B1 = batched.times_left(Ts[0], batched.transpose(L1inv))
+    downdate = stats.pairs.scatter(B1 @ batched.transpose(B1))  # Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2
+    inner = _lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels)
+    A22 = _lambda_t_times(inner.T, Ts, stats.levels) + np.eye(inner.shape[0])
     try:
         L22 = np.linalg.cholesky(A22)
     except np.linalg.LinAlgError:
         return None
-    rhs = Lam2.T @ stats.ZtXY2 - L21 @ R1.reshape(-1, R1.shape[-1])
+    R1_scaled = (B1 @ R1).reshape(-1, R1.shape[-1])
+    rhs = _lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels)
     R2 = solve_lower(L22, rhs)
     C = C - R2.T @ R2
     logdet += 2.0 * np.log(np.diag(L22)).sum()
-    return Factorization(Ts, L1, R1, L21, L22, R2, C, logdet, stats.levels)
+    return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels)
+
+
+def _lambda_t_times(X: np.ndarray, Ts: list[np.ndarray], levels: tuple[int, ...]) -> np.ndarray:
+    """Λ2' X for the stacked factors 2.., one reshape and product per factor."""
+    out, start = np.empty_like(X), 0
+    for G, T in zip(levels[1:], Ts[1:]):
+        S = T.shape[0]
+        if S == 1:  # a scalar term: Λ is a multiple of the identity on its rows
+            out[start : start + G] = T[0, 0] * X[start : start + G]
+            start += G
+            continue
+        block = X[start : start + G * S].reshape(G, S, -1)
+        out[start : start + G * S] = batched.times_left(T.T, block).reshape(G * S, -1)
+        start += G * S
+    return out
+
+
+def _l21_transpose_times(fact: Factorization, x2: np.ndarray) -> np.ndarray:
+    """L21' x2 = blockdiag(B1)' Z1'Z2 Λ2 x2, as (G1, S1)."""
+    lam_x2 = _lambda_t_times(x2[:, None], [T.T for T in fact.T], fact.levels)[:, 0]
+    G1, S1 = fact.L1.shape[:2]
+    return np.einsum("gts,gt->gs", fact.B1, (fact.Z2tZ1.T @ lam_x2).reshape(G1, S1))
 
 
 def block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:
     """Sparse block-diagonal matrix from (G, S, S) blocks."""
     G, S, _ = blocks.shape
     return sp.bsr_matrix((np.ascontiguousarray(blocks), np.arange(G), np.arange(G + 1)), shape=(G * S, G * S))
-
-
-def _solve_lower(L: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Batched L⁻¹B for (G, S, S) lower-triangular L."""
-    if L.shape[-1] == 1:
-        return B / L
-    return np.linalg.solve(L, B)
-
-
-def _solve_upper_T(L: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Batched L⁻ᵀB for (G, S, S) lower-triangular L and (G, S) B."""
-    if L.shape[-1] == 1:
-        return B / L[:, :, 0]
-    return np.linalg.solve(np.swapaxes(L, 1, 2), B[..., None])[..., 0]
 
 
 def profile(fact: Factorization, p: int) -> Profile | None:
@@ -179,22 +190,22 @@ def objective_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: b
     if prof is None or prof.r2 <= 0:
         return np.inf, np.zeros_like(np.asarray(theta, float))
     value = profiled_deviance(fact, prof, stats.n, reml)
-    T, L1, W, p = fact.T[0], fact.L1, stats.ZtZ1, stats.p
-    L1inv = np.linalg.inv(L1)
-    Ainv = np.swapaxes(L1inv, 1, 2) @ L1inv
-    d_logdet = 2.0 * (W @ T @ Ainv).sum(axis=0)
+    T, W, p = fact.T[0], stats.ZtZ1, stats.p
+    Ainv = batched.transpose(fact.L1inv) @ fact.L1inv
+    WT = batched.times(W, T)
+    d_logdet = 2.0 * (WT @ Ainv).sum(axis=0)
     u = conditional_u(fact, prof.beta)[0]
     ZtX, Zty = stats.ZtXY1[:, :, :p], stats.ZtXY1[:, :, p]
-    z = Zty - ZtX @ prof.beta - (W @ T @ u[:, :, None])[:, :, 0]
-    d_r2 = -2.0 * np.einsum("gr,gc->rc", z, u)
+    z = Zty - ZtX @ prof.beta - np.einsum("gst,gt->gs", WT, u)
+    d_r2 = -2.0 * (z.T @ u)
     dof = stats.n - p if reml else stats.n
     grad_matrix = d_logdet + dof / prof.r2 * d_r2
     if reml and p:
-        J = Ainv @ T.T
+        J = batched.times(Ainv, T.T)
         LXinv = solve_lower(prof.LX, np.eye(p))
-        Minv = LXinv.T @ LXinv
-        Q = ZtX @ Minv @ np.swapaxes(ZtX, 1, 2)
-        K = np.eye(T.shape[0]) - T @ J @ W
+        ZtX_LXinv = batched.times(ZtX, LXinv.T)
+        Q = ZtX_LXinv @ batched.transpose(ZtX_LXinv)
+        K = np.eye(T.shape[0]) - batched.times_left(T, J @ W)
         grad_matrix = grad_matrix - 2.0 * (J @ Q @ K).sum(axis=0).T
     rows, cols, index = layout.entries[0]
     grad = np.zeros(layout.size)
@@ -212,11 +223,16 @@ def conditional_u(fact: Factorization, beta: np.ndarray) -> list[np.ndarray]:
     p = fact.C.shape[0] - 1
     v1 = fact.R1[:, :, p] - fact.R1[:, :, :p] @ beta
     if fact.L22 is None:
-        return [_solve_upper_T(fact.L1, v1)]
+        return [_times_inverse_transpose(fact.L1inv, v1)]
     v2 = fact.R2[:, p] - fact.R2[:, :p] @ beta
     u2 = solve_lower(fact.L22, v2, transpose=True)
-    v1 = v1 - (fact.L21.T @ u2).reshape(v1.shape)
-    return [_solve_upper_T(fact.L1, v1)] + split_other_factors(u2, fact)
+    v1 = v1 - _l21_transpose_times(fact, u2)
+    return [_times_inverse_transpose(fact.L1inv, v1)] + split_other_factors(u2, fact)
+
+
+def _times_inverse_transpose(L1inv: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """L_g⁻ᵀ v_g for every group, from the stored inverses."""
+    return np.einsum("gts,gt->gs", L1inv, v)
 
 
 def split_other_factors(stacked: np.ndarray, fact: Factorization) -> list[np.ndarray]:
@@ -238,12 +254,13 @@ def conditional_covariances(fact: Factorization, sigma2: float) -> list[np.ndarr
     """Var(b_g | y) = σ² T [(L L')⁻¹]_gg T' per level, (G_f, S_f, S_f) per factor (lme4's condVar)."""
     if fact.L1 is None:
         return []
-    L1inv = np.linalg.inv(fact.L1)
-    blocks = [np.swapaxes(L1inv, 1, 2) @ L1inv]
+    L1inv = fact.L1inv
+    blocks = [batched.transpose(L1inv) @ L1inv]
     if fact.L22 is not None:
         G1, S1 = L1inv.shape[:2]
         # (LL')⁻¹ first block adds W'W with W = L22⁻¹ L21 L11⁻¹; second block is L22⁻ᵀL22⁻¹
-        W = solve_lower(fact.L22, (fact.L21 @ block_diagonal(L1inv)).toarray())
+        L21_L11inv = fact.Z2tZ1 @ block_diagonal(fact.B1 @ L1inv)
+        W = solve_lower(fact.L22, _lambda_t_times(L21_L11inv.toarray(), fact.T, fact.levels))
         W = W.reshape(-1, G1, S1)
         blocks[0] = blocks[0] + np.einsum("qgs,qgt->gst", W, W)
         L22inv = solve_lower(fact.L22, np.eye(fact.L22.shape[0]))

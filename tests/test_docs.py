@@ -1,0 +1,30 @@
+"""The docstring examples and the notebooks run as written."""
+from __future__ import annotations
+
+import doctest
+import json
+
+import matplotlib
+import pytest
+
+import bayeslmm.datasets
+import bayeslmm.model
+import bayeslmm.results.frequentist
+from conftest import REPO
+
+matplotlib.use("Agg")
+
+
+@pytest.mark.parametrize("module", [bayeslmm.model, bayeslmm.results.frequentist, bayeslmm.datasets])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_code_runs(path):
+    cells = json.loads(path.read_text())["cells"]
+    namespace: dict = {}
+    for cell in cells:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), f"{path.name}", "exec"), namespace)
