@@ -26,8 +26,7 @@ class Summary:
         parts = [self.title, f"Formula: {self.formula}", "", _criteria_text(self.criteria), "",
                  "Scaled residuals:", _indent(self.scaled_residuals.to_frame().T.to_string(
                      index=False, float_format=lambda v: f"{v:.4f}")), "",
-                 "Random effects:", _indent(self.random_effects.to_string(
-                     index=False, na_rep="", float_format=_format_number)),
+                 "Random effects:", _indent(_left_justified(self.random_effects, ["Groups", "Name"])),
                  self.counts, ""]
         if len(self.fixed_effects):
             parts += ["Fixed effects:", self.fixed_effects.to_string(float_format=_format_number), ""]
@@ -131,6 +130,15 @@ def _notes(fit) -> tuple[str, ...]:
     if not fit.converged:
         notes.append(fit.message)
     return tuple(notes)
+
+
+def _left_justified(table: pd.DataFrame, columns: list[str]) -> str:
+    """Text table with the label columns flush left, as R prints them."""
+    widths = {c: max([len(str(c))] + [len(str(v)) for v in table[c]]) for c in columns}
+    formatters = {c: (lambda w: lambda v: f"{v:<{w}}")(widths[c]) for c in columns}
+    header = [f"{c:<{widths[c]}}" if c in widths else c for c in table.columns]
+    return table.to_string(index=False, na_rep="", float_format=_format_number, formatters=formatters,
+                           header=header)
 
 
 def _format_number(value: float) -> str:
