@@ -63,29 +63,53 @@ class Profile:
 
 def factorize(theta: np.ndarray, stats: CrossProducts, layout: ThetaLayout) -> Factorization | None:
     """Blocked Cholesky at ``theta``; None where a block is not positive definite."""
-    Ts = layout.factors_T(np.asarray(theta, dtype=float))
+    return factorize_T(layout.factors_T(np.asarray(theta, dtype=float)), stats)
+
+
+def factorize_T(Ts: list[np.ndarray], stats: CrossProducts) -> Factorization | None:
+    """Blocked Cholesky given each factor's relative covariance factor T_f."""
     if stats.n_factors == 0:
         return Factorization(Ts, None, None, None, None, None, None, None, stats.XYtXY.copy(), 0.0)
-    T1 = Ts[0]
-    A1 = batched.times_left(T1.T, batched.times(stats.ZtZ1, T1))
-    A1 += np.eye(T1.shape[0])
-    try:
-        L1 = batched.cholesky(A1)
-    except np.linalg.LinAlgError:
+    L1, L1inv, R1, C, logdet = factorize_first(Ts[0], stats)
+    if not np.isfinite(logdet):
         return None
-    L1inv = batched.inverse_lower(L1)
-    R1 = L1inv @ batched.times_left(T1.T, stats.ZtXY1)
-    flat = R1.reshape(-1, R1.shape[-1])
-    C = stats.XYtXY - flat.T @ flat
-    logdet = 2.0 * np.log(np.diagonal(L1, axis1=1, axis2=2)).sum()
     if stats.n_factors == 1:
         return Factorization(Ts, L1, L1inv, R1, None, None, None, None, C, logdet, stats.levels)
     return _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet)
 
 
+def factorize_first(T1, stats: CrossProducts, xp=np):
+    """The first factor's per-level blocks: L1, L1⁻¹, R1, the Schur complement C and log|L1|².
+
+    Entry by entry over the S×S blocks (see :mod:`bayeslmm.batched`), against the array
+    namespace ``xp``: the Bayesian model builds its graph from this same function, and
+    then only C and log|L1|² are used (L1, L1⁻¹, R1 are assembled for NumPy only).
+    ``T1`` may carry leading axes (D, 1, S, S) to factorize D parameter values at once;
+    the results then lead with D too.
+    """
+    S = stats.ZtZ1.shape[1]
+    T = {(k, i): T1[..., k, i] for k in range(S) for i in range(S)}
+    A = batched.congruence(T, batched.entries(stats.ZtZ1, S), S)
+    for s in range(S):
+        A[s, s] = A[s, s] + 1.0
+    L = batched.cholesky(A, S, xp)
+    Linv = batched.inverse_lower(L, S)
+    V = [_sum_terms(T[k, i][..., None] * stats.ZtXY1[:, k, :] for k in range(S)) for i in range(S)]  # T1'Z'[X y]
+    R = [_sum_terms(Linv[i, k][..., None] * V[k] for k in range(i + 1)) for i in range(S)]  # rows of R1
+    C = stats.XYtXY - _sum_terms((r[..., :, None] * r[..., None, :]).sum(axis=-3) for r in R)
+    logdet = 2.0 * _sum_terms(xp.log(L[s, s]).sum(axis=-1) for s in range(S))
+    if xp is not np:
+        return None, None, None, C, logdet
+    return batched.assemble(L, S), batched.assemble(Linv, S), np.stack(R, axis=-2), C, logdet
+
+
+def _sum_terms(terms):
+    return sum(terms, start=0.0)
+
+
 def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorization | None:
     """The second block row: L21 = Λ2'Z2'Z1Λ1L11⁻ᵀ (kept implicit), L22 dense."""
-    B1 = batched.times_left(Ts[0], batched.transpose(L1inv))
+    B1 = batched.times_left(Ts[0], batched.transpose(L1inv))  # NumPy only: sparse second block
     downdate = stats.pairs.scatter(B1 @ batched.transpose(B1))  # Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2
     inner = _lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels)
     A22 = _lambda_t_times(inner.T, Ts, stats.levels) + np.eye(inner.shape[0])
@@ -216,15 +240,23 @@ def objective_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: b
 # --- random effects given θ and β ---------------------------------------------------
 
 
-def conditional_u(fact: Factorization, beta: np.ndarray) -> list[np.ndarray]:
-    """Spherical modes u = L⁻ᵀ(c − Rβ), as (G_f, S_f) per factor."""
+def conditional_u(fact: Factorization, beta: np.ndarray, noise: np.ndarray | None = None) -> list[np.ndarray]:
+    """u = L⁻ᵀ(c − Rβ + noise), as (G_f, S_f) per factor.
+
+    With no noise these are the conditional modes; with noise = σ z, z ~ N(0, I) of
+    length Q = Σ G_f S_f, an exact draw from u | β, θ, σ, y.
+    """
     if fact.L1 is None:
         return []
     p = fact.C.shape[0] - 1
     v1 = fact.R1[:, :, p] - fact.R1[:, :, :p] @ beta
+    if noise is not None:
+        v1 = v1 + noise[: v1.size].reshape(v1.shape)
     if fact.L22 is None:
         return [_times_inverse_transpose(fact.L1inv, v1)]
     v2 = fact.R2[:, p] - fact.R2[:, :p] @ beta
+    if noise is not None:
+        v2 = v2 + noise[v1.size:]
     u2 = solve_lower(fact.L22, v2, transpose=True)
     v1 = v1 - _l21_transpose_times(fact, u2)
     return [_times_inverse_transpose(fact.L1inv, v1)] + split_other_factors(u2, fact)
@@ -267,3 +299,62 @@ def conditional_covariances(fact: Factorization, sigma2: float) -> list[np.ndarr
         for piece in split_other_factors(L22inv.T, fact):  # (G, S, Q2): columns of L22⁻¹
             blocks.append(np.einsum("gsq,gtq->gst", piece, piece))
     return [sigma2 * T @ V @ T.T for V, T in zip(blocks, fact.T)]
+
+
+# --- β integrated under its prior (Bayesian marginal likelihood) ----------------------------
+
+
+def deviance_beta_integrated(C, logdet, n: int, sigma2, precision, shift, constant, xp=np):
+    """−2 log p(y | θ, σ) with b and β integrated out, β under a Gaussian (or flat) prior.
+
+    With H = M/σ² + P0 and h = w/σ² + P0 m0 (M, w, s from the Schur complement C):
+
+        −2ℓ = log|L|² + n log(2πσ²) + s/σ² + log|H| − h'H⁻¹h + constant
+
+    where ``constant`` is the prior's μ'Dμ − log|D|₊ − (flat coordinates)·log 2π.  A flat
+    prior (P0 = 0) gives the REML likelihood at σ; a Gaussian one, N(y | Xm0, σ²V + XS0X').
+    Written against ``xp`` so the Bayesian model evaluates this same function.
+    """
+    p = precision.shape[0]
+    base = logdet + n * (LOG_2PI + xp.log(sigma2)) + C[p, p] / sigma2 + constant
+    if p == 0:
+        return base
+    H = C[:p, :p] / sigma2 + precision
+    h = C[:p, p] / sigma2 + shift
+    LH = xp.linalg.cholesky(H)
+    z = _solve_lower_xp(LH, h, xp)
+    return base + 2.0 * xp.log(xp.diagonal(LH)).sum() - (z * z).sum()
+
+
+def _solve_lower_xp(L, b, xp):
+    if xp is np:
+        return solve_lower(L, b)
+    import pytensor.tensor as pt
+
+    return pt.linalg.solve_triangular(L, b, lower=True)
+
+
+def beta_conditional(C, sigma2, precision: np.ndarray, shift: np.ndarray):
+    """Mean and lower Cholesky factor of the precision of β | θ, σ, y: N(H⁻¹h, H⁻¹).
+
+    ``C`` may carry leading axes (D, p+1, p+1) with ``sigma2`` of shape (D,).
+    """
+    p = precision.shape[0]
+    sigma2 = np.asarray(sigma2, dtype=float)[..., None, None]
+    H = C[..., :p, :p] / sigma2 + precision
+    h = C[..., :p, p:] / sigma2 + shift[:, None]
+    return np.linalg.solve(H, h)[..., 0], np.linalg.cholesky(H)
+
+
+def group_deviances(fact: Factorization, XYtXY_g: np.ndarray, n_g: np.ndarray, sigma2: float, beta) -> np.ndarray:
+    """−2 log p(y_g | β, θ, σ) of each level of a single grouping factor, b_g integrated out.
+
+    log|A_g| + n_g log(2πσ²) + (e_g'e_g − ‖L_g⁻¹T'Z_g'e_g‖²)/σ², e_g = y_g − X_gβ (Woodbury),
+    where L_g⁻¹T'Z_g'e_g is the same c − Rβ the conditional modes use.
+    """
+    p = beta.shape[0]
+    coef = np.append(-np.asarray(beta, float), 1.0)
+    residual_ss = np.einsum("i,gij,j->g", coef, XYtXY_g, coef)
+    v = fact.R1[:, :, p] - fact.R1[:, :, :p] @ beta
+    logdet_g = 2.0 * np.log(np.diagonal(fact.L1, axis1=1, axis2=2)).sum(axis=1)
+    return logdet_g + n_g * (LOG_2PI + np.log(sigma2)) + (residual_ss - (v**2).sum(axis=1)) / sigma2

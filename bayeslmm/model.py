@@ -5,10 +5,13 @@ from functools import cached_property
 
 import pandas as pd
 
+from . import priors as priors_module
 from .crossprod import CrossProducts, cross_products
+from .fit import bayes
 from .fit.optimize import fit_theta
 from .formula import build_spec
-from .results.frequentist import LMMResult, check_method
+from .results.bayesian import BayesResult
+from .results.frequentist import LMMResult, check_method, term_labels
 from .spec import ModelSpec
 from .theta import ThetaLayout, theta_layout
 
@@ -46,11 +49,43 @@ class LMM:
     def layout(self) -> ThetaLayout:
         return theta_layout(self.spec)
 
-    def fit(self, method: str = "REML", *, start=None) -> LMMResult:
-        """Fit by ``"REML"`` (default) or ``"ML"``; ``start`` is an optional θ to start from."""
+    def fit(self, method: str = "REML", *, start=None, priors: dict | None = None, draws: int = 1000,
+            tune: int = 1000, chains: int = 4, random_seed=None, marginalize: bool = True,
+            sampler: str = "pymc", progressbar: bool = True, target_accept: float = 0.8,
+            log_likelihood: bool = True) -> LMMResult | BayesResult:
+        """Fit by ``"REML"`` (default) or ``"ML"``, or sample the posterior with ``"NUTS"``.
+
+        REML/ML: ``start`` is an optional θ to start from.
+
+        NUTS: ``priors`` overrides the defaults by name (see :mod:`bayeslmm.priors`);
+        ``draws``, ``tune``, ``chains``, ``random_seed``, ``progressbar`` and
+        ``target_accept`` go to the sampler; ``sampler="nutpie"`` uses nutpie where it is
+        installed.  ``marginalize=True`` (default) samples σ, the sds and correlations with
+        b and β integrated out by the shared log-density, then draws β and b exactly for
+        every draw; ``marginalize=False`` samples the hierarchical model.
+        ``log_likelihood`` stores the pointwise log-likelihood for LOO.
+        """
         method = check_method(method)
+        if method == "NUTS":
+            setup = self._bayes_setup(priors)
+            idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                                 marginalize=marginalize, sampler=sampler, progressbar=progressbar,
+                                 target_accept=target_accept, log_likelihood=log_likelihood)
+            return BayesResult(setup, idata, marginalize, sampler)
         opt = fit_theta(self.stats, self.layout, method == "REML", start=start)
         return LMMResult(self.spec, self.stats, self.layout, method, opt)
+
+    def pymc_model(self, marginalize: bool = False, priors: dict | None = None):
+        """The PyMC model: hierarchical (b = L z, non-centred) or with b and β integrated out."""
+        return bayes.build_model(self._bayes_setup(priors), marginalize)
+
+    def sample_prior_predictive(self, draws: int = 500, priors: dict | None = None, random_seed=None):
+        """Draws from the priors and the prior predictive of y (ArviZ DataTree)."""
+        return bayes.prior_predictive(self._bayes_setup(priors), draws, random_seed)
+
+    def _bayes_setup(self, priors: dict | None) -> bayes.BayesSetup:
+        resolved = priors_module.resolve(self.spec, tuple(term_labels(self.spec.terms)), priors)
+        return bayes.BayesSetup(self.spec, self.stats, resolved)
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{f.name} ({f.n_levels})" for f in self.spec.factors) or "none"

@@ -73,7 +73,7 @@ def test_malformed_formula(sleepstudy):
 
 def test_unknown_method(sleepstudy):
     model = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
-    with pytest.raises(blm.LMMError, match="REML, ML"):
+    with pytest.raises(blm.LMMError, match="REML, ML, NUTS"):
         model.fit(method="OLS")
     assert model.fit(method="ml").method == "ML"
 

@@ -110,7 +110,7 @@ class LMMResult:
     def varcorr(self) -> pd.DataFrame:
         """Variance components as lme4's ``as.data.frame(VarCorr(fit))``."""
         rows = []
-        for label, term, cov in zip(_unique_labels(self.spec.terms), self.spec.terms, self.term_covariances()):
+        for label, term, cov in zip(term_labels(self.spec.terms), self.spec.terms, self.term_covariances()):
             sd = np.sqrt(np.diag(cov))
             names = term.column_names
             rows += [(label, names[i], None, cov[i, i], sd[i]) for i in range(len(names))]
@@ -165,7 +165,7 @@ class LMMResult:
     def _random_part(self, factors_codes_raw) -> np.ndarray:
         total = 0.0
         for b, (codes, raw) in zip(self._modes, factors_codes_raw):
-            known = codes >= 0
+            known = codes < b.shape[0]  # unseen levels (codes ≥ G) contribute 0
             contribution = np.zeros(raw.shape[0])
             contribution[known] = np.einsum("is,is->i", raw[known], b[codes[known]])
             total = total + contribution
@@ -210,7 +210,7 @@ class LMMResult:
         return self.summary()._repr_html_()
 
 
-def _unique_labels(terms) -> list[str]:
+def term_labels(terms) -> list[str]:
     """R's make.unique on group names: 'Subject', 'Subject.1', …"""
     seen: dict[str, int] = {}
     labels = []
@@ -222,7 +222,7 @@ def _unique_labels(terms) -> list[str]:
 
 
 def check_method(method: str) -> str:
-    valid = ("REML", "ML")
+    valid = ("REML", "ML", "NUTS")
     if not isinstance(method, str) or method.upper() not in valid:
         raise LMMError(f"method must be one of {', '.join(valid)}; got {method!r}")
     return method.upper()

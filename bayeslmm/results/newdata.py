@@ -11,7 +11,10 @@ from ..spec import ModelSpec
 
 
 def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: bool, include_re: bool = True):
-    """X for ``newdata`` and, per grouping factor, (level codes, raw columns); code −1 = new level."""
+    """X for ``newdata`` and, per grouping factor, (level codes, raw columns).
+
+    Levels not seen in the fit get codes G, G+1, … (one per distinct new level).
+    """
     checks.check_dataframe(newdata)
     design = spec.design
     X = _evaluate(design.fixed.common, newdata)[:, design.kept_columns]
@@ -21,8 +24,11 @@ def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: 
         checks.check_columns_exist(list(group), newdata)
         raw = np.column_stack([_evaluate(design.bars[b].common, newdata)
                                for b, owner in enumerate(design.bar_factor) if owner == f])
-        codes = pd.Index(factor.levels).get_indexer(level_labels(newdata, group))
+        labels = level_labels(newdata, group)
+        codes = pd.Index(factor.levels).get_indexer(labels)
         _check_new_levels(factor.name, newdata, group, codes, allow_new_levels)
+        new = codes < 0
+        codes[new] = factor.n_levels + pd.factorize(labels[new])[0]
         factors.append((codes, raw))
     return X, factors
 

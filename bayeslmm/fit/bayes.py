@@ -1,0 +1,442 @@
+"""The Bayesian path: the model spec as a PyMC model, sampled with NUTS.
+
+Two PyMC models share their priors (built once, here):
+
+- hierarchical (``marginalize=False``): β, b = L z with z ~ N(0, I) (non-centred), and
+  y ~ N(Xβ + Zb, σ²) by indexing (``b[codes] * raw``), never a dense Z;
+- marginalised (the default for sampling): the same priors on σ, the sds and the LKJ
+  correlations; b and β integrated out analytically by the shared log-density
+  (:func:`bayeslmm.logdensity.deviance_beta_integrated` on the graph that
+  :func:`bayeslmm.logdensity.factorize_first` builds), added as a ``pm.Potential``.
+  After sampling, β and then b are drawn exactly from their Gaussian conditionals for
+  every draw (:func:`conditional_draws`), so both models give the same posterior variables.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .. import logdensity as ld
+from ..crossprod import CrossProducts
+from ..errors import LMMError
+from ..priors import Flat, ModelPriors, Normal
+from ..spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class BayesSetup:
+    """Everything both PyMC models and the conditional draws read."""
+
+    spec: ModelSpec
+    stats: CrossProducts
+    priors: ModelPriors
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.priors.labels
+
+
+# --- names ------------------------------------------------------------------------------
+
+
+def effect_dim(label: str) -> str:
+    return f"{label}_effect"
+
+
+def pair_dim(label: str) -> str:
+    return f"{label}_pair"
+
+
+def term_pairs(term) -> list[tuple[int, int]]:
+    """(row, column) of each correlation, lme4's order: lower triangle column by column."""
+    return [(r, c) for c in range(term.size) for r in range(c + 1, term.size)]
+
+
+def coords(spec: ModelSpec, labels) -> dict[str, list]:
+    out: dict[str, list] = {"fixef": list(spec.fixef_names), "obs": list(range(spec.n))}
+    for factor in spec.factors:
+        out[factor.name] = list(factor.levels)
+        out[effect_dim(factor.name)] = list(factor.column_names)
+    for term, label in zip(spec.terms, labels):
+        out[effect_dim(label)] = list(term.column_names)
+        pairs = term_pairs(term)
+        if pairs:
+            out[pair_dim(label)] = [f"{term.column_names[c]},{term.column_names[r]}" for r, c in pairs]
+    return out
+
+
+# --- the PyMC models -----------------------------------------------------------------------
+
+
+def build_model(setup: BayesSetup, marginalize: bool):
+    """The PyMC model of ``setup``: marginalised (b, β integrated) or hierarchical."""
+    import pymc as pm
+
+    spec = setup.spec
+    if marginalize and len(spec.factors) > 1:
+        raise LMMError(
+            "the marginalised model supports one grouping factor; this model has "
+            f"{len(spec.factors)} ({', '.join(f.name for f in spec.factors)}): use marginalize=False"
+        )
+    with pm.Model(coords=coords(spec, setup.labels)) as model:
+        sigma = _scale_rv(setup.priors.sigma, "sigma")
+        chols = [_term_chol(term, label, prior) for term, label, prior
+                 in zip(spec.terms, setup.labels, setup.priors.terms)]
+        factor_chols = _factor_chols(spec, chols)
+        if marginalize:
+            _marginal_likelihood(setup, sigma, factor_chols)
+        else:
+            _hierarchical_likelihood(setup, sigma, factor_chols)
+    return model
+
+
+def _scale_rv(prior, name: str, dims=None):
+    import pymc as pm
+
+    family = {"HalfStudentT": pm.HalfStudentT, "HalfNormal": pm.HalfNormal, "Exponential": pm.Exponential}
+    params = {k: v for k, v in vars(prior).items()}
+    return family[type(prior).__name__](name, **params, dims=dims)
+
+
+def _stacked_dist(priors: tuple):
+    """One PyMC dist of shape (S,) from S scale priors of one family (per-column parameters)."""
+    kinds = {type(p) for p in priors}
+    if len(kinds) != 1:
+        raise LMMError("the sd priors of one random term must be of one family")
+    first = priors[0]
+    arrays = {k: np.array([getattr(p, k) for p in priors], dtype=float) for k in vars(first)}
+    return type(first)(**arrays).dist()
+
+
+def _term_chol(term, label: str, prior):
+    """Cholesky factor (S × S) of the term's covariance D = diag(sd) R diag(sd)."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if term.size == 1:
+        sd = _scale_rv(prior.sds[0], f"sd_{label}", dims=(effect_dim(label),))
+        return sd.reshape((1, 1))
+    chol, corr, stds = pm.LKJCholeskyCov(f"chol_{label}", n=term.size, eta=prior.eta,
+                                         sd_dist=_stacked_dist(prior.sds), compute_corr=True,
+                                         store_in_trace=False)
+    pm.Deterministic(f"sd_{label}", stds, dims=(effect_dim(label),))
+    rows, cols = zip(*term_pairs(term))
+    pm.Deterministic(f"corr_{label}", corr[list(rows), list(cols)], dims=(pair_dim(label),))
+    return pt.as_tensor(chol)
+
+
+def _factor_chols(spec: ModelSpec, chols: list):
+    """Each factor's block-diagonal Cholesky factor, from the chols of its terms."""
+    import pytensor.tensor as pt
+
+    out = [pt.zeros((f.n_columns, f.n_columns)) for f in spec.factors]
+    for term, chol in zip(spec.terms, chols):
+        out[term.factor] = pt.set_subtensor(out[term.factor][term.columns, term.columns], chol)
+    return out
+
+
+def _marginal_likelihood(setup: BayesSetup, sigma, factor_chols) -> None:
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    stats, beta = setup.stats, setup.priors.beta
+    if factor_chols:
+        _, _, _, C, logdet = ld.factorize_first(factor_chols[0] / sigma, stats, xp=pt)
+    else:
+        C, logdet = pt.as_tensor(stats.XYtXY), 0.0
+    deviance = ld.deviance_beta_integrated(C, logdet, stats.n, sigma**2, beta.precision, beta.shift,
+                                           beta.constant, xp=pt)
+    pm.Potential("marginal_loglik", -0.5 * deviance)
+
+
+def _hierarchical_likelihood(setup: BayesSetup, sigma, factor_chols) -> None:
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    spec = setup.spec
+    beta = pm.Deterministic("beta", pt.dot(np.linalg.inv(setup.priors.beta.A), _centred_beta(setup)),
+                            dims="fixef")
+    mu = pt.dot(spec.X, beta)
+    for factor, chol in zip(spec.factors, factor_chols):
+        dims = (factor.name, effect_dim(factor.name))
+        z = pm.Normal(f"z_{factor.name}", 0.0, 1.0, dims=dims)
+        b = pm.Deterministic(f"b_{factor.name}", pt.dot(z, chol.T), dims=dims)
+        mu = mu + (b[factor.codes] * factor.raw).sum(axis=1)
+    pm.Normal("y", mu=mu, sigma=sigma, observed=spec.y, dims="obs")
+
+
+def _centred_beta(setup: BayesSetup):
+    """γ = Aβ (the intercept taken at the predictors' means), one prior per coordinate."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    coordinates = setup.priors.beta.coordinates
+    if all(isinstance(c, Normal) for c in coordinates):
+        return pm.Normal("beta_centred", mu=np.array([c.mu for c in coordinates]),
+                         sigma=np.array([c.sigma for c in coordinates]), dims="fixef")
+    if all(isinstance(c, Flat) for c in coordinates):
+        return pm.Flat("beta_centred", dims="fixef")
+    names = setup.spec.fixef_names
+    parts = [pm.Flat(f"beta_centred[{n}]") if isinstance(c, Flat) else pm.Normal(f"beta_centred[{n}]", c.mu, c.sigma)
+             for n, c in zip(names, coordinates)]
+    return pt.stack(parts)
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+def check_sampling_arguments(draws, tune, chains) -> None:
+    for name, value, minimum in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            need = "a positive integer" if minimum else "a non-negative integer"
+            raise LMMError(f"{name} must be {need}; got {value!r}")
+
+
+def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed, marginalize: bool,
+           sampler: str, progressbar: bool, target_accept: float, log_likelihood: bool):
+    """Run NUTS and return the posterior as an ArviZ DataTree with β and b for every draw."""
+    import pymc as pm
+
+    check_sampling_arguments(draws, tune, chains)
+    if sampler not in ("pymc", "nutpie"):
+        raise LMMError(f"sampler must be 'pymc' or 'nutpie'; got {sampler!r}")
+    model = build_model(setup, marginalize)
+    seeds = np.random.SeedSequence(random_seed)
+    rng = np.random.default_rng(seeds.spawn(1)[0])
+    options = {}
+    if marginalize:  # store only what NUTS samples; sds and correlations follow in NumPy
+        options = {"var_names": [rv.name for rv in model.free_RVs], "init": "adapt_diag",
+                   "initvals": initial_values(setup, chains, rng)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed, model=model,
+                          nuts_sampler=sampler, progressbar=progressbar, target_accept=target_accept,
+                          compute_convergence_checks=False, **options)
+    if marginalize:
+        _add_sds_and_correlations(idata, setup)
+        _add_conditional_draws(idata, setup, rng)
+    idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.y)},
+                                                    coords={"obs": np.arange(setup.spec.n)}))
+    if log_likelihood:
+        add_pointwise_log_likelihood(idata, setup)
+    return idata
+
+
+def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
+    """Per-chain starting points near the REML estimate (sds floored, correlations shrunk), jittered."""
+    from ..fit.optimize import fit_theta
+    from ..theta import theta_layout
+
+    spec, layout = setup.spec, theta_layout(setup.spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt = fit_theta(setup.stats, layout, reml=True)
+    fact = ld.factorize(opt.theta, setup.stats, layout)
+    sigma = float(np.sqrt(ld.sigma2_hat(ld.profile(fact, spec.p), spec.n, True))) or float(np.std(spec.y))
+    Ts = layout.factors_T(opt.theta)
+    out = []
+    for _ in range(chains):
+        jitter = lambda size: np.exp(rng.uniform(-0.1, 0.1, size))  # noqa: E731
+        point = {"sigma": sigma * jitter(None)}
+        for term, label, prior in zip(spec.terms, setup.labels, setup.priors.terms):
+            T = Ts[term.factor][term.columns, term.columns]
+            cov = sigma**2 * T @ T.T
+            floor = 0.05 * np.array([p.sigma if hasattr(p, "sigma") else p.scale for p in prior.sds])
+            sd = np.maximum(np.sqrt(np.diag(cov)), floor) * jitter(term.size)
+            if term.size == 1:
+                point[f"sd_{label}"] = sd
+                continue
+            corr = 0.8 * cov / np.outer(np.sqrt(np.diag(cov)) + 1e-300, np.sqrt(np.diag(cov)) + 1e-300)
+            np.fill_diagonal(corr, 1.0)
+            chol = sd[:, None] * np.linalg.cholesky(corr)
+            point[f"chol_{label}"] = chol[np.tril_indices(term.size)]
+        out.append(point)
+    return out
+
+
+def _add_sds_and_correlations(idata, setup: BayesSetup) -> None:
+    """sd and correlation draws of each correlated term from its packed Cholesky factor."""
+    posterior = idata["posterior"].to_dataset()
+    new = {}
+    for term, label in zip(setup.spec.terms, setup.labels):
+        if term.size == 1:
+            continue
+        packed = posterior[f"chol_{label}"].values
+        L = np.zeros(packed.shape[:2] + (term.size, term.size))
+        L[..., np.tril_indices(term.size)[0], np.tril_indices(term.size)[1]] = packed
+        cov = L @ np.swapaxes(L, -1, -2)
+        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        corr = cov / (sd[..., :, None] * sd[..., None, :])
+        rows, cols = zip(*term_pairs(term))
+        new[f"sd_{label}"] = (("chain", "draw", effect_dim(label)), sd)
+        new[f"corr_{label}"] = (("chain", "draw", pair_dim(label)), corr[..., list(rows), list(cols)])
+    if new:
+        dims = {d for value in new.values() for d in value[0][2:]}
+        names = coords(setup.spec, setup.labels)
+        idata["posterior"] = xr.DataTree(posterior.assign(new).assign_coords({d: names[d] for d in dims}))
+
+
+def posterior_parameters(posterior: xr.Dataset, setup: BayesSetup):
+    """σ (D,) and each term's Cholesky factor (D, S, S) over all draws, from sd and corr."""
+    sigma = posterior["sigma"].values.reshape(-1)
+    chols = []
+    for term, label in zip(setup.spec.terms, setup.labels):
+        sd = posterior[f"sd_{label}"].values.reshape(sigma.size, term.size)
+        R = np.broadcast_to(np.eye(term.size), (sigma.size, term.size, term.size)).copy()
+        for k, (r, c) in enumerate(term_pairs(term)):
+            R[:, r, c] = R[:, c, r] = posterior[f"corr_{label}"].values.reshape(sigma.size, -1)[:, k]
+        L = np.linalg.cholesky(R) if term.size > 1 else R
+        chols.append(sd[:, :, None] * L)
+    return sigma, chols
+
+
+def factor_Ts(setup: BayesSetup, chols: list[np.ndarray], sigma: np.ndarray, d: int) -> list[np.ndarray]:
+    """Relative factors T_f = blockdiag(chol_k) / σ of draw d."""
+    Ts = [np.zeros((f.n_columns, f.n_columns)) for f in setup.spec.factors]
+    for term, chol in zip(setup.spec.terms, chols):
+        Ts[term.factor][term.columns, term.columns] = chol[d] / sigma[d]
+    return Ts
+
+
+def conditional_draws(setup: BayesSetup, sigma, chols, rng, chunk_elements: int = 2_000_000):
+    """β | θ, σ, y and then b | β, θ, σ, y: one exact draw per posterior draw.
+
+    β ~ N(H⁻¹h, H⁻¹) (see :func:`bayeslmm.logdensity.beta_conditional`), then
+    u = L⁻ᵀ(c − Rβ + σz), z ~ N(0, I), and b = T u.  With one grouping factor the
+    draws are factorized together in chunks; with several, one at a time.
+    """
+    spec = setup.spec
+    if len(spec.factors) > 1:
+        return _draws_one_at_a_time(setup, sigma, chols, rng)
+    size = max(1, spec.factors[0].n_levels * spec.factors[0].n_columns * (spec.p + 1)) if spec.factors else 1
+    step = max(1, chunk_elements // size)
+    parts = [_draws_together(setup, sigma[i:i + step], [c[i:i + step] for c in chols], rng)
+             for i in range(0, sigma.size, step)]
+    beta = np.concatenate([p[0] for p in parts])
+    b = [np.concatenate([p[1][f] for p in parts]) for f in range(len(spec.factors))]
+    return beta, b
+
+
+def _draw_beta(C, sigma, prior, rng) -> np.ndarray:
+    mean, LH = ld.beta_conditional(C, sigma**2, prior.precision, prior.shift)
+    z = rng.standard_normal(mean.shape)
+    return mean + np.linalg.solve(np.swapaxes(LH, -1, -2), z[..., None])[..., 0]
+
+
+def _draws_together(setup: BayesSetup, sigma, chols, rng):
+    """Draws for D parameter values at once (no or one grouping factor)."""
+    spec, stats, p = setup.spec, setup.stats, setup.spec.p
+    if not spec.factors:
+        C = np.broadcast_to(stats.XYtXY, (sigma.size, p + 1, p + 1))
+        return _draw_beta(C, sigma, setup.priors.beta, rng), []
+    T = np.stack([factor_Ts(setup, chols, sigma, d)[0] for d in range(sigma.size)])
+    _, L1inv, R1, C, _ = ld.factorize_first(T[:, None], stats)
+    beta = _draw_beta(C, sigma, setup.priors.beta, rng)
+    v = R1[..., p] - np.einsum("dgsk,dk->dgs", R1[..., :p], beta)
+    v += sigma[:, None, None] * rng.standard_normal(v.shape)
+    u = np.einsum("dgts,dgt->dgs", L1inv, v)
+    return beta, [np.einsum("dst,dgt->dgs", T, u)]
+
+
+def _draws_one_at_a_time(setup: BayesSetup, sigma, chols, rng):
+    spec = setup.spec
+    Q = sum(f.n_levels * f.n_columns for f in spec.factors)
+    beta = np.empty((sigma.size, spec.p))
+    b = [np.empty((sigma.size, f.n_levels, f.n_columns)) for f in spec.factors]
+    for d in range(sigma.size):
+        Ts = factor_Ts(setup, chols, sigma, d)
+        fact = ld.factorize_T(Ts, setup.stats)
+        beta[d] = _draw_beta(fact.C, sigma[d:d + 1], setup.priors.beta, rng)
+        u = ld.conditional_u(fact, beta[d], noise=sigma[d] * rng.standard_normal(Q))
+        for f, (u_f, T) in enumerate(zip(u, Ts)):
+            b[f][d] = u_f @ T.T
+    return beta, b
+
+
+def _add_conditional_draws(idata, setup: BayesSetup, rng) -> None:
+    posterior = idata["posterior"].to_dataset()
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    sigma, chols = posterior_parameters(posterior, setup)
+    beta, b = conditional_draws(setup, sigma, chols, rng)
+    new = {"beta": (("chain", "draw", "fixef"), beta.reshape(chains, draws, -1))}
+    for factor, b_f in zip(setup.spec.factors, b):
+        new[f"b_{factor.name}"] = (("chain", "draw", factor.name, effect_dim(factor.name)),
+                                   b_f.reshape(chains, draws, factor.n_levels, factor.n_columns))
+    coords_ = {k: v for k, v in coords(setup.spec, setup.labels).items() if k != "obs"}
+    posterior = posterior.assign(new).assign_coords({k: v for k, v in coords_.items() if k in
+                                                      {d for var in new.values() for d in var[0]}})
+    idata["posterior"] = xr.DataTree(posterior)
+
+
+def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, factors_codes_raw) -> np.ndarray:
+    """Xβ + Zb for every draw, (D, m); unseen levels (codes ≥ G) contribute nothing here."""
+    beta = posterior["beta"].values.reshape(-1, setup.spec.p)
+    mu = beta @ X.T
+    for factor, (codes, raw) in zip(setup.spec.factors, factors_codes_raw):
+        b = posterior[f"b_{factor.name}"].values.reshape(beta.shape[0], factor.n_levels, factor.n_columns)
+        known = codes < factor.n_levels
+        for s in range(factor.n_columns):
+            mu[:, known] += b[:, codes[known], s] * raw[known, s]
+    return mu
+
+
+def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
+    """log N(y_i | x_iβ + z_i b, σ²) per observation and draw, ArviZ's ``log_likelihood`` group."""
+    posterior = idata["posterior"].to_dataset()
+    spec = setup.spec
+    mu = linear_predictor(setup, posterior, spec.X, [(f.codes, f.raw) for f in spec.factors])
+    sigma = posterior["sigma"].values.reshape(-1, 1)
+    loglik = -0.5 * (ld.LOG_2PI + 2 * np.log(sigma) + ((spec.y - mu) / sigma) ** 2)
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"], spec.n)
+    idata["log_likelihood"] = xr.DataTree(xr.Dataset(
+        {"y": (("chain", "draw", "obs"), loglik.reshape(shape))},
+        coords={"chain": posterior["chain"], "draw": posterior["draw"], "obs": np.arange(spec.n)}))
+
+
+def group_log_likelihood(idata, setup: BayesSetup) -> xr.Dataset:
+    """Each group's marginal log-likelihood (b integrated, β and θ at the draw): for leave-one-group-out."""
+    spec, stats = setup.spec, setup.stats
+    if len(spec.factors) != 1:
+        raise LMMError("leave-one-group-out needs exactly one grouping factor; this model has "
+                       f"{len(spec.factors)}")
+    posterior = idata["posterior"].to_dataset()
+    sigma, chols = posterior_parameters(posterior, setup)
+    beta = posterior["beta"].values.reshape(sigma.size, -1)
+    factor = spec.factors[0]
+    XYtXY_g = _per_group_cross_products(spec)
+    n_g = np.bincount(factor.codes, minlength=factor.n_levels)
+    out = np.empty((sigma.size, factor.n_levels))
+    for d in range(sigma.size):
+        fact = ld.factorize_T(factor_Ts(setup, chols, sigma, d), stats)
+        out[d] = -0.5 * ld.group_deviances(fact, XYtXY_g, n_g, sigma[d] ** 2, beta[d])
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"], factor.n_levels)
+    return xr.Dataset({"y": (("chain", "draw", factor.name), out.reshape(shape))},
+                      coords={"chain": posterior["chain"], "draw": posterior["draw"],
+                              factor.name: list(factor.levels)})
+
+
+def _per_group_cross_products(spec: ModelSpec) -> np.ndarray:
+    """[X y]'[X y] within each level of the single factor, (G, p+1, p+1)."""
+    factor = spec.factors[0]
+    XY = np.column_stack([spec.X, spec.y])
+    outer = (XY[:, :, None] * XY[:, None, :]).reshape(spec.n, -1)
+    sums = np.zeros((factor.n_levels, outer.shape[1]))
+    np.add.at(sums, factor.codes, outer)
+    return sums.reshape(factor.n_levels, XY.shape[1], XY.shape[1])
+
+
+def prior_predictive(setup: BayesSetup, draws: int, random_seed):
+    import pymc as pm
+
+    check_sampling_arguments(draws, 0, 1)
+    model = build_model(setup, marginalize=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        return pm.sample_prior_predictive(draws=draws, model=model, random_seed=random_seed)
+
+
+__all__ = ["BayesSetup", "build_model", "sample", "conditional_draws", "prior_predictive", "pd"]

@@ -1,0 +1,294 @@
+"""BayesResult: a posterior from NUTS, as ArviZ data and pandas tables lme4/brms users know."""
+from __future__ import annotations
+
+import html
+import warnings
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..errors import LMMError
+from ..fit import bayes
+from .newdata import new_data_matrices
+
+RHAT_LIMIT = 1.01
+ESS_PER_CHAIN = 100  # bulk/tail ESS below 100 per chain is reported as low (Vehtari et al. 2021)
+
+
+class PosteriorWarning(UserWarning):
+    """Divergences, R-hat above 1.01 or a low effective sample size."""
+
+
+class BayesResult:
+    """A linear mixed model's posterior, sampled with NUTS.
+
+    ``idata`` is the ArviZ DataTree (``posterior``, ``sample_stats``, ``observed_data``,
+    ``log_likelihood``); the tables use ArviZ's columns (``mean, sd, hdi…_lb, hdi…_ub,
+    ess_bulk, ess_tail, r_hat``).
+
+    Examples
+    --------
+    >>> import bayeslmm as blm
+    >>> model = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy"))
+    >>> post = model.fit(method="NUTS", draws=200, tune=300, chains=2, random_seed=1, progressbar=False)
+    >>> list(post.fixef().index)
+    ['(Intercept)', 'Days']
+    """
+
+    def __init__(self, setup: bayes.BayesSetup, idata, marginalize: bool, sampler: str):
+        self.setup, self.idata = setup, idata
+        self.marginalize, self.sampler = marginalize, sampler
+        self.diagnostics = self._diagnose()
+
+    @property
+    def spec(self):
+        return self.setup.spec
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.idata["posterior"].to_dataset()
+
+    # --- tables --------------------------------------------------------------------------
+
+    def fixef(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Posterior summary of the fixed effects, indexed by their names."""
+        table = _summary({"beta": self.posterior["beta"]}, ci_prob)
+        table.index = list(self.spec.fixef_names)
+        return table
+
+    def varcorr(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Standard deviations, correlations and σ, with lme4's ``grp, var1, var2`` columns."""
+        rows, draws = [], {}
+        posterior = self.posterior
+        for term, label in zip(self.spec.terms, self.setup.labels):
+            for s, name in enumerate(term.column_names):
+                rows.append((label, name, None))
+                draws[f"r{len(rows)}"] = posterior[f"sd_{label}"].isel({bayes.effect_dim(label): s})
+            for k, (r, c) in enumerate(bayes.term_pairs(term)):
+                rows.append((label, term.column_names[c], term.column_names[r]))
+                draws[f"r{len(rows)}"] = posterior[f"corr_{label}"].isel({bayes.pair_dim(label): k})
+        rows.append(("Residual", None, None))
+        draws[f"r{len(rows)}"] = posterior["sigma"]
+        return _labelled(_summary(draws, ci_prob), rows, ["grp", "var1", "var2"])
+
+    def variance_shares(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Each random intercept's share of the total variance at covariates 0 (the ICC), and σ²'s."""
+        posterior = self.posterior
+        parts = {}
+        for term, label in zip(self.spec.terms, self.setup.labels):
+            if "(Intercept)" in term.column_names:
+                s = term.column_names.index("(Intercept)")
+                parts[label] = posterior[f"sd_{label}"].isel({bayes.effect_dim(label): s}) ** 2
+        parts["Residual"] = posterior["sigma"] ** 2
+        total = sum(parts.values())
+        table = _summary({f"r{i}": v / total for i, v in enumerate(parts.values())}, ci_prob)
+        return _labelled(table, [(k,) for k in parts], ["grp"])
+
+    def ranef(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Posterior of the random effects: ``grpvar, term, grp`` then the summary columns."""
+        frames = []
+        for factor in self.spec.factors:
+            table = _summary({"b": self.posterior[f"b_{factor.name}"]}, ci_prob)
+            keys = [(factor.name, term, level) for level in factor.levels for term in factor.column_names]
+            table = _labelled(table, keys, ["grpvar", "term", "grp"])
+            order = np.arange(len(table)).reshape(factor.n_levels, factor.n_columns).T.reshape(-1)
+            frames.append(table.iloc[order])
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # --- diagnostics and reports -------------------------------------------------------------
+
+    def _diagnose(self) -> dict:
+        stats = self.idata["sample_stats"].to_dataset()
+        table = pd.concat([self.fixef(), self.varcorr()])
+        chains = stats.sizes["chain"]
+        found = {
+            "divergences": int(stats["diverging"].values.sum()),
+            "max_r_hat": float(table["r_hat"].max()),
+            "min_ess_bulk": float(table["ess_bulk"].min()),
+            "min_ess_tail": float(table["ess_tail"].min()),
+            "draws": int(stats.sizes["draw"] * chains),
+        }
+        problems = []
+        if found["divergences"]:
+            problems.append(f"{found['divergences']} divergent transitions after tuning")
+        if found["max_r_hat"] > RHAT_LIMIT:
+            problems.append(f"R-hat up to {found['max_r_hat']:.3f} (> {RHAT_LIMIT}): chains disagree")
+        low = ESS_PER_CHAIN * chains
+        if min(found["min_ess_bulk"], found["min_ess_tail"]) < low:
+            problems.append(f"effective sample size down to {min(found['min_ess_bulk'], found['min_ess_tail']):.0f}"
+                            f" (< {low}): run more draws")
+        for problem in problems:
+            warnings.warn(problem, PosteriorWarning, stacklevel=4)
+        found["problems"] = tuple(problems)
+        return found
+
+    def summary(self) -> "BayesSummary":
+        return BayesSummary(self)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+    # --- prediction and model comparison -------------------------------------------------
+
+    def predict(self, newdata: pd.DataFrame | None = None, kind: str = "mean", include_re: bool = True,
+                allow_new_levels: bool = True, random_seed=None, summary: bool = True, ci_prob=None):
+        """Posterior predictions for ``newdata`` (the fitted rows when None).
+
+        ``kind="mean"``: the expected response Xβ + Zb; ``"pps"``: draws of y itself.  A
+        level not seen in the fit draws its b from N(0, D) for every posterior draw.
+        Returns a summary table per row, or with ``summary=False`` the draws (chain, draw, obs).
+        """
+        if kind not in ("mean", "pps"):
+            raise LMMError(f"kind must be 'mean' or 'pps'; got {kind!r}")
+        rng = np.random.default_rng(random_seed)
+        draws = self._predictive_draws(newdata, include_re, allow_new_levels, rng)
+        if kind == "pps":
+            sigma = self.posterior["sigma"].values.reshape(-1, 1)
+            draws = draws + sigma * rng.standard_normal(draws.shape)
+        chains, per_chain = self.posterior.sizes["chain"], self.posterior.sizes["draw"]
+        array = xr.DataArray(draws.reshape(chains, per_chain, -1), dims=("chain", "draw", "obs"))
+        if not summary:
+            return array
+        table = _summary({"y": array}, ci_prob)
+        table.index = self.spec.row_labels if newdata is None else newdata.index
+        return table
+
+    def _predictive_draws(self, newdata, include_re, allow_new_levels, rng) -> np.ndarray:
+        spec = self.spec
+        if newdata is None:
+            X, factors = spec.X, [(f.codes, f.raw) for f in spec.factors]
+        else:
+            X, factors = new_data_matrices(spec, newdata, allow_new_levels, include_re)
+        mu = bayes.linear_predictor(self.setup, self.posterior, X, factors if include_re else [])
+        if include_re:
+            mu += self._new_level_effects(factors, rng)
+        return mu
+
+    def _new_level_effects(self, factors, rng) -> np.ndarray:
+        """Rows of unseen levels (codes ≥ G): b ~ N(0, D) per draw and new level, times the row's columns."""
+        sigma, chols = bayes.posterior_parameters(self.posterior, self.setup)
+        total = np.zeros((sigma.size, factors[0][0].size if factors else 0))
+        for f, (codes, raw) in enumerate(factors):
+            factor = self.spec.factors[f]
+            new = codes >= factor.n_levels
+            if not new.any():
+                continue
+            new_ids = codes[new] - factor.n_levels
+            b_new = np.zeros((sigma.size, new_ids.max() + 1, factor.n_columns))
+            for term, chol in zip(self.spec.terms, chols):
+                if term.factor == f:
+                    z = rng.standard_normal((sigma.size, new_ids.max() + 1, term.size))
+                    b_new[:, :, term.columns] = np.einsum("dst,dlt->dls", chol, z)
+            total[:, new] += (b_new[:, new_ids, :] * raw[new][None]).sum(axis=2)
+        return total
+
+    def sample_posterior_predictive(self, random_seed=None):
+        """Add a ``posterior_predictive`` group (draws of y for the fitted rows) to ``idata``."""
+        draws = self.predict(kind="pps", random_seed=random_seed, summary=False)
+        self.idata["posterior_predictive"] = xr.DataTree(xr.Dataset({"y": draws.assign_coords(
+            chain=self.posterior["chain"].values, draw=self.posterior["draw"].values,
+            obs=np.arange(self.spec.n))}))
+        return self.idata
+
+    def loo(self, by: str = "obs"):
+        """PSIS-LOO: per observation (``by="obs"``) or leaving one group out (``by="group"``)."""
+        import arviz as az
+
+        return az.loo(self._loo_data(by))
+
+    def _loo_data(self, by: str):
+        if by == "obs":
+            if "log_likelihood" not in self.idata.children:
+                bayes.add_pointwise_log_likelihood(self.idata, self.setup)
+            return self.idata
+        if by == "group":
+            data = self.idata.copy()
+            data["log_likelihood"] = xr.DataTree(bayes.group_log_likelihood(self.idata, self.setup))
+            return data
+        raise LMMError(f"by must be 'obs' or 'group'; got {by!r}")
+
+
+def compare(results: dict, by: str = "obs") -> pd.DataFrame:
+    """ArviZ's LOO comparison table of several Bayesian fits (``by="group"``: leave one group out)."""
+    import arviz as az
+
+    if not isinstance(results, dict) or len(results) < 2:
+        raise LMMError("compare needs a dict of at least two named Bayesian results, e.g. {'slope': a, 'int': b}")
+    for name, result in results.items():
+        if not isinstance(result, BayesResult):
+            raise LMMError(f"{name!r} is not a Bayesian result (fit with method='NUTS')")
+    first = next(iter(results.values()))
+    for name, result in results.items():
+        if result.spec.n != first.spec.n or not np.array_equal(result.spec.y, first.spec.y):
+            raise LMMError(f"{name!r} was fitted to other data than the first model; LOO compares models of the same y")
+    return az.compare({name: result._loo_data(by) for name, result in results.items()})
+
+
+def _summary(draws: dict, ci_prob) -> pd.DataFrame:
+    import arviz as az
+
+    dataset = xr.Dataset({k: _bare(v) for k, v in draws.items()})
+    return az.summary(dataset, ci_kind="hdi", ci_prob=ci_prob, round_to="none")
+
+
+def _bare(values) -> xr.DataArray:
+    """A DataArray without the scalar coordinates that selections leave behind."""
+    if not isinstance(values, xr.DataArray):
+        return xr.DataArray(values, dims=("chain", "draw"))
+    return values.drop_vars([c for c in values.coords if c not in values.dims])
+
+
+def _labelled(table: pd.DataFrame, keys: list[tuple], names: list[str]) -> pd.DataFrame:
+    labels = pd.DataFrame(keys, columns=names)
+    return pd.concat([labels, table.reset_index(drop=True)], axis=1)
+
+
+class BayesSummary:
+    """Text and HTML report of a posterior: fixed effects, variance components, diagnostics."""
+
+    def __init__(self, result: BayesResult):
+        self.result = result
+        self.fixed_effects = result.fixef()
+        self.variance_components = result.varcorr()
+        self.diagnostics = result.diagnostics
+
+    def _header(self) -> list[str]:
+        r = self.result
+        how = "random effects and fixed effects integrated out, then drawn exactly" if r.marginalize else \
+            "hierarchical model"
+        d = self.diagnostics
+        groups = "; ".join(f"{f.name}, {f.n_levels}" for f in r.spec.factors)
+        return [f"Bayesian linear mixed model (NUTS via {r.sampler}; {how})",
+                f"Formula: {r.spec.formula}",
+                f"Draws: {d['draws']} ({r.posterior.sizes['chain']} chains); number of obs: {r.spec.n}"
+                + (f", groups: {groups}" if groups else "")]
+
+    def _diagnostic_lines(self) -> list[str]:
+        d = self.diagnostics
+        lines = [f"Divergences: {d['divergences']}; max R-hat: {d['max_r_hat']:.3f}; "
+                 f"min ESS bulk/tail: {d['min_ess_bulk']:.0f}/{d['min_ess_tail']:.0f}"]
+        return lines + [f"WARNING: {p}" for p in d["problems"]]
+
+    def __str__(self) -> str:
+        cols = [c for c in self.fixed_effects.columns if c not in ("mcse_mean", "mcse_sd")]
+        return "\n".join(self._header() + ["", "Fixed effects:",
+                                            self.fixed_effects[cols].to_string(float_format=lambda v: f"{v:.4g}"),
+                                            "", "Random effects (sd, correlation) and residual sd:",
+                                            self.variance_components[["grp", "var1", "var2", *cols]].to_string(
+                                                index=False, na_rep="", float_format=lambda v: f"{v:.4g}"),
+                                            ""] + self._diagnostic_lines()) + "\n"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        parts = [f"<p>{html.escape(line)}</p>" for line in self._header()]
+        parts += ["<p><b>Fixed effects</b></p>", self.fixed_effects.to_html(float_format=lambda v: f"{v:.4g}"),
+                  "<p><b>Random effects and residual sd</b></p>",
+                  self.variance_components.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")]
+        parts += [f"<p>{html.escape(line)}</p>" for line in self._diagnostic_lines()]
+        return "\n".join(parts)

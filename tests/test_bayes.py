@@ -1,0 +1,243 @@
+"""The Bayesian path: one log-density with the frequentist fit, exact conditional draws,
+agreement of the marginalised and hierarchical samplers, tables, prediction and LOO."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+
+import bayeslmm as blm
+from bayeslmm import logdensity as ld
+from bayeslmm.fit import bayes
+from bayeslmm.priors import Flat, HalfNormal, Normal
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
+
+FORMULA = "Reaction ~ Days + (Days | Subject)"
+
+
+@pytest.fixture(scope="module")
+def model(sleepstudy_module):
+    return blm.LMM(FORMULA, sleepstudy_module)
+
+
+@pytest.fixture(scope="module")
+def sleepstudy_module():
+    return blm.datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def quick(model):
+    """A short marginalised run: enough for tables, prediction and LOO."""
+    return model.fit(method="NUTS", draws=300, tune=400, chains=2, random_seed=11, progressbar=False)
+
+
+def _parameters_at(model_pm, point):
+    """σ and the Cholesky factor of Subject's covariance implied by a point of the PyMC model."""
+    values = dict(zip([v.name for v in model_pm.unobserved_value_vars],
+                      model_pm.compile_fn(model_pm.unobserved_value_vars, inputs=model_pm.value_vars,
+                                          on_unused_input="ignore")(point)))
+    sigma, packed = values["sigma"], values["chol_Subject"]
+    chol = np.zeros((2, 2))
+    chol[np.tril_indices(2)] = packed
+    return float(sigma), chol
+
+
+def test_marginal_model_log_density_is_the_shared_log_density(model):
+    """logp(model) = −½ deviance_beta_integrated (NumPy) + log priors + log Jacobians, to 1e-8."""
+    pm_model = model.pymc_model(marginalize=True)
+    total = pm_model.compile_logp()
+    priors_only = pm_model.compile_logp(vars=pm_model.free_RVs)
+    setup = model._bayes_setup(None)
+    prior = setup.priors.beta
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        point = {v.name: rng.normal(0, 0.7, size=np.shape(pm_model.initial_point()[v.name]))
+                 + pm_model.initial_point()[v.name] for v in pm_model.value_vars}
+        point["sigma_log__"] = np.log(20.0) + rng.normal(0, 0.3)
+        sigma, chol = _parameters_at(pm_model, point)
+        fact = ld.factorize_T([chol / sigma], model.stats)
+        shared = -0.5 * ld.deviance_beta_integrated(fact.C, fact.logdet, model.spec.n, sigma**2,
+                                                    prior.precision, prior.shift, prior.constant)
+        assert total(point) == pytest.approx(priors_only(point) + shared, abs=1e-8, rel=1e-12)
+
+
+def test_the_sigma_prior_term_is_the_documented_exponential(model):
+    """The prior part is what the docs say: σ ~ Exponential(mean sd(y)), with the log-transform's Jacobian."""
+    pm_model = model.pymc_model(marginalize=True)
+    sigma_logp = pm_model.compile_logp(vars=[pm_model["sigma"]])
+    scale = float(np.std(model.spec.y))
+    for log_sigma in (2.0, 3.3):
+        expected = -np.log(scale) - np.exp(log_sigma) / scale + log_sigma
+        point = {**pm_model.initial_point(), "sigma_log__": log_sigma}
+        assert sigma_logp(point) == pytest.approx(expected, abs=1e-10)
+
+
+def test_flat_prior_posterior_mode_of_variance_parameters_is_reml(model):
+    """With β flat, the marginal log-density (the one the PyMC model evaluates, as the test above
+    shows) is REML's: its mode over (θ, σ) is the REML estimate."""
+    flat = model._bayes_setup({"fixef": Flat()}).priors.beta
+
+    def deviance(x):
+        fact = ld.factorize(x[:-1], model.stats, model.layout)
+        return ld.deviance_beta_integrated(fact.C, fact.logdet, model.spec.n, np.exp(2 * x[-1]),
+                                           flat.precision, flat.shift, flat.constant)
+
+    start = np.append(model.layout.start, np.log(np.std(model.spec.y)))
+    best = minimize(deviance, start, method="BFGS", options={"gtol": 1e-6})
+    reml = model.fit()
+    sigma = np.exp(best.x[-1])
+    T = model.layout.factors_T(best.x[:-1])[0]  # θ's column signs are not identified; D is
+    np.testing.assert_allclose(sigma**2 * T @ T.T, reml.term_covariances()[0], rtol=1e-4)
+    np.testing.assert_allclose(sigma, reml.sigma, rtol=1e-5)
+    assert -0.5 * best.fun == pytest.approx(reml.loglik, abs=1e-6)
+
+
+@pytest.mark.parametrize("formula, data", [(FORMULA, "sleepstudy"),
+                                           ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")])
+def test_conditional_draws_are_exact(formula, data):
+    """At fixed (σ, D) and a flat β prior, draws of β and b have the GLS / BLUP moments."""
+    model = blm.LMM(formula, blm.datasets.load(data))
+    reml = model.fit()
+    setup = model._bayes_setup({"fixef": Flat()})
+    D = 8000 if len(model.spec.factors) == 1 else 2000
+    sigma = np.full(D, reml.sigma)
+    chols = [np.broadcast_to(np.linalg.cholesky(cov + 1e-300 * np.eye(len(cov))), (D,) + cov.shape)
+             for cov in reml.term_covariances()]
+    beta, b = bayes.conditional_draws(setup, sigma, chols, np.random.default_rng(0))
+    se = reml.se.to_numpy()
+    assert np.all(np.abs(beta.mean(axis=0) - reml.fixef.to_numpy()) < 4 * se / np.sqrt(D))
+    np.testing.assert_allclose(np.cov(beta.T).reshape(reml.vcov.shape), reml.vcov.to_numpy(), rtol=0.1)
+    ranef = reml.ranef()
+    draws = np.concatenate([bf.transpose(0, 2, 1).reshape(D, -1) for bf in b], axis=1)
+    assert np.all(np.abs(draws.mean(axis=0) - ranef["condval"]) < 4.5 * ranef["condsd"] / np.sqrt(D) + 1e-9)
+    # the draws' spread adds the uncertainty in β to lme4's condsd, so it can only be larger
+    assert np.all(draws.std(axis=0) >= 0.97 * ranef["condsd"])
+
+
+def test_marginalised_and_hierarchical_posteriors_agree(model):
+    """Means and 5%/95% quantiles of β, sds, correlation and σ agree within Monte Carlo error."""
+    kwargs = dict(draws=1000, tune=1000, chains=4, progressbar=False)
+    fast = model.fit(method="NUTS", random_seed=1, **kwargs)
+    slow = model.fit(method="NUTS", random_seed=2, marginalize=False, **kwargs)
+    for table in ("fixef", "varcorr"):
+        a, b = getattr(fast, table)(), getattr(slow, table)()
+        mc_error = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
+        assert np.all(np.abs(a["mean"] - b["mean"]) < 4 * mc_error)
+    for name in ("beta", "sd_Subject", "corr_Subject", "sigma"):
+        x, y = fast.posterior[name], slow.posterior[name]
+        for q in (0.05, 0.95):
+            qx = x.quantile(q, dim=("chain", "draw")).values
+            qy = y.quantile(q, dim=("chain", "draw")).values
+            assert np.all(np.abs(qx - qy) < 0.12 * x.std(dim=("chain", "draw")).values)
+
+
+def test_result_tables_and_data(quick, model):
+    assert list(quick.fixef().index) == ["(Intercept)", "Days"]
+    for column in ("mean", "sd", "ess_bulk", "ess_tail", "r_hat"):
+        assert column in quick.fixef().columns
+    assert any(c.startswith("hdi") for c in quick.fixef().columns)
+    vc = quick.varcorr()
+    assert list(vc[["grp", "var1"]].fillna("").itertuples(index=False, name=None)) == [
+        ("Subject", "(Intercept)"), ("Subject", "Days"), ("Subject", "(Intercept)"), ("Residual", "")]
+    assert vc["var2"].tolist()[2] == "Days"
+    ranef = quick.ranef()
+    assert list(ranef.columns[:3]) == ["grpvar", "term", "grp"] and len(ranef) == 36
+    assert list(ranef["grp"][:18]) == list(model.spec.factors[0].levels)
+    shares = quick.variance_shares()
+    assert shares["grp"].tolist() == ["Subject", "Residual"]
+    assert np.all((shares["mean"] > 0) & (shares["mean"] < 1))
+    for group in ("posterior", "sample_stats", "observed_data", "log_likelihood"):
+        assert group in quick.idata.children
+    posterior = quick.posterior
+    assert posterior["b_Subject"].dims == ("chain", "draw", "Subject", "Subject_effect")
+    assert list(posterior["beta"].coords["fixef"].values) == ["(Intercept)", "Days"]
+    text = str(quick.summary())
+    assert "Fixed effects:" in text and "Divergences:" in text and "<table" in quick._repr_html_()
+
+
+def test_posterior_is_near_reml(quick, model):
+    reml = model.fit()
+    fixef = quick.fixef()
+    assert np.all(np.abs(fixef["mean"] - reml.fixef) < 0.5 * fixef["sd"])
+    assert np.all(np.abs(fixef["sd"] / reml.se - 1) < 0.25)
+
+
+def test_prediction(quick, sleepstudy_module):
+    fitted = quick.predict()
+    assert len(fitted) == 180 and "mean" in fitted.columns
+    new = pd.DataFrame({"Days": [0, 5, 5], "Subject": ["308", "new1", "new1"]})
+    mean = quick.predict(new, random_seed=1, summary=False)
+    assert mean.shape[-1] == 3
+    # two rows of the same new subject share that subject's random effect draws
+    population = quick.predict(new, include_re=False, summary=False)
+    shift = (mean - population).values
+    assert np.allclose(shift[..., 1], shift[..., 2]) and shift[..., 1].std() > 5
+    pps = quick.predict(new, kind="pps", random_seed=1)
+    assert np.all(pps["sd"].to_numpy() > quick.predict(new, random_seed=1)["sd"].to_numpy())
+    with pytest.raises(blm.LMMError, match="not seen"):
+        quick.predict(new, allow_new_levels=False)
+    with pytest.raises(blm.LMMError, match="kind"):
+        quick.predict(new, kind="median")
+    idata = quick.sample_posterior_predictive(random_seed=3)
+    assert idata["posterior_predictive"]["y"].shape[-1] == 180
+
+
+def test_loo_by_observation_and_by_group(quick, model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert quick.loo().n_data_points == 180
+        assert quick.loo(by="group").n_data_points == 18
+        other = model.fit(method="NUTS", draws=300, tune=400, chains=2, random_seed=3, progressbar=False,
+                          priors={"sigma": HalfNormal(50.0)})
+        table = blm.compare({"default": quick, "halfnormal": other})
+        assert set(table.index) == {"default", "halfnormal"}
+        assert set(blm.compare({"a": quick, "b": other}, by="group").index) == {"a", "b"}
+    with pytest.raises(blm.LMMError, match="by must be"):
+        quick.loo(by="subject")
+
+
+def test_hierarchical_model_structure(model, sleepstudy_module):
+    hier = model.pymc_model(marginalize=False)
+    names = {v.name for v in hier.free_RVs}
+    assert names == {"sigma", "chol_Subject", "beta_centred", "z_Subject"}
+    assert {d.name for d in hier.deterministics} >= {"beta", "b_Subject", "sd_Subject", "corr_Subject"}
+    assert hier.named_vars_to_dims["b_Subject"] == ("Subject", "Subject_effect")
+    assert list(hier.coords["Subject"]) == list(model.spec.factors[0].levels)
+    uncorrelated = blm.LMM("Reaction ~ Days + (Days || Subject)", sleepstudy_module).pymc_model()
+    assert {v.name for v in uncorrelated.free_RVs} == {"sigma", "sd_Subject", "sd_Subject.1", "beta_centred",
+                                                        "z_Subject"}
+
+
+def test_priors_by_name_and_flat(model):
+    setup = model._bayes_setup({"Days": Normal(0, 1), "Subject": {"sd": HalfNormal(10.0), "eta": 4},
+                                "sigma": HalfNormal(30.0)})
+    assert setup.priors.beta.coordinates[1] == Normal(0, 1)
+    assert setup.priors.terms[0].eta == 4 and setup.priors.terms[0].sds == (HalfNormal(10.0),) * 2
+    flat = model._bayes_setup({"fixef": Flat()}).priors.beta
+    assert np.all(flat.precision == 0)
+    prior = model.sample_prior_predictive(draws=50, random_seed=1)
+    assert prior["prior_predictive"]["y"].shape == (1, 50, 180)
+
+
+def test_bad_bayesian_input(model):
+    with pytest.raises(blm.LMMError, match="valid names: fixef, sigma, \\(Intercept\\), Days, Subject"):
+        model.fit(method="NUTS", priors={"Dayz": Normal(0, 1)})
+    for bad in ({"draws": 0}, {"chains": 1.5}, {"tune": -1}, {"draws": True}):
+        with pytest.raises(blm.LMMError, match="must be a"):
+            model.fit(method="NUTS", progressbar=False, **bad)
+    with pytest.raises(blm.LMMError, match="sampler"):
+        model.fit(method="NUTS", sampler="stan")
+    with pytest.raises(blm.LMMError, match="HalfStudentT, HalfNormal or Exponential"):
+        model.fit(method="NUTS", priors={"sigma": Normal(0, 1)})
+    with pytest.raises(blm.LMMError, match="compare needs"):
+        blm.compare({"one": None})
+
+
+def test_several_factors_sample_the_hierarchical_model_only():
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    with pytest.raises(blm.LMMError, match="marginalize=False"):
+        model.pymc_model(marginalize=True)
