@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+ENTRY_LIMIT = 12  # larger symbolic matrices go to pytensor.linalg instead of entry-by-entry graphs
+
 
 def entries(stack, size: int) -> dict:
     """(…, S, S) array → entry dict."""

@@ -321,17 +321,27 @@ def deviance_beta_integrated(C, logdet, n: int, sigma2, precision, shift, consta
         return base
     H = C[:p, :p] / sigma2 + precision
     h = C[:p, p] / sigma2 + shift
-    LH = xp.linalg.cholesky(H)
-    z = _solve_lower_xp(LH, h, xp)
-    return base + 2.0 * xp.log(xp.diagonal(LH)).sum() - (z * z).sum()
-
-
-def _solve_lower_xp(L, b, xp):
     if xp is np:
-        return solve_lower(L, b)
-    import pytensor.tensor as pt
+        LH = np.linalg.cholesky(H)
+        z = solve_lower(LH, h)
+        return base + 2.0 * np.log(np.diag(LH)).sum() - (z * z).sum()
+    return base + _logdet_minus_quadratic(H, h, p, xp)
 
-    return pt.linalg.solve_triangular(L, b, lower=True)
+
+def _logdet_minus_quadratic(H, h, p: int, xp):
+    """log|H| − h'H⁻¹h for a PyTensor H, by the entry-by-entry Cholesky: a few fused scalar
+    operations rather than LAPACK calls from Python (p is the number of fixed effects)."""
+    if p > batched.ENTRY_LIMIT:
+        import pytensor.tensor as pt
+
+        LH = pt.linalg.cholesky(H)
+        z = pt.linalg.solve_triangular(LH, h, lower=True)
+        return 2.0 * pt.log(pt.diagonal(LH)).sum() - (z * z).sum()
+    L = batched.cholesky({(i, j): H[i, j] for i in range(p) for j in range(i + 1)}, p, xp)
+    z: list = []
+    for i in range(p):  # forward substitution L z = h
+        z.append((h[i] - _sum_terms(L[i, k] * z[k] for k in range(i))) / L[i, i])
+    return 2.0 * _sum_terms(xp.log(L[i, i]) for i in range(p)) - _sum_terms(zi * zi for zi in z)
 
 
 def beta_conditional(C, sigma2, precision: np.ndarray, shift: np.ndarray):
