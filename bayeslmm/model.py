@@ -52,7 +52,7 @@ class LMM:
     def fit(self, method: str = "REML", *, start=None, priors: dict | None = None, draws: int = 1000,
             tune: int = 1000, chains: int = 4, random_seed=None, marginalize: bool = True,
             sampler: str = "pymc", progressbar: bool = True, target_accept: float = 0.8,
-            log_likelihood: bool = True) -> LMMResult | BayesResult:
+            log_likelihood: bool = True, cores: int | None = None) -> LMMResult | BayesResult:
         """Fit by ``"REML"`` (default) or ``"ML"``, or sample the posterior with ``"NUTS"``.
 
         REML/ML: ``start`` is an optional θ to start from.
@@ -63,14 +63,16 @@ class LMM:
         installed.  ``marginalize=True`` (default) samples σ, the sds and correlations with
         b and β integrated out by the shared log-density, then draws β and b exactly for
         every draw; ``marginalize=False`` samples the hierarchical model.
-        ``log_likelihood`` stores the pointwise log-likelihood for LOO.
+        ``log_likelihood`` stores the pointwise log-likelihood for LOO.  ``cores``: chains
+        run in parallel processes (PyMC's default here is one per two CPUs); worth it when
+        sampling takes much longer than starting the workers, e.g. on large data.
         """
         method = check_method(method)
         if method == "NUTS":
             setup = self._bayes_setup(priors)
             idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                  marginalize=marginalize, sampler=sampler, progressbar=progressbar,
-                                 target_accept=target_accept, log_likelihood=log_likelihood)
+                                 target_accept=target_accept, log_likelihood=log_likelihood, cores=cores)
             return BayesResult(setup, idata, marginalize, sampler)
         opt = fit_theta(self.stats, self.layout, method == "REML", start=start)
         return LMMResult(self.spec, self.stats, self.layout, method, opt)

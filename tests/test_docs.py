@@ -9,18 +9,22 @@ import pytest
 
 import bayeslmm.datasets
 import bayeslmm.model
+import bayeslmm.results.bayesian
 import bayeslmm.results.frequentist
 from conftest import REPO
 
 matplotlib.use("Agg")
 
 
-@pytest.mark.parametrize("module", [bayeslmm.model, bayeslmm.results.frequentist, bayeslmm.datasets])
+@pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
+@pytest.mark.parametrize("module", [bayeslmm.model, bayeslmm.results.frequentist, bayeslmm.results.bayesian,
+                                    bayeslmm.datasets])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 
 
+@pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
 @pytest.mark.parametrize("path", sorted((REPO / "notebooks").glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_code_runs(path):
     cells = json.loads(path.read_text())["cells"]

@@ -2,6 +2,13 @@
 
     .venv/bin/python validation/sbc.py [--replicates 100] [--out docs/validation]
 
+Replicates are independent (replicate k uses the random stream [SEED, k]), so the work can be
+split over processes and merged:
+
+    .venv/bin/python validation/sbc.py --first 0 --replicates 50 --part a &
+    .venv/bin/python validation/sbc.py --first 50 --replicates 50 --part b &
+    wait; .venv/bin/python validation/sbc.py --merge a b
+
 For each replicate: draw (β, sds, correlation, σ) from fixed priors, simulate y from
 y ~ x + (x | g) on a fixed design (30 groups × 8 observations), fit with
 method="NUTS" (marginalised, 2 chains × 500 draws), thin to 100 draws and record the
@@ -61,14 +68,34 @@ def posterior_draws(post) -> dict:
             "corr": flat(p["corr_g"])[:, 0], "sigma": flat(p["sigma"])}
 
 
+SEED = 20261121
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicates", type=int, default=100)
+    parser.add_argument("--first", type=int, default=0)
+    parser.add_argument("--part", help="write ranks to <out>/sbc_part_<PART>.json and stop")
+    parser.add_argument("--merge", nargs="+", help="merge these parts and report")
     parser.add_argument("--out", default="docs/validation")
     args = parser.parse_args()
-    rng = np.random.default_rng(20261121)
+    out = Path(args.out)
+    if args.merge:
+        parts = [json.loads((out / f"sbc_part_{p}.json").read_text()) for p in args.merge]
+        report({name: sum((part[name] for part in parts), []) for name in PARAMETERS}, out)
+        return
+    ranks = run(range(args.first, args.first + args.replicates))
+    if args.part:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"sbc_part_{args.part}.json").write_text(json.dumps(ranks))
+    else:
+        report(ranks, out)
+
+
+def run(replicates) -> dict:
     ranks = {name: [] for name in PARAMETERS}
-    for replicate in range(args.replicates):
+    for replicate in replicates:
+        rng = np.random.default_rng([SEED, replicate])
         data = design(rng)
         truth = draw_truth(rng, data)
         sample = simulate(rng, data, truth)
@@ -81,8 +108,8 @@ def main() -> None:
         for name in PARAMETERS:
             thinned = draws[name][:: len(draws[name]) // THIN_TO][:THIN_TO]
             ranks[name].append(int((thinned < truth[name]).sum()))
-        print(f"replicate {replicate + 1}/{args.replicates} done", flush=True)
-    report(ranks, Path(args.out))
+        print(f"replicate {replicate} done", flush=True)
+    return ranks
 
 
 def report(ranks: dict, out: Path) -> None:
@@ -94,6 +121,10 @@ def report(ranks: dict, out: Path) -> None:
                      "p_value": stats.chisquare(counts).pvalue, "counts": counts.tolist()})
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
+    lines = ["| parameter | replicates | χ² (10 bins, 9 df) | p-value | counts per bin |", "|---|---|---|---|---|"]
+    lines += [f"| {r['parameter']} | {r['replicates']} | {r['chi2_10_bins']:.1f} | {r['p_value']:.3f} | "
+              f"{' '.join(map(str, r['counts']))} |" for r in rows]
+    (out / "sbc_table.md").write_text("\n".join(lines) + "\n")
     (out / "sbc_ranks.json").write_text(json.dumps({"ranks": ranks, "summary": rows}, indent=1))
     import matplotlib
 

@@ -17,7 +17,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from .. import logdensity as ld
@@ -197,7 +196,7 @@ def check_sampling_arguments(draws, tune, chains) -> None:
 
 
 def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed, marginalize: bool,
-           sampler: str, progressbar: bool, target_accept: float, log_likelihood: bool):
+           sampler: str, progressbar: bool, target_accept: float, log_likelihood: bool, cores: int | None = None):
     """Run NUTS and return the posterior as an ArviZ DataTree with β and b for every draw."""
     import pymc as pm
 
@@ -207,12 +206,16 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     model = build_model(setup, marginalize)
     seeds = np.random.SeedSequence(random_seed)
     rng = np.random.default_rng(seeds.spawn(1)[0])
-    options = {}
+    options = {} if cores is None else {"cores": cores}
     if marginalize:  # store only what NUTS samples; sds and correlations follow in NumPy
-        options = {"var_names": [rv.name for rv in model.free_RVs], "init": "adapt_diag",
-                   "initvals": initial_values(setup, chains, rng)}
+        starts = initial_values(setup, chains, rng)
+        options["var_names"] = [rv.name for rv in model.free_RVs]
+        # nutpie takes one starting point for all chains; PyMC's NUTS one per chain
+        options.update({"initvals": starts[0]} if sampler == "nutpie" else {"initvals": starts, "init": "adapt_full"})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        # the dense mass matrix is chosen on purpose (see docs/design.md)
+        warnings.filterwarnings("ignore", message="QuadPotentialFullAdapt is an experimental feature")
         idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed, model=model,
                           nuts_sampler=sampler, progressbar=progressbar, target_accept=target_accept,
                           compute_convergence_checks=False, **options)
@@ -439,4 +442,4 @@ def prior_predictive(setup: BayesSetup, draws: int, random_seed):
         return pm.sample_prior_predictive(draws=draws, model=model, random_seed=random_seed)
 
 
-__all__ = ["BayesSetup", "build_model", "sample", "conditional_draws", "prior_predictive", "pd"]
+__all__ = ["BayesSetup", "build_model", "sample", "conditional_draws", "prior_predictive"]
