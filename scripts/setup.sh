@@ -27,7 +27,12 @@ fi
 python=$(find_python)
 echo "setting up .venv with $("$python" --version) ($python)" >&2
 "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[test]"
+# pip's and the build backend's chatter goes to a log, shown only if the install fails
+if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[test]"; } \
+     > .venv/install.log 2>&1; then
+  cat .venv/install.log >&2
+  echo "error: installing bayeslmm into .venv failed (log above, also in .venv/install.log)" >&2
+  exit 1
+fi
 rm -f .venv/.installed-*
 touch "$stamp"
