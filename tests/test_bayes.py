@@ -231,6 +231,11 @@ def test_bad_bayesian_input(model):
             model.fit(method="NUTS", progressbar=False, **bad)
     with pytest.raises(blm.LMMError, match="sampler"):
         model.fit(method="NUTS", sampler="stan")
+    try:
+        import nutpie  # noqa: F401
+    except ImportError:
+        with pytest.raises(blm.LMMError, match="bayeslmm\\[nutpie\\]"):
+            model.fit(method="NUTS", sampler="nutpie")
     with pytest.raises(blm.LMMError, match="HalfStudentT, HalfNormal or Exponential"):
         model.fit(method="NUTS", priors={"sigma": Normal(0, 1)})
     with pytest.raises(blm.LMMError, match="compare needs"):

@@ -203,6 +203,11 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     check_sampling_arguments(draws, tune, chains)
     if sampler not in ("pymc", "nutpie"):
         raise LMMError(f"sampler must be 'pymc' or 'nutpie'; got {sampler!r}")
+    if sampler == "nutpie":
+        try:
+            import nutpie  # noqa: F401
+        except ImportError:
+            raise LMMError("sampler='nutpie' needs nutpie: pip install 'bayeslmm[nutpie]'") from None
     model = build_model(setup, marginalize)
     seeds = np.random.SeedSequence(random_seed)
     rng = np.random.default_rng(seeds.spawn(1)[0])
