@@ -1,11 +1,11 @@
 """bayeslmm: linear mixed models from lme4 formulas — REML/ML fits that match lme4 and
 Bayesian fits with PyMC, from one model specification and one log-density."""
-from . import datasets, priors
+from . import cov, datasets, priors
 from .errors import ConvergenceWarning, LMMError, SingularFitWarning
 from .model import LMM
 from .results.bayesian import BayesResult, PosteriorWarning, compare
 from .results.frequentist import LMMResult
 
-__all__ = ["LMM", "LMMResult", "BayesResult", "compare", "priors", "LMMError", "ConvergenceWarning",
+__all__ = ["LMM", "LMMResult", "BayesResult", "compare", "cov", "priors", "LMMError", "ConvergenceWarning",
            "SingularFitWarning", "PosteriorWarning", "datasets"]
 __version__ = "0.1.0"

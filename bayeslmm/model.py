@@ -5,11 +5,14 @@ from functools import cached_property
 
 import pandas as pd
 
+from . import cov
 from . import priors as priors_module
+from .fit import residual as fit_residual
 from .crossprod import CrossProducts, cross_products
 from .fit import bayes
 from .fit.optimize import fit_theta
 from .formula import build_spec
+from .errors import LMMError
 from .results.bayesian import BayesResult
 from .results.frequentist import LMMResult, check_method, term_labels
 from .spec import ModelSpec
@@ -37,8 +40,13 @@ class LMM:
     25.5918
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame):
-        self.spec: ModelSpec = build_spec(formula, data)
+    def __init__(self, formula: str, data: pd.DataFrame, residual=None):
+        residual = residual if residual is not None else cov.Independent()
+        self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns))
+        rows = data.loc[self.spec.row_labels, list(residual.columns)] if residual.columns else None
+        self.residual = residual.bind(rows) if rows is not None else None
+        if self.residual is not None:
+            fit_residual.check_nesting(self.spec, self.residual)
 
     @cached_property
     def stats(self) -> CrossProducts:
@@ -69,11 +77,17 @@ class LMM:
         """
         method = check_method(method)
         if method == "NUTS":
+            if self.residual is not None:
+                raise LMMError("residual structures are not in the Bayesian path yet; fit them by REML or ML")
             setup = self._bayes_setup(priors)
             idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                  marginalize=marginalize, sampler=sampler, progressbar=progressbar,
                                  target_accept=target_accept, log_likelihood=log_likelihood, cores=cores)
             return BayesResult(setup, idata, marginalize, sampler)
+        if self.residual is not None:
+            opt, phi = fit_residual.fit_with_residual(self.spec, self.layout, self.residual, method == "REML")
+            white, _ = fit_residual.whitened_spec(self.spec, self.residual, phi)
+            return LMMResult(self.spec, cross_products(white), self.layout, method, opt, self.residual, phi)
         opt = fit_theta(self.stats, self.layout, method == "REML", start=start)
         return LMMResult(self.spec, self.stats, self.layout, method, opt)
 

@@ -32,11 +32,16 @@ class Design:
     kept_columns: np.ndarray  # fixed columns kept after dropping aliased ones
 
 
-def build_spec(formula: str, data: pd.DataFrame) -> ModelSpec:
-    """Parse ``formula``, check and clean ``data`` (never modified) and build the spec."""
+def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> ModelSpec:
+    """Parse ``formula``, check and clean ``data`` (never modified) and build the spec.
+
+    ``extra_columns`` (e.g. a residual structure's time and group) take part in dropping
+    rows with missing values, so that every part of the model sees the same rows.
+    """
     parsed = parse_formula(formula)
     checks.check_dataframe(data)
-    used = _used_columns(parsed, data)
+    used = sorted(set(_used_columns(parsed, data)) | set(extra_columns))
+    checks.check_columns_exist(used, data)
     clean = checks.drop_missing_rows(data, used)
     fixed = _fixed_design(parsed, clean)
     y = _response(fixed, parsed)

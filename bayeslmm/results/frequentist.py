@@ -32,8 +32,10 @@ class LMMResult:
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
 
-    def __init__(self, spec: ModelSpec, stats: CrossProducts, layout: ThetaLayout, method: str, opt: ThetaFit):
+    def __init__(self, spec: ModelSpec, stats: CrossProducts, layout: ThetaLayout, method: str, opt: ThetaFit,
+                 residual=None, phi=None):
         self.spec, self.layout, self.method = spec, layout, method
+        self._residual, self._phi = residual, (np.zeros(0) if phi is None else np.asarray(phi))
         self.reml = method == "REML"
         self.theta = opt.theta
         self.converged, self.message = opt.converged, opt.message
@@ -62,8 +64,13 @@ class LMMResult:
 
     @property
     def npar(self) -> int:
-        """Number of parameters: fixed effects, θ and σ (lme4's ``df`` of logLik)."""
-        return self.spec.p + self.layout.size + 1
+        """Number of parameters: fixed effects, θ, the residual structure's and σ (lme4/nlme's ``df``)."""
+        return self.spec.p + self.layout.size + self._phi.size + 1
+
+    @property
+    def residual_params(self) -> dict:
+        """The fitted residual structure (ρ, variance ratios, …); empty for independent errors."""
+        return {} if self._residual is None else self._residual.parameters(self._phi)
 
     @property
     def loglik(self) -> float:

@@ -124,7 +124,7 @@ def _abbreviate(name: str) -> str:
 
 
 def _notes(fit) -> tuple[str, ...]:
-    notes = []
+    notes = list(_residual_lines(fit.residual_params))
     if fit.is_singular:
         notes.append("boundary (singular) fit: a variance is estimated as 0 or a correlation as ±1")
     if not fit.converged:
@@ -139,6 +139,19 @@ def _left_justified(table: pd.DataFrame, columns: list[str]) -> str:
     header = [f"{c:<{widths[c]}}" if c in widths else c for c in table.columns]
     return table.to_string(index=False, na_rep="", float_format=_format_number, formatters=formatters,
                            header=header)
+
+
+def _residual_lines(params: dict) -> list[str]:
+    """The fitted residual structure, as nlme prints its correlation and variance structures."""
+    lines = []
+    if "rho" in params:
+        lines.append(f"Residual correlation: rho = {params['rho']:.4f}")
+    if "sd ratios" in params:
+        ratios = "  ".join(f"{k}: {v:.4f}" for k, v in params["sd ratios"].items())
+        lines.append(f"Residual sd relative to the first level: {ratios}")
+    if "correlation" in params:
+        lines += ["Residual correlation matrix:", params["correlation"].round(3).to_string()]
+    return lines + ([""] if lines else [])
 
 
 def _format_number(value: float) -> str:

@@ -1,0 +1,249 @@
+"""Residual covariance structures Σ_i = σ² R_i(φ), applied by whitening each group.
+
+Each structure, bound to the model's rows, gives for parameters φ (unconstrained):
+a whitening W_i with W_i'W_i = R_i⁻¹ applied to columns of [y X Z-raw], and Σ_i log|R_i|.
+The shared log-density then runs unchanged on the whitened data and adds Σ log|R_i|
+(docs/design.md, "Residual structures").  Never an n × n matrix: per-group blocks only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import LMMError
+
+
+@dataclass(frozen=True)
+class Independent:
+    """σ²I: the default."""
+
+    columns: tuple = ()
+
+    def bind(self, data: pd.DataFrame):
+        return None
+
+
+@dataclass(frozen=True)
+class CompoundSymmetry:
+    """σ² on the diagonal and a common covariance σ²ρ within each ``group``."""
+
+    group: str
+
+    @property
+    def columns(self) -> tuple:
+        return (self.group,)
+
+    def bind(self, data: pd.DataFrame) -> "BoundCS":
+        return BoundCS(_codes(data, self.group))
+
+
+@dataclass(frozen=True)
+class AR1:
+    """Correlation ρ^|t_j − t_k| over an integer or ordered ``time`` within each ``group``."""
+
+    time: str
+    group: str
+
+    @property
+    def columns(self) -> tuple:
+        return (self.time, self.group)
+
+    def bind(self, data: pd.DataFrame) -> "BoundAR1":
+        return BoundAR1(*_ordered_times(data, self.time, self.group), heteroscedastic=False)
+
+
+@dataclass(frozen=True)
+class ARH1(AR1):
+    """AR(1) correlations with one variance per time point (varIdent by time)."""
+
+    def bind(self, data: pd.DataFrame) -> "BoundAR1":
+        return BoundAR1(*_ordered_times(data, self.time, self.group), heteroscedastic=True)
+
+
+def _codes(data: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.factorize(data[column], sort=True)[0]
+
+
+def _ordered_times(data: pd.DataFrame, time: str, group: str):
+    """Group codes, integer time positions (gaps kept) and the time levels."""
+    groups = _codes(data, group)
+    values = data[time]
+    if pd.api.types.is_numeric_dtype(values):
+        levels = np.unique(values.to_numpy())
+        if not np.allclose(levels, np.round(levels)):
+            raise LMMError(f"time column {time!r} must hold integers or an ordered factor (visit numbers)")
+        positions = np.searchsorted(levels, values.to_numpy())
+        gaps = np.round(values.to_numpy() - levels.min()).astype(int)
+    else:
+        categories = values.astype("category").cat
+        levels = np.asarray(categories.categories)
+        positions = gaps = categories.codes.to_numpy()
+    pairs = pd.DataFrame({"g": groups, "t": positions})
+    if pairs.duplicated().any():
+        count = int(pairs.duplicated().sum())
+        raise LMMError(f"time {time!r} repeats within a level of {group!r} in {count} row(s); "
+                       "each group needs distinct time points")
+    return groups, positions, np.asarray(gaps), levels
+
+
+class BoundCS:
+    def __init__(self, groups: np.ndarray):
+        self.groups = groups
+        self.sizes = np.bincount(groups)
+        self.names = ("rho",)
+        self.start = np.zeros(1)
+
+    def parameters(self, phi) -> dict:
+        return {"rho": self._rho(phi)}
+
+    def _rho(self, phi) -> float:
+        low = -1.0 / (self.sizes.max() - 1) if self.sizes.max() > 1 else -1.0
+        return low + (1 - low) / (1 + np.exp(-phi[0]))  # (low, 1)
+
+    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
+        """R^{-1/2} M per group, with R = (1−ρ)(I − P) + (1 − ρ + mρ)P, P = J/m."""
+        rho = self._rho(phi)
+        m = self.sizes[self.groups][:, None]
+        means = np.zeros((self.sizes.size, M.shape[1]))
+        np.add.at(means, self.groups, M)
+        means = means[self.groups] / m
+        a, b = 1 - rho, 1 - rho + m * rho
+        whitened = (M - means) / np.sqrt(a) + means / np.sqrt(b)
+        logdet = ((self.sizes - 1) * np.log(1 - rho) + np.log(1 - rho + self.sizes * rho)).sum()
+        return whitened, float(logdet)
+
+
+class BoundAR1:
+    """AR(1) over time positions with gaps: e*_j = (e_j − ρ^d e_{j−1}) / √(1 − ρ^{2d}) (Markov)."""
+
+    def __init__(self, groups, positions, gaps, levels, heteroscedastic: bool):
+        order = np.lexsort((gaps, groups))
+        self.order = order
+        g, t = groups[order], gaps[order]
+        first = np.r_[True, g[1:] != g[:-1]]
+        self.previous = np.where(first, -1, np.arange(len(order)) - 1)
+        self.distance = np.where(first, 0, t - np.r_[0, t[:-1]])
+        self.time_level = positions[order]
+        self.levels = levels
+        self.heteroscedastic = heteroscedastic
+        extra = tuple(f"variance ratio {lv}" for lv in levels[1:]) if heteroscedastic else ()
+        self.names = ("rho",) + extra
+        self.start = np.zeros(1 + len(extra))
+
+    def parameters(self, phi) -> dict:
+        out = {"rho": float(np.tanh(phi[0]))}
+        if self.heteroscedastic:
+            out["sd ratios"] = dict(zip(map(str, self.levels), np.r_[1.0, np.exp(phi[1:])]))
+        return out
+
+    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
+        rho = np.tanh(phi[0])
+        rows = M[self.order]
+        logdet = 0.0
+        if self.heteroscedastic:
+            log_sd = np.r_[0.0, phi[1:]][self.time_level]
+            rows = rows / np.exp(log_sd)[:, None]
+            logdet += 2.0 * log_sd.sum()
+        has_previous = self.previous >= 0
+        lag = np.where(has_previous, rho ** self.distance, 0.0)
+        scale = np.sqrt(np.where(has_previous, 1 - lag**2, 1.0))
+        prior_rows = rows[np.maximum(self.previous, 0)]
+        whitened_sorted = (rows - lag[:, None] * prior_rows) / scale[:, None]
+        whitened = np.empty_like(whitened_sorted)
+        whitened[self.order] = whitened_sorted
+        return whitened, float(logdet + np.log(scale**2).sum())
+
+
+@dataclass(frozen=True)
+class Unstructured:
+    """A free covariance over the ``time`` points within each ``group`` (nlme's corSymm + varIdent,
+    mmrm's ``us()``); a group with missing visits uses the sub-matrix of the visits it has."""
+
+    time: str
+    group: str
+
+    @property
+    def columns(self) -> tuple:
+        return (self.time, self.group)
+
+    def bind(self, data: pd.DataFrame) -> "BoundUnstructured":
+        return BoundUnstructured(*_ordered_times(data, self.time, self.group))
+
+
+@dataclass(frozen=True)
+class Heteroscedastic:
+    """One residual variance per level of ``by`` (nlme's varIdent), relative to the first level."""
+
+    by: str
+
+    @property
+    def columns(self) -> tuple:
+        return (self.by,)
+
+    def bind(self, data: pd.DataFrame) -> "BoundHeteroscedastic":
+        codes, levels = pd.factorize(data[self.by], sort=True)
+        return BoundHeteroscedastic(codes, np.asarray(levels))
+
+
+class BoundHeteroscedastic:
+    def __init__(self, codes: np.ndarray, levels: np.ndarray):
+        self.codes, self.levels = codes, levels
+        self.groups = np.arange(codes.size)  # each row is its own block
+        self.names = tuple(f"variance ratio {lv}" for lv in levels[1:])
+        self.start = np.zeros(len(levels) - 1)
+
+    def parameters(self, phi) -> dict:
+        return {"sd ratios": dict(zip(map(str, self.levels), np.r_[1.0, np.exp(phi)]))}
+
+    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
+        log_sd = np.r_[0.0, phi][self.codes]
+        return M / np.exp(log_sd)[:, None], float(2.0 * log_sd.sum())
+
+
+class BoundUnstructured:
+    """Σ_rel = L L' over T time points with L[0, 0] = 1 (σ is the sd at the first time point)."""
+
+    def __init__(self, groups, positions, gaps, levels):
+        self.groups, self.levels, self.size = groups, levels, len(levels)
+        frame = pd.DataFrame({"g": groups, "t": positions, "row": np.arange(groups.size)}).sort_values(["g", "t"])
+        self.patterns = []  # (time positions, rows as (groups with this pattern, len(positions)))
+        for _, part in frame.groupby(frame.groupby("g")["t"].transform(lambda t: hash(tuple(t)))):
+            times = part.groupby("g")["t"].apply(tuple)
+            for pattern in times.unique():
+                members = times.index[times == pattern]
+                rows = part[part["g"].isin(members)]["row"].to_numpy().reshape(len(members), len(pattern))
+                self.patterns.append((np.array(pattern), rows))
+        counts = np.bincount(positions, minlength=self.size)
+        if np.any(counts < 2) or groups.max() + 1 <= self.size:
+            raise LMMError(f"an unstructured covariance over {self.size} time points needs every time point "
+                           f"in at least 2 groups and more groups than time points; the data have "
+                           f"{groups.max() + 1} groups and {counts.min()} at the rarest time point")
+        self.lower = np.tril_indices(self.size)
+        self.names = tuple(f"L[{i},{j}]" for i, j in zip(*self.lower))[1:]
+        self.start = np.zeros(len(self.lower[0]) - 1)
+
+    def _relative_covariance(self, phi) -> np.ndarray:
+        L = np.zeros((self.size, self.size))
+        L[self.lower] = np.r_[0.0, phi]
+        diagonal = np.diag_indices(self.size)
+        L[diagonal] = np.exp(L[diagonal])  # L[0, 0] = exp(0) = 1
+        return L @ L.T
+
+    def parameters(self, phi) -> dict:
+        S = self._relative_covariance(phi)
+        sd = np.sqrt(np.diag(S))
+        names = list(map(str, self.levels))
+        return {"sd ratios": dict(zip(names, sd)),
+                "correlation": pd.DataFrame(S / np.outer(sd, sd), index=names, columns=names)}
+
+    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
+        S = self._relative_covariance(phi)
+        out, logdet = np.empty_like(M), 0.0
+        for times, rows in self.patterns:
+            L = np.linalg.cholesky(S[np.ix_(times, times)])
+            block = M[rows]  # (groups, m, k)
+            out[rows] = np.linalg.solve(L, block)
+            logdet += rows.shape[0] * 2.0 * np.log(np.diag(L)).sum()
+        return out, float(logdet)
