@@ -247,3 +247,25 @@ class BoundUnstructured:
             out[rows] = np.linalg.solve(L, block)
             logdet += rows.shape[0] * 2.0 * np.log(np.diag(L)).sum()
         return out, float(logdet)
+
+
+_SHORTHAND = {"ar1": AR1, "ar1h": ARH1, "arh1": ARH1, "us": Unstructured, "un": Unstructured}
+
+
+def parse(text: str):
+    """mmrm-style shorthand: ``"ar1(visit | tree)"``, ``"ar1h(…)"``/``"arh1(…)"``, ``"us(…)"``,
+    ``"cs(tree)"`` or ``"cs(visit | tree)"``, ``"ind"``."""
+    import re
+
+    match = re.fullmatch(r"\s*(\w+)\s*(?:\(\s*(?:([\w.]+)\s*\|\s*)?([\w.]+)\s*\))?\s*", text or "")
+    if not match:
+        raise LMMError(f"residual structure {text!r} is not of the form 'ar1(visit | tree)'")
+    name, time, group = match.group(1).lower(), match.group(2), match.group(3)
+    if name in ("ind", "iid", "independent") and group is None:
+        return Independent()
+    if name == "cs" and group:
+        return CompoundSymmetry(group=group)
+    if name in _SHORTHAND and time and group:
+        return _SHORTHAND[name](time=time, group=group)
+    raise LMMError(f"residual structure {text!r} is not known; use ind, cs(group), ar1(time | group), "
+                   "ar1h(time | group) or us(time | group)")

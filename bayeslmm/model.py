@@ -30,6 +30,9 @@ class LMM:
         ``(x||g)``, ``(1|a/b)``, ``(1|a:b)``, crossed ``(1|a) + (1|b)``.
     data : pandas.DataFrame
         Never modified.  Rows missing a used value are dropped with a warning.
+    residual : bayeslmm.cov structure or str, optional
+        The within-group covariance of the errors, e.g. ``cov.AR1(time="visit", group="tree")``
+        or the shorthand ``"ar1(visit | tree)"``; independent errors by default.
 
     Examples
     --------
@@ -41,7 +44,7 @@ class LMM:
     """
 
     def __init__(self, formula: str, data: pd.DataFrame, residual=None):
-        residual = residual if residual is not None else cov.Independent()
+        residual = cov.parse(residual) if isinstance(residual, str) else (residual or cov.Independent())
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns))
         rows = data.loc[self.spec.row_labels, list(residual.columns)] if residual.columns else None
         self.residual = residual.bind(rows) if rows is not None else None

@@ -125,6 +125,18 @@ def test_heteroscedastic_matches_dense(sitka):
     assert set(fit.residual_params["sd ratios"]) == {"control", "ozone"} and fit.npar == 6
 
 
+def test_string_shorthand(sitka):
+    assert cov.parse("ar1(visit | tree)") == cov.AR1(time="visit", group="tree")
+    assert cov.parse("ar1h(visit|tree)") == cov.ARH1(time="visit", group="tree")
+    assert cov.parse("us(visit | tree)") == cov.Unstructured(time="visit", group="tree")
+    assert cov.parse("cs(tree)") == cov.parse("cs(visit | tree)") == cov.CompoundSymmetry(group="tree")
+    a = blm.LMM("size ~ time", sitka, residual="ar1(visit | tree)").fit()
+    b = blm.LMM("size ~ time", sitka, residual=cov.AR1(time="visit", group="tree")).fit()
+    assert a.loglik == b.loglik
+    with pytest.raises(blm.LMMError, match="not known"):
+        cov.parse("toeplitz(visit | tree)")
+
+
 def test_bad_residual_input(sitka):
     doubled = sitka.assign(visit=1)
     with pytest.raises(blm.LMMError, match="repeats within a level of 'tree'"):
