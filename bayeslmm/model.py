@@ -90,9 +90,10 @@ class LMM:
         if self.residual is not None:
             opt, phi = fit_residual.fit_with_residual(self.spec, self.layout, self.residual, method == "REML")
             white, _ = fit_residual.whitened_spec(self.spec, self.residual, phi)
-            return LMMResult(self.spec, cross_products(white), self.layout, method, opt, self.residual, phi)
+            return LMMResult(self.spec, cross_products(white), self.layout, method, opt, self.residual, phi,
+                             model=self)
         opt = fit_theta(self.stats, self.layout, method == "REML", start=start)
-        return LMMResult(self.spec, self.stats, self.layout, method, opt)
+        return LMMResult(self.spec, self.stats, self.layout, method, opt, model=self)
 
     def pymc_model(self, marginalize: bool = False, priors: dict | None = None):
         """The PyMC model: hierarchical (b = L z, non-centred) or with b and β integrated out."""

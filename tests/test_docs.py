@@ -8,6 +8,7 @@ import matplotlib
 import pytest
 
 import bayeslmm.datasets
+import bayeslmm.inference
 import bayeslmm.model
 import bayeslmm.results.bayesian
 import bayeslmm.results.frequentist
@@ -17,7 +18,7 @@ matplotlib.use("Agg")
 
 
 @pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
-@pytest.mark.parametrize("module", [bayeslmm.model, bayeslmm.results.frequentist, bayeslmm.results.bayesian,
+@pytest.mark.parametrize("module", [bayeslmm.model, bayeslmm.results.frequentist, bayeslmm.results.bayesian, bayeslmm.inference,
                                     bayeslmm.datasets])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

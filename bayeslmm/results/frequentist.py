@@ -33,8 +33,8 @@ class LMMResult:
     """
 
     def __init__(self, spec: ModelSpec, stats: CrossProducts, layout: ThetaLayout, method: str, opt: ThetaFit,
-                 residual=None, phi=None):
-        self.spec, self.layout, self.method = spec, layout, method
+                 residual=None, phi=None, model=None):
+        self.spec, self.layout, self.method, self._model = spec, layout, method, model
         self._residual, self._phi = residual, (np.zeros(0) if phi is None else np.asarray(phi))
         self.reml = method == "REML"
         self.theta = opt.theta
@@ -51,6 +51,12 @@ class LMMResult:
                 SingularFitWarning,
                 stacklevel=3,
             )
+
+    def refit(self, method: str) -> "LMMResult":
+        """The same model fitted by another method (``"REML"`` or ``"ML"``)."""
+        if self._model is None:
+            raise LMMError("this result does not know its model; fit it through LMM(...).fit()")
+        return self._model.fit(method)
 
     # --- criteria -------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""anova: likelihood-ratio tables against nlme's anova (shared reference) and the seed's boundary p-value."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayeslmm as blm
+from conftest import PUBLIC
+
+
+@pytest.fixture(scope="module")
+def sitka():
+    return blm.datasets.load("Sitka")
+
+
+def test_treatment_lrt_by_ml(sitka):
+    ref = PUBLIC["sitka_lrt_treat_ml"]
+    small = blm.LMM("size ~ time + (1 | tree)", sitka).fit("ML")
+    large = blm.LMM("size ~ time * treat + (1 | tree)", sitka).fit("ML")
+    table = blm.anova(small, large)
+    assert list(table.columns) == ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
+    np.testing.assert_allclose(table["logLik"], ref["logLik"], atol=1e-5)
+    np.testing.assert_allclose(table["AIC"], ref["AIC"], atol=1e-4)
+    np.testing.assert_allclose(table["BIC"], ref["BIC"], atol=1e-4)  # ML: nlme's BIC counts n, as we do
+    assert table["npar"].tolist() == ref["df"]
+    assert table["Chisq"].iloc[1] == pytest.approx(ref["chisq"][1], abs=1e-4)
+    assert table["Pr(>Chisq)"].iloc[1] == pytest.approx(0.000267, abs=1e-6)
+    assert "Pr(>Chisq) boundary" not in table
+
+
+def test_random_slope_lrt_by_reml_with_boundary_p_value(sitka):
+    ref = PUBLIC["sitka_lrt_slope_reml"]
+    small = blm.LMM("size ~ time + (1 | tree)", sitka).fit()
+    large = blm.LMM("size ~ time + (time | tree)", sitka).fit()
+    table = blm.anova(small, large, names=["intercept", "slope"])
+    np.testing.assert_allclose(table["logLik"], ref["logLik"], atol=1e-5)
+    assert table["Chisq"].iloc[1] == pytest.approx(ref["chisq"][1], abs=1e-4)
+    # the seed: 0.5 * P(χ²₁ > x) + 0.5 * P(χ²₂ > x) = 1.273288e-09
+    assert table["Pr(>Chisq) boundary"].iloc[1] == pytest.approx(1.273288e-09, rel=1e-5)
+    assert "0.5·χ²(1) + 0.5·χ²(2)" in table.attrs["note"] and list(table.index) == ["intercept", "slope"]
+
+
+def test_one_variance_uses_the_half_chi2_1_mixture(sitka):
+    small = blm.LMM("size ~ time", sitka).fit()
+    large = blm.LMM("size ~ time + (1 | tree)", sitka).fit()
+    table = blm.anova(small, large)
+    x = table["Chisq"].iloc[1]
+    from scipy import stats
+    assert table["Pr(>Chisq) boundary"].iloc[1] == pytest.approx(0.5 * stats.chi2.sf(x, 1))
+
+
+def test_reml_fits_with_different_fixed_effects_are_refitted_by_ml(sitka):
+    small = blm.LMM("size ~ time + (1 | tree)", sitka).fit()
+    large = blm.LMM("size ~ time * treat + (1 | tree)", sitka).fit()
+    with pytest.warns(UserWarning, match="refitting"):
+        table = blm.anova(small, large)
+    np.testing.assert_allclose(table["logLik"], PUBLIC["sitka_lrt_treat_ml"]["logLik"], atol=1e-5)
+
+
+def test_models_of_different_data_or_responses(sitka):
+    a = blm.LMM("size ~ time + (1 | tree)", sitka).fit()
+    b = blm.LMM("size ~ time + (1 | tree)", sitka.iloc[:300]).fit()
+    with pytest.raises(blm.LMMError, match="different rows"):
+        blm.anova(a, b)
+    c = blm.LMM("time ~ size + (1 | tree)", sitka).fit()
+    with pytest.raises(blm.LMMError, match="different responses"):
+        blm.anova(a, c)
+    with pytest.raises(blm.LMMError, match="at least two"):
+        blm.anova(a)
