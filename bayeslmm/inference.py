@@ -94,3 +94,79 @@ def _boundary_column(table: pd.DataFrame, fits) -> list[str]:
     if notes:
         table["Pr(>Chisq) boundary"] = column
     return notes
+
+
+# --- t tests for fixed effects with Satterthwaite degrees of freedom ------------------------
+
+
+def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
+    """Fixed-effect estimates with t tests (broom's columns, snake case).
+
+    ``ddf="satterthwaite"``: df = 2 (Var ĉ)² / (g'Ag) per coefficient, with g the gradient of
+    Var ĉ in the variance parameters (θ, σ) and A = 2 H⁻¹ their asymptotic covariance, H the
+    Hessian of the deviance — lmerTest's construction, by central differences here.
+    ``"asymptotic"``: normal reference (df = ∞).
+    """
+    from scipy import stats as st
+
+    if not 0 < level < 1:
+        raise LMMError(f"level must be between 0 and 1; got {level}")
+    if ddf not in ("satterthwaite", "asymptotic"):
+        raise LMMError(f"ddf must be 'satterthwaite' or 'asymptotic' (Kenward–Roger is not built yet); got {ddf!r}")
+    estimate, se = fit.fixef.to_numpy(), fit.se.to_numpy()
+    df = satterthwaite_df(fit) if ddf == "satterthwaite" else np.full(estimate.size, np.inf)
+    statistic = estimate / se
+    quantile = st.t.ppf(0.5 + level / 2, df)
+    return pd.DataFrame({"estimate": estimate, "std_error": se, "statistic": statistic, "df": df,
+                         "p_value": 2 * st.t.sf(np.abs(statistic), df),
+                         "conf_low": estimate - quantile * se, "conf_high": estimate + quantile * se},
+                        index=fit.fixef.index)
+
+
+def satterthwaite_df(fit) -> np.ndarray:
+    """Satterthwaite denominator df of each fixed effect (lmerTest's varpar = (θ, σ))."""
+    from . import logdensity as ld
+
+    model = fit._model
+    if model is None or fit._residual is not None:
+        raise LMMError("Satterthwaite df need a model fitted through LMM(...).fit() with independent errors")
+    stats, layout, n, reml = model.stats, model.layout, fit.nobs, fit.reml
+    varpar = np.r_[fit.theta, fit.sigma]
+
+    def deviance(v):
+        fact = ld.factorize(v[:-1], stats, layout)
+        prof = ld.profile(fact, fit.spec.p)
+        return ld.deviance_at(fact, prof, n, v[-1] ** 2, fit.fixef.to_numpy(), reml=reml)
+
+    def vcov_diagonal(v):
+        fact = ld.factorize(v[:-1], stats, layout)
+        LXinv = ld.solve_lower(ld.profile(fact, fit.spec.p).LX, np.eye(fit.spec.p))
+        return v[-1] ** 2 * np.einsum("ij,ij->j", LXinv, LXinv)
+
+    step = 1e-2 * np.maximum(np.abs(varpar), 1e-2)
+    hessian = _richardson(lambda h: _hessian(deviance, varpar, h), step)
+    A = 2.0 * np.linalg.pinv(hessian)
+    gradient = _richardson(lambda h: np.column_stack(
+        [(vcov_diagonal(varpar + e) - vcov_diagonal(varpar - e)) / (2 * e.sum()) for e in np.diag(h)]), step)
+    variance = vcov_diagonal(varpar)
+    return 2 * variance**2 / np.einsum("ij,jk,ik->i", gradient, A, gradient)
+
+
+def _richardson(derivative, step, levels: int = 3):
+    """Richardson extrapolation of a central-difference derivative over halved steps (error O(h^2k))."""
+    table = [derivative(step / 2**k) for k in range(levels)]
+    for order in range(1, levels):
+        factor = 4.0**order
+        table = [(factor * table[k + 1] - table[k]) / (factor - 1) for k in range(len(table) - 1)]
+    return table[0]
+
+
+def _hessian(f, x, step) -> np.ndarray:
+    k = x.size
+    H = np.empty((k, k))
+    E = np.diag(step)
+    for i in range(k):
+        for j in range(i, k):
+            H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f(x + E[i] - E[j]) - f(x - E[i] + E[j])
+                                 + f(x - E[i] - E[j])) / (4 * step[i] * step[j])
+    return H

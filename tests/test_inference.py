@@ -67,3 +67,30 @@ def test_models_of_different_data_or_responses(sitka):
         blm.anova(a, c)
     with pytest.raises(blm.LMMError, match="at least two"):
         blm.anova(a)
+
+
+@pytest.mark.parametrize("key, formula, dataset", [
+    ("sleepstudy_satterthwaite", "Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+    ("sitka_satterthwaite", "size ~ time * treat + (1 | tree)", "Sitka")])
+def test_satterthwaite_matches_lmertest(key, formula, dataset):
+    """df and p within 1e-3 relative of lmerTest 3.1-3 (shared reference)."""
+    ref = PUBLIC[key]
+    table = blm.LMM(formula, blm.datasets.load(dataset)).fit().coef_table(ddf="satterthwaite")
+    assert list(table.columns) == ["estimate", "std_error", "statistic", "df", "p_value", "conf_low", "conf_high"]
+    np.testing.assert_allclose(table["estimate"], ref["estimate"], rtol=1e-5)
+    np.testing.assert_allclose(table["std_error"], ref["se"], rtol=1e-4)
+    np.testing.assert_allclose(table["statistic"], ref["t"], rtol=1e-4)
+    np.testing.assert_allclose(table["df"], ref["df_satterthwaite"], rtol=1e-3)
+    np.testing.assert_allclose(table["p_value"], ref["p"], rtol=1e-3)
+    from scipy import stats
+    half_width = stats.t.ppf(0.975, table["df"]) * table["std_error"]
+    np.testing.assert_allclose(table["conf_high"] - table["estimate"], half_width)
+
+
+def test_coef_table_bad_input(sitka):
+    fit = blm.LMM("size ~ time + (1 | tree)", sitka).fit()
+    assert np.all(np.isinf(fit.coef_table(ddf="asymptotic")["df"]))
+    with pytest.raises(blm.LMMError, match="level"):
+        fit.coef_table(level=1.5)
+    with pytest.raises(blm.LMMError, match="ddf"):
+        fit.coef_table(ddf="kenward-roger")

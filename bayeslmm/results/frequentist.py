@@ -52,6 +52,15 @@ class LMMResult:
                 stacklevel=3,
             )
 
+    def coef_table(self, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
+        """t tests of the fixed effects: ``estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
+
+        ``ddf="satterthwaite"`` (lmerTest's) or ``"asymptotic"`` (normal).
+        """
+        from ..inference import coef_table
+
+        return coef_table(self, ddf=ddf, level=level)
+
     def refit(self, method: str) -> "LMMResult":
         """The same model fitted by another method (``"REML"`` or ``"ML"``)."""
         if self._model is None:
