@@ -123,8 +123,20 @@ def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataF
                         index=fit.fixef.index)
 
 
+def _gradient_quadratic(c, gradients, A) -> float:
+    g = np.array([c @ G @ c for G in gradients])
+    return float(g @ A @ g)
+
+
 def satterthwaite_df(fit) -> np.ndarray:
     """Satterthwaite denominator df of each fixed effect (lmerTest's varpar = (θ, σ))."""
+    gradients, A = _satterthwaite_pieces(fit)
+    V = fit.vcov.to_numpy()
+    return np.array([2 * V[j, j] ** 2 / _gradient_quadratic(np.eye(len(V))[j], gradients, A) for j in range(len(V))])
+
+
+def _satterthwaite_pieces(fit):
+    """∂Var(β̂)/∂varpar_k (one p × p matrix per variance parameter) and A = 2H⁻¹ (lmerTest's)."""
     from . import logdensity as ld
 
     model = fit._model
@@ -138,18 +150,17 @@ def satterthwaite_df(fit) -> np.ndarray:
         prof = ld.profile(fact, fit.spec.p)
         return ld.deviance_at(fact, prof, n, v[-1] ** 2, fit.fixef.to_numpy(), reml=reml)
 
-    def vcov_diagonal(v):
+    def vcov_matrix(v):
         fact = ld.factorize(v[:-1], stats, layout)
         LXinv = ld.solve_lower(ld.profile(fact, fit.spec.p).LX, np.eye(fit.spec.p))
-        return v[-1] ** 2 * np.einsum("ij,ij->j", LXinv, LXinv)
+        return v[-1] ** 2 * LXinv.T @ LXinv
 
     step = 1e-2 * np.maximum(np.abs(varpar), 1e-2)
     hessian = _richardson(lambda h: _hessian(deviance, varpar, h), step)
     A = 2.0 * np.linalg.pinv(hessian)
-    gradient = _richardson(lambda h: np.column_stack(
-        [(vcov_diagonal(varpar + e) - vcov_diagonal(varpar - e)) / (2 * e.sum()) for e in np.diag(h)]), step)
-    variance = vcov_diagonal(varpar)
-    return 2 * variance**2 / np.einsum("ij,jk,ik->i", gradient, A, gradient)
+    gradients = _richardson(lambda h: np.stack(
+        [(vcov_matrix(varpar + e) - vcov_matrix(varpar - e)) / (2 * e.sum()) for e in np.diag(h)]), step)
+    return gradients, A
 
 
 def _richardson(derivative, step, levels: int = 3):
