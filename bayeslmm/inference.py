@@ -181,3 +181,202 @@ def _hessian(f, x, step) -> np.ndarray:
             H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f(x + E[i] - E[j]) - f(x - E[i] + E[j])
                                  + f(x - E[i] - E[j])) / (4 * step[i] * step[j])
     return H
+
+
+# --- confidence intervals --------------------------------------------------------------------
+
+
+def confint(fit, method: str = "profile", level: float = 0.95) -> pd.DataFrame:
+    """Intervals for the sds, correlations, σ and fixed effects, labelled as lme4's
+    ``confint(..., oldNames = FALSE)`` (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``,
+    ``sigma``, ``Days``), with columns ``lower, upper``.
+
+    ``"profile"``: where the signed square root of the ML deviance's rise, with every other
+    parameter re-optimised, reaches ±z (lme4's ``profile``, which uses the ML deviance for REML
+    fits too).  ``"wald"``: estimate ± z·se for the fixed effects; the variance parameters get
+    no Wald interval (NaN), as in lme4.
+    """
+    from scipy import stats as st
+
+    if not 0 < level < 1:
+        raise LMMError(f"level must be between 0 and 1; got {level}")
+    if method not in ("profile", "wald"):
+        raise LMMError(f"method must be 'profile' or 'wald' (bootstrap is not built yet); got {method!r}")
+    z = st.norm.ppf(0.5 + level / 2)
+    names = _variance_names(fit) + ["sigma"] + list(fit.spec.fixef_names)
+    if method == "wald":
+        rows = [(np.nan, np.nan)] * (len(names) - fit.spec.p)
+        rows += list(zip(fit.fixef - z * fit.se, fit.fixef + z * fit.se))
+        return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
+    profiler = _Profiler(fit)
+    rows = [profiler.interval(j, z) for j in range(len(profiler.estimate))]
+    rows += [profiler.fixed_interval(j, z) for j in range(fit.spec.p)]
+    return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
+
+
+def _variance_names(fit) -> list[str]:
+    from .results.frequentist import term_labels
+
+    names = []
+    for term, label in zip(fit.spec.terms, term_labels(fit.spec.terms)):
+        group = fit.spec.factors[term.factor].name
+        for c in range(term.size):
+            for r in range(c, term.size):
+                cols = term.column_names
+                names.append(f"sd_{cols[r]}|{group}" if r == c else f"cor_{cols[r]}.{cols[c]}|{group}")
+    return names
+
+
+class _Profiler:
+    """The ML deviance in (sds, correlations, σ), profiled over the rest (β analytically)."""
+
+    def __init__(self, fit):
+        from . import logdensity as ld
+
+        if fit._model is None or fit._residual is not None:
+            raise LMMError("profile intervals need a model fitted through LMM(...).fit() with independent errors")
+        self.ld, self.model, self.fit = ld, fit._model, fit
+        ml = fit if not fit.reml else fit.refit("ML")
+        self.estimate = np.r_[self._to_natural(ml.theta, ml.sigma), ml.sigma]
+        self.best = self.deviance(self.estimate)
+        self.ml = ml
+
+    def _to_natural(self, theta, sigma) -> np.ndarray:
+        out = []
+        for T in self._term_factors(theta):
+            D = sigma**2 * T @ T.T
+            sd = np.sqrt(np.diag(D))
+            for c in range(len(D)):
+                for r in range(c, len(D)):
+                    out.append(sd[r] if r == c else D[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0)
+        return np.array(out)
+
+    def _term_factors(self, theta):
+        Ts = self.model.layout.factors_T(theta)
+        return [Ts[t.factor][t.columns, t.columns] for t in self.fit.spec.terms]
+
+    def _theta(self, natural, sigma):
+        theta, k = [], 0
+        for term in self.fit.spec.terms:
+            S = term.size
+            D = np.zeros((S, S))
+            for c in range(S):
+                for r in range(c, S):
+                    D[r, c] = natural[k]
+                    k += 1
+            sd = np.diag(D).copy()
+            if np.any(sd < 0) or np.any(np.abs(D[np.tril_indices(S, -1)]) >= 1):
+                return None
+            R = np.where(np.eye(S) > 0, 1.0, D + D.T)
+            cov = R * np.outer(sd, sd)
+            try:
+                L = np.linalg.cholesky(cov + 1e-14 * np.eye(S) * max(cov.max(), 1e-300)) / sigma
+            except np.linalg.LinAlgError:
+                return None
+            theta += [L[r, c] for c in range(S) for r in range(c, S)]
+        return np.array(theta)
+
+    def deviance(self, v, stats=None) -> float:
+        ld = self.ld
+        theta = self._theta(v[:-1], v[-1]) if v[-1] > 0 else None
+        if theta is None:
+            return np.inf
+        stats = stats or self.model.stats
+        fact = ld.factorize(theta, stats, self.model.layout)
+        prof = None if fact is None else ld.profile(fact, stats.p)
+        return np.inf if prof is None else ld.deviance_at(fact, prof, stats.n, v[-1] ** 2, prof.beta)
+
+    def zeta(self, j: int, value: float) -> float:
+        from scipy.optimize import minimize
+
+        others = [k for k in range(self.estimate.size) if k != j]
+        start = self.estimate[others]
+
+        def f(x):
+            v = self.estimate.copy()
+            v[others], v[j] = x, value
+            return self.deviance(v)
+
+        bounds = [self._bounds(k) for k in others]
+        best = f(start) if not others else minimize(f, start, method="L-BFGS-B", bounds=bounds,
+                                                   options={"ftol": 1e-13, "gtol": 1e-9}).fun
+        return float(np.sign(value - self.estimate[j]) * np.sqrt(max(best - self.best, 0.0)))
+
+    def interval(self, j: int, z: float) -> tuple[float, float]:
+        """Where ζ crosses ∓z; a parameter whose ζ never gets there is reported at its boundary."""
+        estimate = self.estimate[j]
+        if self._is_correlation(j):
+            ends = (-1 + 1e-9, 1 - 1e-9)
+        elif j == self.estimate.size - 1:  # σ > 0: search down to a thousandth of the estimate
+            ends = (estimate * 1e-3, None)
+        else:  # an sd may reach its boundary 0
+            ends = (0.0, None)
+        return self._root(j, -z, estimate, ends[0]), self._root(j, z, estimate, ends[1])
+
+    def _bounds(self, k: int) -> tuple:
+        if self._is_correlation(k):
+            return (-1 + 1e-6, 1 - 1e-6)
+        return (1e-6 * self.estimate[-1], None)  # sds and σ stay positive
+
+    def _is_correlation(self, j: int) -> bool:
+        k = 0
+        for term in self.fit.spec.terms:
+            for c in range(term.size):
+                for r in range(c, term.size):
+                    if k == j:
+                        return r != c
+                    k += 1
+        return False
+
+    def _root(self, j, target, estimate, end):
+        from scipy.optimize import brentq
+
+        if end is None:  # expand upwards until ζ passes the target
+            end = 2 * estimate if estimate > 0 else 1.0
+            while self.zeta(j, end) < target:
+                end *= 2
+        if abs(self.zeta(j, end)) < abs(target):  # the interval reaches the parameter's boundary
+            return float(end)
+        return brentq(lambda x: self.zeta(j, x) - target, *sorted((estimate, end)),
+                      xtol=1e-8 * max(abs(estimate), 1e-8))
+
+    def fixed_interval(self, j: int, z: float) -> tuple[float, float]:
+        """Profile of β_j: the ML fit of y − x_j b on the other columns, for each b."""
+        from scipy.optimize import brentq
+
+        from .fit.optimize import fit_theta
+
+        beta, se = self.ml.fixef.to_numpy()[j], self.ml.se.to_numpy()[j]
+
+        def zeta(b):
+            stats = _offset_stats(self.model.stats, j, b)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rise = fit_theta(stats, self.model.layout, reml=False).deviance - self.best
+            return float(np.sign(b - beta) * np.sqrt(max(rise, 0.0)))
+
+        def root(target):
+            end = beta + target / abs(target) * 2 * z * se
+            while np.sign(zeta(end) - target) != np.sign(target):
+                end = beta + 2 * (end - beta)
+            return brentq(lambda b: zeta(b) - target, *sorted((beta, end)), xtol=1e-10 * max(1.0, abs(beta)))
+
+        return root(-z), root(z)
+
+
+def _offset_stats(stats, j: int, b: float):
+    """Cross-products of [X_(−j), y − b x_j] from those of [X, y]: a linear map of the columns."""
+    import dataclasses
+
+    p = stats.p
+    keep = [k for k in range(p) if k != j]
+    M = np.zeros((p + 1, p))
+    M[keep, np.arange(p - 1)] = 1.0
+    M[p, p - 1] = 1.0
+    M[j, p - 1] = -b
+
+    def right(A):
+        return None if A is None else A @ M
+
+    return dataclasses.replace(stats, p=p - 1, XYtXY=M.T @ stats.XYtXY @ M, ZtXY1=right(stats.ZtXY1),
+                               ZtXY2=right(stats.ZtXY2))

@@ -94,3 +94,43 @@ def test_coef_table_bad_input(sitka):
         fit.coef_table(level=1.5)
     with pytest.raises(blm.LMMError, match="ddf"):
         fit.coef_table(ddf="kenward-roger")
+
+
+def test_profile_intervals_match_lme4():
+    """lme4's confint(profile(fit), oldNames = FALSE) on sleepstudy, within 1e-3 relative."""
+    ref = PUBLIC["sleepstudy_profile_ci"]
+    fit = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy")).fit()
+    table = fit.confint(method="profile")
+    assert list(table.index) == ref["params"] and list(table.columns) == ["lower", "upper"]
+    np.testing.assert_allclose(table["lower"], ref["lower"], rtol=1e-3)
+    np.testing.assert_allclose(table["upper"], ref["upper"], rtol=1e-3)
+
+
+def test_wald_intervals_and_bad_input(sitka):
+    fit = blm.LMM("size ~ time + (1 | tree)", sitka).fit()
+    wald = fit.confint(method="wald", level=0.9)
+    np.testing.assert_allclose(wald.loc["time", "upper"] - fit.fixef["time"], 1.6448536 * fit.se["time"], rtol=1e-6)
+    assert wald.loc["sigma"].isna().all()
+    with pytest.raises(blm.LMMError, match="level"):
+        fit.confint(level=0)
+    with pytest.raises(blm.LMMError, match="method"):
+        fit.confint(method="bootstrap")
+
+
+def test_profile_of_a_singular_fit_reports_the_boundary():
+    """A zero variance (group means all equal) gets 0 as its lower limit, no crash."""
+    import warnings
+
+    import pandas as pd
+
+    rng = np.random.default_rng(4)
+    noise = rng.normal(size=(12, 6))
+    y = (noise - noise.mean(axis=1, keepdims=True)).ravel() + 5.0
+    data = pd.DataFrame({"y": y, "g": np.repeat([f"g{i}" for i in range(12)], 6)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = blm.LMM("y ~ 1 + (1 | g)", data).fit()
+        table = fit.confint()
+    assert fit.is_singular
+    assert table.loc["sd_(Intercept)|g", "lower"] == 0.0 and table.loc["sd_(Intercept)|g", "upper"] > 0
+    assert np.all(np.isfinite(table.to_numpy()))

@@ -61,6 +61,12 @@ class LMMResult:
 
         return coef_table(self, ddf=ddf, level=level)
 
+    def confint(self, method: str = "profile", level: float = 0.95) -> pd.DataFrame:
+        """Intervals for sds, correlations, σ and fixed effects (``lower, upper``), lme4's labels."""
+        from ..inference import confint
+
+        return confint(self, method=method, level=level)
+
     def refit(self, method: str) -> "LMMResult":
         """The same model fitted by another method (``"REML"`` or ``"ML"``)."""
         if self._model is None:
