@@ -134,3 +134,19 @@ def test_profile_of_a_singular_fit_reports_the_boundary():
     assert fit.is_singular
     assert table.loc["sd_(Intercept)|g", "lower"] == 0.0 and table.loc["sd_(Intercept)|g", "upper"] > 0
     assert np.all(np.isfinite(table.to_numpy()))
+
+
+def test_variance_components_table():
+    fit = blm.LMM("Yield ~ 1 + (1 | Batch)", blm.datasets.load("Dyestuff")).fit()
+    table = fit.variance_components()
+    assert list(table.columns) == ["group", "effect", "variance", "sd", "sd_lower", "sd_upper", "var_prop", "icc"]
+    assert table["group"].tolist() == ["Batch", "Residual"]
+    assert table["var_prop"].sum() == pytest.approx(1.0)
+    batch = table.iloc[0]
+    assert batch["icc"] == pytest.approx(batch["variance"] / (batch["variance"] + fit.sigma**2))
+    assert batch["sd_lower"] < batch["sd"] < batch["sd_upper"]
+    # lme4 1.1.31 (R 4.2.2, Debian), made on 2026-11-21 with
+    # Rscript -e 'library(lme4); confint(lmer(Yield ~ 1 + (1|Batch), Dyestuff), oldNames = FALSE)':
+    # sd_(Intercept)|Batch 12.19853521 84.06304671 (lme4 interpolates its profile with splines)
+    assert batch["sd_lower"] == pytest.approx(12.19853521, rel=1e-3)
+    assert batch["sd_upper"] == pytest.approx(84.06304671, rel=1e-3)

@@ -67,6 +67,12 @@ class LMMResult:
 
         return confint(self, method=method, level=level)
 
+    def variance_components(self, level: float = 0.95) -> pd.DataFrame:
+        """Variance, sd with profile interval, share of variance and ICC per random effect."""
+        from ..inference import variance_components
+
+        return variance_components(self, level=level)
+
     def refit(self, method: str) -> "LMMResult":
         """The same model fitted by another method (``"REML"`` or ``"ML"``)."""
         if self._model is None:
