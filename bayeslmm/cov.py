@@ -40,8 +40,8 @@ class CompoundSymmetry:
 
 
 @dataclass(frozen=True)
-class AR1:
-    """Correlation ρ^|t_j − t_k| over an integer or ordered ``time`` within each ``group``."""
+class _OverTime:
+    """A structure over the ``time`` points within each level of ``group``."""
 
     time: str
     group: str
@@ -49,6 +49,11 @@ class AR1:
     @property
     def columns(self) -> tuple:
         return (self.time, self.group)
+
+
+@dataclass(frozen=True)
+class AR1(_OverTime):
+    """Correlation ρ^|t_j − t_k| over an integer or ordered ``time`` within each ``group``."""
 
     def bind(self, data: pd.DataFrame) -> "BoundAR1":
         return BoundAR1(*_ordered_times(data, self.time, self.group), heteroscedastic=False)
@@ -119,6 +124,7 @@ class BoundAR1:
     """AR(1) over time positions with gaps: e*_j = (e_j − ρ^d e_{j−1}) / √(1 − ρ^{2d}) (Markov)."""
 
     def __init__(self, groups, positions, gaps, levels, heteroscedastic: bool):
+        self.groups = groups
         order = np.lexsort((gaps, groups))
         self.order = order
         g, t = groups[order], gaps[order]
@@ -157,16 +163,9 @@ class BoundAR1:
 
 
 @dataclass(frozen=True)
-class Unstructured:
+class Unstructured(_OverTime):
     """A free covariance over the ``time`` points within each ``group`` (nlme's corSymm + varIdent,
     mmrm's ``us()``); a group with missing visits uses the sub-matrix of the visits it has."""
-
-    time: str
-    group: str
-
-    @property
-    def columns(self) -> tuple:
-        return (self.time, self.group)
 
     def bind(self, data: pd.DataFrame) -> "BoundUnstructured":
         return BoundUnstructured(*_ordered_times(data, self.time, self.group))
@@ -208,13 +207,10 @@ class BoundUnstructured:
     def __init__(self, groups, positions, gaps, levels):
         self.groups, self.levels, self.size = groups, levels, len(levels)
         frame = pd.DataFrame({"g": groups, "t": positions, "row": np.arange(groups.size)}).sort_values(["g", "t"])
-        self.patterns = []  # (time positions, rows as (groups with this pattern, len(positions)))
-        for _, part in frame.groupby(frame.groupby("g")["t"].transform(lambda t: hash(tuple(t)))):
-            times = part.groupby("g")["t"].apply(tuple)
-            for pattern in times.unique():
-                members = times.index[times == pattern]
-                rows = part[part["g"].isin(members)]["row"].to_numpy().reshape(len(members), len(pattern))
-                self.patterns.append((np.array(pattern), rows))
+        by_group = frame.groupby("g").agg(times=("t", tuple), rows=("row", tuple))
+        # (observed time positions, rows of the groups with that pattern as (groups, len(positions)))
+        self.patterns = [(np.array(pattern), np.array(members["rows"].tolist()))
+                         for pattern, members in by_group.groupby("times")]
         counts = np.bincount(positions, minlength=self.size)
         if np.any(counts < 2) or groups.max() + 1 <= self.size:
             raise LMMError(f"an unstructured covariance over {self.size} time points needs every time point "

@@ -333,9 +333,11 @@ class _Profiler:
 
         if end is None:  # expand upwards until ζ passes the target
             end = 2 * estimate if estimate > 0 else 1.0
-            while self.zeta(j, end) < target:
+            while (at_end := self.zeta(j, end)) < target:
                 end *= 2
-        if abs(self.zeta(j, end)) < abs(target):  # the interval reaches the parameter's boundary
+        else:
+            at_end = self.zeta(j, end)
+        if abs(at_end) < abs(target):  # the interval reaches the parameter's boundary
             return float(end)
         return brentq(lambda x: self.zeta(j, x) - target, *sorted((estimate, end)),
                       xtol=1e-8 * max(abs(estimate), 1e-8))

@@ -21,10 +21,7 @@ from .optimize import GRADIENT_TOLERANCE, ThetaFit, fit_theta, snap_to_bounds
 
 def check_nesting(spec: ModelSpec, bound) -> None:
     """Whitening mixes rows within a residual group: each group must sit in one level of every factor."""
-    groups = getattr(bound, "groups", None)
-    if groups is None:
-        groups = np.empty(spec.n, dtype=int)
-        groups[bound.order] = np.cumsum(np.r_[True, bound.previous[1:] < 0]) - 1
+    groups = bound.groups
     for factor in spec.factors:
         levels_per_group = np.zeros(groups.max() + 1, dtype=int)
         pairs = np.unique(np.column_stack([groups, factor.codes]), axis=0)
