@@ -202,47 +202,90 @@ class BoundHeteroscedastic:
 
 
 class BoundUnstructured:
-    """Σ_rel = L L' over T time points with L[0, 0] = 1 (σ is the sd at the first time point)."""
+    """Σ_rel = L L' over T time points with L[0, 0] = 1 (σ is the sd at the first time point).
+
+    Each group's rows are laid out on the T time points, (G, T), with zeros where a visit
+    is missing; a group's covariance is S on its observed visits and the identity on the
+    missing ones (independent of them), so whitening is one batched product with the
+    inverse Cholesky factor of its missing-visit pattern and missing entries stay 0.
+    """
 
     def __init__(self, groups, positions, gaps, levels):
         self.groups, self.levels, self.size = groups, levels, len(levels)
-        frame = pd.DataFrame({"g": groups, "t": positions, "row": np.arange(groups.size)}).sort_values(["g", "t"])
-        by_group = frame.groupby("g").agg(times=("t", tuple), rows=("row", tuple))
-        # (observed time positions, rows of the groups with that pattern as (groups, len(positions)))
-        self.patterns = [(np.array(pattern), np.array(members["rows"].tolist()))
-                         for pattern, members in by_group.groupby("times")]
+        self.time_positions = positions
+        G = groups.max() + 1
+        observed = np.zeros((G, self.size), dtype=bool)
+        observed[groups, positions] = True
+        self.masks, self.pattern_of_group = np.unique(observed, axis=0, return_inverse=True)
+        self.pattern_of_group = self.pattern_of_group.reshape(-1)
+        self.pattern_counts = np.bincount(self.pattern_of_group)
         counts = np.bincount(positions, minlength=self.size)
-        if np.any(counts < 2) or groups.max() + 1 <= self.size:
+        if np.any(counts < 2) or G <= self.size:
             raise LMMError(f"an unstructured covariance over {self.size} time points needs every time point "
                            f"in at least 2 groups and more groups than time points; the data have "
-                           f"{groups.max() + 1} groups and {counts.min()} at the rarest time point")
+                           f"{G} groups and {counts.min()} at the rarest time point")
         self.lower = np.tril_indices(self.size)
         self.names = tuple(f"L[{i},{j}]" for i, j in zip(*self.lower))[1:]
         self.start = np.zeros(len(self.lower[0]) - 1)
 
-    def _relative_covariance(self, phi) -> np.ndarray:
+    def pad(self, M: np.ndarray) -> np.ndarray:
+        """Rows (n, k) laid out as (G, T, k), zeros at missing visits."""
+        out = np.zeros((self.pattern_of_group.size, self.size, M.shape[1]))
+        out[self.groups, self.time_positions] = M
+        return out
+
+    def inverse_factors(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """L_p⁻¹ (P, T, T) of each pattern's covariance (S observed, I missing) and log|S_p|."""
+        both = self.masks[:, :, None] & self.masks[:, None, :]
+        patterned = np.where(both, S, 0.0) + np.eye(self.size) * ~self.masks[:, :, None]
+        L = np.linalg.cholesky(patterned)
+        return np.linalg.inv(L), 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+
+    def _cholesky(self, phi) -> np.ndarray:
         L = np.zeros((self.size, self.size))
         L[self.lower] = np.r_[0.0, phi]
         diagonal = np.diag_indices(self.size)
         L[diagonal] = np.exp(L[diagonal])  # L[0, 0] = exp(0) = 1
+        return L
+
+    def relative_covariance(self, phi) -> np.ndarray:
+        L = self._cholesky(phi)
         return L @ L.T
 
+    def covariance_jacobian(self, phi) -> np.ndarray:
+        """∂S/∂φ_k, (K, T, T): S = LL' gives ∂S = E L' + L E' for E = ∂L/∂φ_k (one entry)."""
+        L = self._cholesky(phi)
+        rows, cols = self.lower[0][1:], self.lower[1][1:]
+        # ∂L/∂φ_k is the unit entry (i, j), times L_ii on the diagonal (log parameter)
+        weights = np.where(rows == cols, L[rows, cols], 1.0)
+        EL = np.zeros((rows.size, self.size, self.size))
+        EL[np.arange(rows.size), rows, :] = weights[:, None] * L[:, cols].T  # E L' has row i = w·(column j of L)
+        return EL + np.swapaxes(EL, 1, 2)
+
+    def moment_start(self, residuals: np.ndarray) -> np.ndarray:
+        """φ of the pairwise-complete covariance of the residuals by time point (made positive
+        definite), relative to the first time point: a start close to the optimum."""
+        table = np.full((self.groups.max() + 1, self.size), np.nan)
+        table[self.groups, self.time_positions] = residuals
+        S = pd.DataFrame(table).cov(min_periods=2).to_numpy()
+        S = np.where(np.isfinite(S), S, 0.0)
+        values, vectors = np.linalg.eigh(S)
+        S = (vectors * np.maximum(values, 1e-3 * values.max())) @ vectors.T
+        L = np.linalg.cholesky(S / S[0, 0])
+        L[np.diag_indices(self.size)] = np.log(np.diag(L))
+        return L[self.lower][1:]
+
     def parameters(self, phi) -> dict:
-        S = self._relative_covariance(phi)
+        S = self.relative_covariance(phi)
         sd = np.sqrt(np.diag(S))
         names = list(map(str, self.levels))
         return {"sd ratios": dict(zip(names, sd)),
                 "correlation": pd.DataFrame(S / np.outer(sd, sd), index=names, columns=names)}
 
     def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
-        S = self._relative_covariance(phi)
-        out, logdet = np.empty_like(M), 0.0
-        for times, rows in self.patterns:
-            L = np.linalg.cholesky(S[np.ix_(times, times)])
-            block = M[rows]  # (groups, m, k)
-            out[rows] = np.linalg.solve(L, block)
-            logdet += rows.shape[0] * 2.0 * np.log(np.diag(L)).sum()
-        return out, float(logdet)
+        L_inv, logdets = self.inverse_factors(self.relative_covariance(phi))
+        whitened = L_inv[self.pattern_of_group] @ self.pad(M)
+        return whitened[self.groups, self.time_positions], float(logdets @ self.pattern_counts)
 
 
 _SHORTHAND = {"ar1": AR1, "ar1h": ARH1, "arh1": ARH1, "us": Unstructured, "un": Unstructured}
