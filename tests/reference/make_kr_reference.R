@@ -16,7 +16,8 @@
 #   (c) records, per case: the fixed effects, lme4's standard errors, Satterthwaite df,
 #       pbkrtest's Kenward-Roger standard errors (sqrt diag of vcovAdj) and df
 #       (lmerTest's summary(ddf = "Kenward-Roger"), i.e. pbkrtest::Lb_ddf per unit
-#       contrast), and lmerTest's anova(type = 3) tables with both ddf methods;
+#       contrast), lmerTest's anova(type = 3) tables with both ddf methods and its
+#       sequential anova(type = 1) with Satterthwaite's;
 #   and writes everything to tests/reference/kr_reference.json (id -> case).
 # The tests never call R.
 
@@ -67,7 +68,8 @@ kr_case <- function(id, data_file, data, formula, note) {
        df_kenward_roger = I(unname(s_kr[, "df"])), t_kenward_roger = I(unname(s_kr[, "t value"])),
        vcov_kenward_roger = I(unname(Vadj)),
        anova_satterthwaite = anova_list(anova(fit, type = 3, ddf = "Satterthwaite")),
-       anova_kenward_roger = anova_list(anova(fit, type = 3, ddf = "Kenward-Roger")))
+       anova_kenward_roger = anova_list(anova(fit, type = 3, ddf = "Kenward-Roger")),
+       anova_type1_satterthwaite = anova_list(anova(fit, type = 1, ddf = "Satterthwaite")))
 }
 
 sleep <- read.csv(file.path(pkg_data, "sleepstudy.csv"), stringsAsFactors = FALSE)
