@@ -102,6 +102,10 @@ def _dense_blocks(fit) -> _Blocks:
     spec = fit.spec
     sizes = [f.n_levels * f.n_columns for f in spec.factors]
     q = sum(sizes)
+    if q == 0:  # no random effects: only σ², and KR reduces to the exact t / F tests of OLS
+        empty = np.zeros((1, 0, 0))
+        return _Blocks(empty, np.zeros((1, 0, spec.p)), empty, np.zeros((0, 0, 0)), spec.X.T @ spec.X, spec.n,
+                       fit.sigma**2)
     if q > MAX_DENSE_RANDOM_EFFECTS:
         raise LMMError(f"Kenward–Roger with several grouping factors works on the q × q random-effect matrix "
                        f"and this model has q = {q} > {MAX_DENSE_RANDOM_EFFECTS}; use ddf='satterthwaite'")

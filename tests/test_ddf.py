@@ -179,3 +179,20 @@ def test_residual_structures_raise_clear_errors():
         fit.coef_table(ddf="kenward-roger")
     with pytest.raises(blm.LMMError, match="independent errors"):
         fit.anova(ddf="satterthwaite")
+
+
+def test_without_random_effects_kr_is_the_exact_ols_test():
+    """V = σ²I: Φ_A = Φ and the KR df are n − p exactly, for t and for multi-df F tests."""
+    sitka = blm.datasets.load("Sitka")
+    fit = blm.LMM("size ~ time * treat", sitka).fit()
+    table = fit.coef_table(ddf="kenward-roger")
+    np.testing.assert_allclose(table["std_error"], fit.se, rtol=1e-10)
+    np.testing.assert_allclose(table["df"], fit.nobs - fit.spec.p, rtol=1e-8)
+    sleep = blm.datasets.load("sleepstudy")
+    one_way = blm.LMM("Reaction ~ C(Days)", sleep).fit()
+    means = sleep.groupby("Days")["Reaction"].transform("mean")
+    classical = (((means - sleep["Reaction"].mean()) ** 2).sum() / 9) / (((sleep["Reaction"] - means) ** 2).sum() / 170)
+    for method in ("kenward-roger", "satterthwaite"):
+        f = one_way.anova(ddf=method)
+        assert f["NumDF"].tolist() == [9] and f["DenDF"].iloc[0] == pytest.approx(170, rel=1e-6)
+        assert f["F value"].iloc[0] == pytest.approx(classical, rel=1e-8)
