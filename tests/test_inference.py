@@ -93,7 +93,7 @@ def test_coef_table_bad_input(sitka):
     with pytest.raises(blm.LMMError, match="level"):
         fit.coef_table(level=1.5)
     with pytest.raises(blm.LMMError, match="ddf"):
-        fit.coef_table(ddf="kenward-roger")
+        fit.coef_table(ddf="kenward")
 
 
 def test_profile_intervals_match_lme4():

@@ -55,11 +55,40 @@ class LMMResult:
     def coef_table(self, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
         """t tests of the fixed effects: ``estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
 
-        ``ddf="satterthwaite"`` (lmerTest's) or ``"asymptotic"`` (normal).
+        ``ddf="satterthwaite"`` (lmerTest's), ``"kenward-roger"`` (pbkrtest's adjusted standard
+        errors and df; REML fits with independent errors) or ``"asymptotic"`` (normal).
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> fit = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy")).fit()
+        >>> fit.coef_table(ddf="kenward-roger")["df"].round(3).tolist()
+        [17.0, 17.0]
         """
         from ..inference import coef_table
 
         return coef_table(self, ddf=ddf, level=level)
+
+    def anova(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """F tests of each fixed-effect term, as lmerTest's ``anova(fit, type = 3, ddf = ...)``.
+
+        A DataFrame indexed by term with columns ``Sum Sq, Mean Sq, NumDF, DenDF, F value,
+        Pr(>F)``.  ``type=3``: lmerTest's (SAS-style) type-III hypotheses, which do not depend
+        on the coding; ``type=1``: sequential.  ``ddf``: ``"satterthwaite"`` or
+        ``"kenward-roger"`` (REML fits with independent errors).  The hypothesis matrices are
+        in ``table.attrs["hypotheses"]``.  Likelihood-ratio tests of nested models are
+        :func:`bayeslmm.anova`.
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> fit = blm.LMM("size ~ time * treat + (1 | tree)", blm.datasets.load("Sitka")).fit()
+        >>> fit.anova(ddf="kenward-roger")["F value"].round(2).tolist()
+        [2191.89, 1.41, 14.65]
+        """
+        from ..inference import f_tests
+
+        return f_tests(self, type=type, ddf=ddf)
 
     def confint(self, method: str = "profile", level: float = 0.95) -> pd.DataFrame:
         """Intervals for sds, correlations, σ and fixed effects (``lower, upper``), lme4's labels."""
