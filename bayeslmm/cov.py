@@ -186,6 +186,66 @@ class Heteroscedastic:
         return BoundHeteroscedastic(codes, np.asarray(levels))
 
 
+@dataclass(frozen=True)
+class Combined:
+    """A correlation structure with one residual variance per level of a factor on top:
+    Σ_i = σ² D_i R_i D_i (nlme's ``correlation=`` with ``weights=varIdent(...)``).
+
+    Build it with ``cov.AR1(...) & cov.Heteroscedastic(by="treat")`` or the shorthand
+    ``"ar1(visit | tree) + het(treat)"``.
+    """
+
+    structure: object
+    variance: Heteroscedastic
+
+    def __post_init__(self):
+        if not isinstance(self.variance, Heteroscedastic):
+            raise LMMError("a structure combines with Heteroscedastic(by=...) only, e.g. "
+                           "cov.AR1(time='visit', group='tree') & cov.Heteroscedastic(by='treat')")
+        if isinstance(self.structure, (Independent, Heteroscedastic, Combined)):
+            raise LMMError("combine Heteroscedastic with CompoundSymmetry, AR1, ARH1 or Unstructured; "
+                           "on its own it needs no combining")
+        if isinstance(self.structure, (ARH1, Unstructured)) and self.variance.by == self.structure.time:
+            raise LMMError(f"{type(self.structure).__name__} already has one variance per {self.variance.by!r}; "
+                           "a Heteroscedastic by the same column would not be identifiable")
+
+    @property
+    def columns(self) -> tuple:
+        return tuple(dict.fromkeys(self.structure.columns + self.variance.columns))
+
+    def bind(self, data: pd.DataFrame) -> "BoundCombined":
+        return BoundCombined(self.structure.bind(data), self.variance.bind(data), self.variance.by)
+
+
+class BoundCombined:
+    """W = W_R D⁻¹: scale each row by its sd ratio, then whiten the correlation."""
+
+    def __init__(self, structure, variance: "BoundHeteroscedastic", by: str):
+        self.structure, self.variance, self.by = structure, variance, by
+        self.groups = structure.groups
+        self.names = structure.names + variance.names
+        self.start = np.r_[structure.start, variance.start]
+        self._split = len(structure.start)
+
+    def parameters(self, phi) -> dict:
+        out = dict(self.structure.parameters(phi[: self._split]))
+        out[f"sd ratios by {self.by}"] = self.variance.parameters(phi[self._split:])["sd ratios"]
+        return out
+
+    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
+        scaled, logdet_d = self.variance.whiten(phi[self._split:], M)
+        whitened, logdet_r = self.structure.whiten(phi[: self._split], scaled)
+        return whitened, logdet_d + logdet_r
+
+
+def _combine(self, other):
+    return Combined(self, other)
+
+
+for _structure in (CompoundSymmetry, AR1, Unstructured):
+    _structure.__and__ = _combine  # ARH1 inherits AR1's
+
+
 class BoundHeteroscedastic:
     def __init__(self, codes: np.ndarray, levels: np.ndarray):
         self.codes, self.levels = codes, levels
@@ -293,18 +353,26 @@ _SHORTHAND = {"ar1": AR1, "ar1h": ARH1, "arh1": ARH1, "us": Unstructured, "un": 
 
 def parse(text: str):
     """mmrm-style shorthand: ``"ar1(visit | tree)"``, ``"ar1h(…)"``/``"arh1(…)"``, ``"us(…)"``,
-    ``"cs(tree)"`` or ``"cs(visit | tree)"``, ``"ind"``."""
+    ``"cs(tree)"`` or ``"cs(visit | tree)"``, ``"ind"``, ``"het(treat)"`` and a structure
+    with a variance per level of a factor, ``"ar1(visit | tree) + het(treat)"``."""
     import re
 
+    if text and "+" in text:
+        parts = [part.strip() for part in text.split("+")]
+        if len(parts) != 2:
+            raise LMMError(f"residual structure {text!r}: combine one structure with one het(factor)")
+        return Combined(parse(parts[0]), parse(parts[1]))
     match = re.fullmatch(r"\s*(\w+)\s*(?:\(\s*(?:([\w.]+)\s*\|\s*)?([\w.]+)\s*\))?\s*", text or "")
     if not match:
         raise LMMError(f"residual structure {text!r} is not of the form 'ar1(visit | tree)'")
     name, time, group = match.group(1).lower(), match.group(2), match.group(3)
     if name in ("ind", "iid", "independent") and group is None:
         return Independent()
+    if name in ("het", "varident") and group and time is None:
+        return Heteroscedastic(by=group)
     if name == "cs" and group:
         return CompoundSymmetry(group=group)
     if name in _SHORTHAND and time and group:
         return _SHORTHAND[name](time=time, group=group)
     raise LMMError(f"residual structure {text!r} is not known; use ind, cs(group), ar1(time | group), "
-                   "ar1h(time | group) or us(time | group)")
+                   "ar1h(time | group), us(time | group), het(factor) or one of them + het(factor)")

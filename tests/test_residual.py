@@ -6,6 +6,10 @@ parameters 1e-3 relative; df equal to nlme's.
 """
 from __future__ import annotations
 
+import json
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -161,3 +165,39 @@ def test_unstructured_gradient_is_exact(sitka, reml):
                 - fit_residual.objective(phi - step * e, model.spec, model.layout, model.residual, reml)) / (2 * step)
                for e in np.eye(phi.size)]
     np.testing.assert_allclose(exact, numeric, rtol=1e-5, atol=1e-5 * np.abs(exact).max())
+
+
+HET_REFERENCE = json.loads((Path(__file__).parent / "reference" / "het_reference.json").read_text())
+HET_CASES = {  # made with nlme 3.1-162 by tests/reference/make_het_reference.R
+    "sitka_gls_ar1_het_reml": ("size ~ time * treat", "ar1(visit | tree) + het(treat)", "REML"),
+    "sitka_gls_cs_het_ml": ("size ~ time * treat", cov.CompoundSymmetry(group="tree") & cov.Heteroscedastic(by="treat"), "ML"),
+    "sitka_lme_ar1_het_reml": ("size ~ time * treat + (1 | tree)",
+                               cov.AR1(time="visit", group="tree") & cov.Heteroscedastic(by="treat"), "REML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HET_CASES))
+def test_structure_with_a_variance_per_level_matches_nlme(sitka, case):
+    """nlme's varIdent takes the first level in data order (ozone) as reference and reports
+    σ there; ours takes the first sorted level (control): σ_control = σ_nlme · ratio_nlme."""
+    ref = HET_REFERENCE[case]
+    formula, structure, method = HET_CASES[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", blm.SingularFitWarning)
+        fit = blm.LMM(formula, sitka, residual=structure).fit(method)
+    assert fit.loglik == pytest.approx(ref["logLik"], abs=1e-5)
+    assert fit.npar == ref["df"]
+    np.testing.assert_allclose(fit.fixef[[our_name(n, sitka) for n in ref["fixef"]]], list(ref["fixef"].values()), rtol=1e-4)
+    params = fit.residual_params
+    assert params["rho"] == pytest.approx(ref["rho"], rel=1e-3)
+    assert params["sd ratios by treat"]["ozone"] == pytest.approx(1 / ref["ratio"], rel=1e-3)
+    assert fit.sigma == pytest.approx(ref["sigma"] * ref["ratio"], rel=1e-3)
+
+
+def test_combining_needs_a_heteroscedastic_part_that_is_identifiable():
+    with pytest.raises(blm.LMMError, match="not be identifiable"):
+        cov.ARH1(time="visit", group="tree") & cov.Heteroscedastic(by="visit")
+    with pytest.raises(blm.LMMError, match="Heteroscedastic"):
+        cov.Combined(cov.AR1(time="visit", group="tree"), cov.AR1(time="visit", group="tree"))
+    with pytest.raises(blm.LMMError, match="one structure with one het"):
+        cov.parse("ar1(visit | tree) + het(treat) + het(visit)")

@@ -151,6 +151,9 @@ def _residual_lines(params: dict) -> list[str]:
         lines.append(f"Residual sd relative to the first level: {ratios}")
     if "correlation" in params:
         lines += ["Residual correlation matrix:", params["correlation"].round(3).to_string()]
+    for key in (k for k in params if k.startswith("sd ratios by ")):
+        ratios = "  ".join(f"{k}: {v:.4f}" for k, v in params[key].items())
+        lines.append(f"Residual sd by {key[len('sd ratios by '):]}, relative to the first level: {ratios}")
     return lines + ([""] if lines else [])
 
 
