@@ -93,44 +93,75 @@ def _ordered_times(data: pd.DataFrame, time: str, group: str):
     return groups, positions, np.asarray(gaps), levels
 
 
-class BoundCS:
-    def __init__(self, groups: np.ndarray):
-        self.groups = groups
-        self.sizes = np.bincount(groups)
-        self.names = ("rho",)
-        self.start = np.zeros(1)
+class Bound:
+    """A structure bound to the model's rows.
 
-    def parameters(self, phi) -> dict:
-        return {"rho": self._rho(phi)}
-
-    def _rho(self, phi) -> float:
-        low = -1.0 / (self.sizes.max() - 1) if self.sizes.max() > 1 else -1.0
-        return low + (1 - low) / (1 + np.exp(-phi[0]))  # (low, 1)
+    ``natural(φ)`` maps the unconstrained φ the optimiser moves to the structure's own
+    parameters (ρ, log sd ratios, a covariance matrix); ``whiten_natural(params, M, xp)``
+    whitens the columns M group by group and returns Σ log|R_i|.  It is written against
+    the array namespace ``xp`` (NumPy or PyTensor), so the REML/ML search and the PyMC
+    model run this same code.
+    """
 
     def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
-        """R^{-1/2} M per group, with R = (1−ρ)(I − P) + (1 − ρ + mρ)P, P = J/m."""
-        rho = self._rho(phi)
-        m = self.sizes[self.groups][:, None]
-        means = np.zeros((self.sizes.size, M.shape[1]))
-        np.add.at(means, self.groups, M)
-        means = means[self.groups] / m
-        a, b = 1 - rho, 1 - rho + m * rho
-        whitened = (M - means) / np.sqrt(a) + means / np.sqrt(b)
-        logdet = ((self.sizes - 1) * np.log(1 - rho) + np.log(1 - rho + self.sizes * rho)).sum()
+        whitened, logdet = self.whiten_natural(self.natural(np.asarray(phi, dtype=float)), M)
         return whitened, float(logdet)
 
 
-class BoundAR1:
+class BoundCS(Bound):
+    def __init__(self, groups: np.ndarray):
+        self.groups = groups
+        self.sizes = np.bincount(groups)
+        self.lowest_rho = -1.0 / (self.sizes.max() - 1) if self.sizes.max() > 1 else -1.0
+        self.names = ("rho",)
+        self.start = np.zeros(1)
+
+    def natural(self, phi) -> dict:
+        return {"rho": self.lowest_rho + (1 - self.lowest_rho) / (1 + np.exp(-phi[0]))}  # (lowest, 1)
+
+    def parameters(self, phi) -> dict:
+        return {"rho": float(self.natural(phi)["rho"])}
+
+    def whiten_natural(self, params: dict, M, xp=np):
+        """R^{-1/2} M per group, with R = (1−ρ)(I − P) + (1 − ρ + mρ)P, P = J/m."""
+        rho = params["rho"]
+        m = self.sizes[self.groups][:, None]
+        means = group_sums(M, self.groups, self.sizes.size, xp)[self.groups] / m
+        whitened = (M - means) / xp.sqrt(1 - rho) + means / xp.sqrt(1 - rho + m * rho)
+        logdet = ((self.sizes - 1) * xp.log(1 - rho) + xp.log(1 - rho + self.sizes * rho)).sum()
+        return whitened, logdet
+
+
+def group_sums(M, groups: np.ndarray, size: int, xp=np):
+    """Σ of the rows of M within each group, (size, k)."""
+    if xp is np:
+        out = np.zeros((size,) + M.shape[1:])
+        np.add.at(out, groups, M)
+        return out
+    return xp.inc_subtensor(xp.zeros((size,) + tuple(M.shape[1:]))[groups], M)
+
+
+def put_rows(shape: tuple, index: tuple, values, xp=np):
+    """An array of zeros of ``shape`` with ``values`` at ``index``."""
+    if xp is np:
+        out = np.zeros(shape)
+        out[index] = values
+        return out
+    return xp.set_subtensor(xp.zeros(shape)[index], values)
+
+
+class BoundAR1(Bound):
     """AR(1) over time positions with gaps: e*_j = (e_j − ρ^d e_{j−1}) / √(1 − ρ^{2d}) (Markov)."""
 
     def __init__(self, groups, positions, gaps, levels, heteroscedastic: bool):
         self.groups = groups
         order = np.lexsort((gaps, groups))
-        self.order = order
+        self.order = None if np.array_equal(order, np.arange(order.size)) else order  # data often come sorted
+        self.unorder = None if self.order is None else np.argsort(order)
         g, t = groups[order], gaps[order]
-        first = np.r_[True, g[1:] != g[:-1]]
-        self.previous = np.where(first, -1, np.arange(len(order)) - 1)
-        self.distance = np.where(first, 0, t - np.r_[0, t[:-1]])
+        first = np.r_[True, g[1:] != g[:-1]]  # in sorted order, row i − 1 precedes row i
+        distance = np.where(first, 0, t - np.r_[0, t[:-1]])
+        self.distances, self.distance_index = np.unique(distance, return_inverse=True)
         self.time_level = positions[order]
         self.levels = levels
         self.heteroscedastic = heteroscedastic
@@ -138,28 +169,29 @@ class BoundAR1:
         self.names = ("rho",) + extra
         self.start = np.zeros(1 + len(extra))
 
+    def natural(self, phi) -> dict:
+        return {"rho": np.tanh(phi[0]), "log_sd": phi[1:] if self.heteroscedastic else None}
+
     def parameters(self, phi) -> dict:
         out = {"rho": float(np.tanh(phi[0]))}
         if self.heteroscedastic:
             out["sd ratios"] = dict(zip(map(str, self.levels), np.r_[1.0, np.exp(phi[1:])]))
         return out
 
-    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
-        rho = np.tanh(phi[0])
-        rows = M[self.order]
+    def whiten_natural(self, params: dict, M, xp=np):
+        rows = M if self.order is None else M[self.order]
         logdet = 0.0
         if self.heteroscedastic:
-            log_sd = np.r_[0.0, phi[1:]][self.time_level]
-            rows = rows / np.exp(log_sd)[:, None]
-            logdet += 2.0 * log_sd.sum()
-        has_previous = self.previous >= 0
-        lag = np.where(has_previous, rho ** self.distance, 0.0)
-        scale = np.sqrt(np.where(has_previous, 1 - lag**2, 1.0))
-        prior_rows = rows[np.maximum(self.previous, 0)]
-        whitened_sorted = (rows - lag[:, None] * prior_rows) / scale[:, None]
-        whitened = np.empty_like(whitened_sorted)
-        whitened[self.order] = whitened_sorted
-        return whitened, float(logdet + np.log(scale**2).sum())
+            log_sd = xp.concatenate([xp.zeros(1), params["log_sd"]])[self.time_level]
+            rows = rows / xp.exp(log_sd)[:, None]
+            logdet = 2.0 * log_sd.sum()
+        positive = self.distances > 0  # the first row of a group has no predecessor: lag 0
+        lag = xp.where(positive, params["rho"] ** np.maximum(self.distances, 1), 0.0)[self.distance_index]
+        scale = xp.sqrt(1 - lag**2)
+        previous = xp.concatenate([xp.zeros_like(rows[:1]), rows[:-1]])
+        whitened = (rows - lag[:, None] * previous) / scale[:, None]
+        whitened = whitened if self.unorder is None else whitened[self.unorder]
+        return whitened, logdet + xp.log(scale**2).sum()
 
 
 @dataclass(frozen=True)
@@ -217,7 +249,7 @@ class Combined:
         return BoundCombined(self.structure.bind(data), self.variance.bind(data), self.variance.by)
 
 
-class BoundCombined:
+class BoundCombined(Bound):
     """W = W_R D⁻¹: scale each row by its sd ratio, then whiten the correlation."""
 
     def __init__(self, structure, variance: "BoundHeteroscedastic", by: str):
@@ -227,14 +259,18 @@ class BoundCombined:
         self.start = np.r_[structure.start, variance.start]
         self._split = len(structure.start)
 
+    def natural(self, phi) -> dict:
+        return {"structure": self.structure.natural(phi[: self._split]),
+                "variance": self.variance.natural(phi[self._split:])}
+
     def parameters(self, phi) -> dict:
         out = dict(self.structure.parameters(phi[: self._split]))
         out[f"sd ratios by {self.by}"] = self.variance.parameters(phi[self._split:])["sd ratios"]
         return out
 
-    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
-        scaled, logdet_d = self.variance.whiten(phi[self._split:], M)
-        whitened, logdet_r = self.structure.whiten(phi[: self._split], scaled)
+    def whiten_natural(self, params: dict, M, xp=np):
+        scaled, logdet_d = self.variance.whiten_natural(params["variance"], M, xp)
+        whitened, logdet_r = self.structure.whiten_natural(params["structure"], scaled, xp)
         return whitened, logdet_d + logdet_r
 
 
@@ -246,22 +282,25 @@ for _structure in (CompoundSymmetry, AR1, Unstructured):
     _structure.__and__ = _combine  # ARH1 inherits AR1's
 
 
-class BoundHeteroscedastic:
+class BoundHeteroscedastic(Bound):
     def __init__(self, codes: np.ndarray, levels: np.ndarray):
         self.codes, self.levels = codes, levels
         self.groups = np.arange(codes.size)  # each row is its own block
         self.names = tuple(f"variance ratio {lv}" for lv in levels[1:])
         self.start = np.zeros(len(levels) - 1)
 
+    def natural(self, phi) -> dict:
+        return {"log_sd": phi}
+
     def parameters(self, phi) -> dict:
         return {"sd ratios": dict(zip(map(str, self.levels), np.r_[1.0, np.exp(phi)]))}
 
-    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
-        log_sd = np.r_[0.0, phi][self.codes]
-        return M / np.exp(log_sd)[:, None], float(2.0 * log_sd.sum())
+    def whiten_natural(self, params: dict, M, xp=np):
+        log_sd = xp.concatenate([xp.zeros(1), params["log_sd"]])[self.codes]
+        return M / xp.exp(log_sd)[:, None], 2.0 * log_sd.sum()
 
 
-class BoundUnstructured:
+class BoundUnstructured(Bound):
     """Σ_rel = L L' over T time points with L[0, 0] = 1 (σ is the sd at the first time point).
 
     Each group's rows are laid out on the T time points, (G, T), with zeros where a visit
@@ -288,18 +327,18 @@ class BoundUnstructured:
         self.names = tuple(f"L[{i},{j}]" for i, j in zip(*self.lower))[1:]
         self.start = np.zeros(len(self.lower[0]) - 1)
 
-    def pad(self, M: np.ndarray) -> np.ndarray:
+    def pad(self, M, xp=np):
         """Rows (n, k) laid out as (G, T, k), zeros at missing visits."""
-        out = np.zeros((self.pattern_of_group.size, self.size, M.shape[1]))
-        out[self.groups, self.time_positions] = M
-        return out
+        shape = (self.pattern_of_group.size, self.size, M.shape[1])
+        return put_rows(shape, (self.groups, self.time_positions), M, xp)
 
-    def inverse_factors(self, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def inverse_factors(self, S, xp=np):
         """L_p⁻¹ (P, T, T) of each pattern's covariance (S observed, I missing) and log|S_p|."""
         both = self.masks[:, :, None] & self.masks[:, None, :]
-        patterned = np.where(both, S, 0.0) + np.eye(self.size) * ~self.masks[:, :, None]
-        L = np.linalg.cholesky(patterned)
-        return np.linalg.inv(L), 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
+        patterned = xp.where(both, S, 0.0) + np.eye(self.size) * ~self.masks[:, :, None]
+        L = xp.linalg.cholesky(patterned)
+        diagonal = L[:, np.arange(self.size), np.arange(self.size)]
+        return xp.linalg.inv(L), 2.0 * xp.log(diagonal).sum(axis=1)
 
     def _cholesky(self, phi) -> np.ndarray:
         L = np.zeros((self.size, self.size))
@@ -342,10 +381,13 @@ class BoundUnstructured:
         return {"sd ratios": dict(zip(names, sd)),
                 "correlation": pd.DataFrame(S / np.outer(sd, sd), index=names, columns=names)}
 
-    def whiten(self, phi, M: np.ndarray) -> tuple[np.ndarray, float]:
-        L_inv, logdets = self.inverse_factors(self.relative_covariance(phi))
-        whitened = L_inv[self.pattern_of_group] @ self.pad(M)
-        return whitened[self.groups, self.time_positions], float(logdets @ self.pattern_counts)
+    def natural(self, phi) -> dict:
+        return {"S": self.relative_covariance(phi)}
+
+    def whiten_natural(self, params: dict, M, xp=np):
+        L_inv, logdets = self.inverse_factors(params["S"], xp)
+        whitened = xp.matmul(L_inv[self.pattern_of_group], self.pad(M, xp))
+        return whitened[self.groups, self.time_positions], (logdets * self.pattern_counts).sum()
 
 
 _SHORTHAND = {"ar1": AR1, "ar1h": ARH1, "arh1": ARH1, "us": Unstructured, "un": Unstructured}

@@ -31,8 +31,11 @@ class ThetaFit:
     n_evaluations: int
 
 
-def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None) -> ThetaFit:
-    """Minimise the profiled deviance over θ, from ``start`` or ``layout.start``."""
+def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None, rough: bool = False) -> ThetaFit:
+    """Minimise the profiled deviance over θ, from ``start`` or ``layout.start``.
+
+    ``rough``: stop at a relative reduction of 1e-12 (for inner fits of an outer search,
+    where an error in θ̂ moves the profiled value only to second order)."""
     if layout.size == 0:
         return ThetaFit(np.zeros(0), ld.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
     scale = layout.scale
@@ -42,7 +45,8 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None)
         def fun(scaled):
             value, grad = ld.objective_gradient(scaled * scale, stats, layout, reml)
             return value, grad * scale
-        options = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10, "maxls": 50}
+        options = {"maxiter": 5000, "ftol": 1e-12 if rough else 1e-15, "gtol": 1e-6 if rough else 1e-10,
+                   "maxls": 50}
         result = minimize(fun, start / scale, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
     else:
         def fun(scaled):

@@ -68,14 +68,14 @@ class ProfiledPhi:
         self.theta = None
         self.evaluations = 0
 
-    def inner_fit(self, phi) -> tuple[ThetaFit, float]:
+    def inner_fit(self, phi, rough: bool = True) -> tuple[ThetaFit, float]:
         """θ̂(φ) and Σ log|R_i(φ)|."""
         white, logdet = whitened_spec(self.spec, self.bound, phi)
         stats = cross_products(white)
-        fit = fit_theta(stats, self.layout, self.reml, start=self.theta)
+        fit = fit_theta(stats, self.layout, self.reml, start=self.theta, rough=rough)
         if self.theta is not None and np.any(fit.theta[self.layout.diagonal] == 0):
             # a warm start from a distant φ can end on the boundary when the optimum is inside
-            fresh = fit_theta(stats, self.layout, self.reml)
+            fresh = fit_theta(stats, self.layout, self.reml, rough=rough)
             fit = fresh if fresh.deviance < fit.deviance else fit
         return fit, logdet
 
@@ -111,7 +111,7 @@ def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -
         jac = (lambda x: profiled.gradient(x) * per_row) if exact else "3-point"
         result = minimize(fun, start, jac=jac, method="BFGS", options={"gtol": 1e-7, "maxiter": 2000})
         phi, outer_message = result.x, str(result.message)
-    inner, logdet = profiled.inner_fit(phi)
+    inner, logdet = profiled.inner_fit(phi, rough=False)
     if exact:  # the quasi-Newton step H⁻¹g with the exact gradient
         steps = np.abs(result.hess_inv @ jac(phi))
     else:
