@@ -128,8 +128,18 @@ class BoundCS(Bound):
         m = self.sizes[self.groups][:, None]
         means = group_sums(M, self.groups, self.sizes.size, xp)[self.groups] / m
         whitened = (M - means) / xp.sqrt(1 - rho) + means / xp.sqrt(1 - rho + m * rho)
-        logdet = ((self.sizes - 1) * xp.log(1 - rho) + xp.log(1 - rho + self.sizes * rho)).sum()
-        return whitened, logdet
+        return whitened, self.group_logdets(params, xp).sum()
+
+    def group_logdets(self, params: dict, xp=np):
+        rho = params["rho"]
+        return (self.sizes - 1) * xp.log(1 - rho) + xp.log(1 - rho + self.sizes * rho)
+
+    def colour(self, params: dict, Z: np.ndarray) -> np.ndarray:
+        """R^{1/2} Z per group (the inverse of the whitening)."""
+        rho = params["rho"]
+        m = self.sizes[self.groups][:, None]
+        means = group_sums(Z, self.groups, self.sizes.size)[self.groups] / m
+        return (Z - means) * np.sqrt(1 - rho) + means * np.sqrt(1 - rho + m * rho)
 
 
 def group_sums(M, groups: np.ndarray, size: int, xp=np):
@@ -185,13 +195,44 @@ class BoundAR1(Bound):
             log_sd = xp.concatenate([xp.zeros(1), params["log_sd"]])[self.time_level]
             rows = rows / xp.exp(log_sd)[:, None]
             logdet = 2.0 * log_sd.sum()
-        positive = self.distances > 0  # the first row of a group has no predecessor: lag 0
-        lag = xp.where(positive, params["rho"] ** np.maximum(self.distances, 1), 0.0)[self.distance_index]
-        scale = xp.sqrt(1 - lag**2)
+        lag, scale = self._lags(params, xp)
         previous = xp.concatenate([xp.zeros_like(rows[:1]), rows[:-1]])
         whitened = (rows - lag[:, None] * previous) / scale[:, None]
         whitened = whitened if self.unorder is None else whitened[self.unorder]
         return whitened, logdet + xp.log(scale**2).sum()
+
+    def _lags(self, params: dict, xp=np):
+        """ρ^d to the previous row (0 for a group's first row) and √(1 − ρ^{2d}), in sorted order."""
+        positive = self.distances > 0
+        lag = xp.where(positive, params["rho"] ** np.maximum(self.distances, 1), 0.0)[self.distance_index]
+        return lag, xp.sqrt(1 - lag**2)
+
+    def _row_log_sd(self, params: dict) -> np.ndarray:
+        if not self.heteroscedastic:
+            return np.zeros(self.time_level.size)
+        return np.r_[0.0, params["log_sd"]][self.time_level]
+
+    def _sorted_groups(self) -> np.ndarray:
+        return self.groups if self.order is None else self.groups[self.order]
+
+    def group_logdets(self, params: dict, xp=np):
+        lag, scale = self._lags(params)
+        per_row = np.log(scale**2) + 2.0 * self._row_log_sd(params)
+        return group_sums(per_row, self._sorted_groups(), self.groups.max() + 1)
+
+    def colour(self, params: dict, Z: np.ndarray) -> np.ndarray:
+        """The inverse of the whitening: e_j = ρ^d e_{j−1} + √(1 − ρ^{2d}) z_j, rank by rank in each group."""
+        lag, scale = self._lags(params)
+        z = Z if self.order is None else Z[self.order]
+        groups = self._sorted_groups()
+        first = np.r_[True, groups[1:] != groups[:-1]]
+        rank = np.arange(groups.size) - np.maximum.accumulate(np.where(first, np.arange(groups.size), 0))
+        e = scale[:, None] * z
+        for k in range(1, rank.max() + 1):
+            rows = np.flatnonzero(rank == k)
+            e[rows] += lag[rows, None] * e[rows - 1]
+        e *= np.exp(self._row_log_sd(params))[:, None]
+        return e if self.unorder is None else e[self.unorder]
 
 
 @dataclass(frozen=True)
@@ -273,6 +314,14 @@ class BoundCombined(Bound):
         whitened, logdet_r = self.structure.whiten_natural(params["structure"], scaled, xp)
         return whitened, logdet_d + logdet_r
 
+    def group_logdets(self, params: dict, xp=np):
+        per_row = self.variance.group_logdets(params["variance"])
+        return self.structure.group_logdets(params["structure"]) + group_sums(per_row, self.groups,
+                                                                             self.groups.max() + 1)
+
+    def colour(self, params: dict, Z: np.ndarray) -> np.ndarray:
+        return self.variance.colour(params["variance"], self.structure.colour(params["structure"], Z))
+
 
 def _combine(self, other):
     return Combined(self, other)
@@ -298,6 +347,12 @@ class BoundHeteroscedastic(Bound):
     def whiten_natural(self, params: dict, M, xp=np):
         log_sd = xp.concatenate([xp.zeros(1), params["log_sd"]])[self.codes]
         return M / xp.exp(log_sd)[:, None], 2.0 * log_sd.sum()
+
+    def group_logdets(self, params: dict, xp=np):
+        return 2.0 * np.r_[0.0, params["log_sd"]][self.codes]
+
+    def colour(self, params: dict, Z: np.ndarray) -> np.ndarray:
+        return Z * np.exp(np.r_[0.0, params["log_sd"]][self.codes])[:, None]
 
 
 class BoundUnstructured(Bound):
@@ -388,6 +443,13 @@ class BoundUnstructured(Bound):
         L_inv, logdets = self.inverse_factors(params["S"], xp)
         whitened = xp.matmul(L_inv[self.pattern_of_group], self.pad(M, xp))
         return whitened[self.groups, self.time_positions], (logdets * self.pattern_counts).sum()
+
+    def group_logdets(self, params: dict, xp=np):
+        return self.inverse_factors(params["S"])[1][self.pattern_of_group]
+
+    def colour(self, params: dict, Z: np.ndarray) -> np.ndarray:
+        L = np.linalg.inv(self.inverse_factors(params["S"])[0])
+        return (L[self.pattern_of_group] @ self.pad(Z))[self.groups, self.time_positions]
 
 
 _SHORTHAND = {"ar1": AR1, "ar1h": ARH1, "arh1": ARH1, "us": Unstructured, "un": Unstructured}

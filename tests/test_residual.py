@@ -201,3 +201,18 @@ def test_combining_needs_a_heteroscedastic_part_that_is_identifiable():
         cov.Combined(cov.AR1(time="visit", group="tree"), cov.AR1(time="visit", group="tree"))
     with pytest.raises(blm.LMMError, match="one structure with one het"):
         cov.parse("ar1(visit | tree) + het(treat) + het(visit)")
+
+
+@pytest.mark.parametrize("structure", ["cs(tree)", "ar1(visit | tree)", "ar1h(visit | tree)", "us(visit | tree)",
+                                       "het(treat)", "ar1(visit | tree) + het(treat)", "cs(tree) + het(treat)"])
+def test_colouring_inverts_whitening_and_group_logdets_add_up(sitka, structure):
+    """colour (used to simulate correlated errors) is the inverse of whiten, on unsorted rows
+    with missing visits; the per-group log-determinants sum to the whitening's."""
+    data = sitka.sample(frac=0.85, random_state=1)
+    bound = blm.LMM("size ~ time", data, residual=structure).residual
+    phi = np.random.default_rng(1).normal(0, 0.3, bound.start.size)
+    params = bound.natural(phi)
+    Z = np.random.default_rng(2).normal(size=(len(data), 3))
+    whitened, logdet = bound.whiten(phi, bound.colour(params, Z))
+    np.testing.assert_allclose(whitened, Z, atol=1e-12)
+    assert bound.group_logdets(params).sum() == pytest.approx(logdet, rel=1e-12, abs=1e-12)

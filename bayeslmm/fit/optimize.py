@@ -45,7 +45,7 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
         def fun(scaled):
             value, grad = ld.objective_gradient(scaled * scale, stats, layout, reml)
             return value, grad * scale
-        options = {"maxiter": 5000, "ftol": 1e-12 if rough else 1e-15, "gtol": 1e-6 if rough else 1e-10,
+        options = {"maxiter": 5000, "ftol": 1e-12 if rough else 1e-15, "gtol": 1e-3 if rough else 1e-10,
                    "maxls": 50}
         result = minimize(fun, start / scale, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
     else:

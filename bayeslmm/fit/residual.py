@@ -103,7 +103,7 @@ def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -
     exact = start.size > 1 and not spec.factors and hasattr(bound, "covariance_jacobian")
     if start.size == 1:
         result = minimize_scalar(lambda x: _finite(profiled(x)), bounds=bracket_on_grid(profiled),
-                                 method="bounded", options={"xatol": 1e-8, "maxiter": 200})
+                                 method="bounded", options={"xatol": 1e-7, "maxiter": 200})
         phi, outer_message = np.atleast_1d(result.x), str(result.message)
     else:
         per_row = 1.0 / spec.n  # −2ℓ/n: gradient tolerances then mean the same at any size
@@ -128,7 +128,7 @@ def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -
 def bracket_on_grid(profiled: ProfiledPhi) -> tuple[float, float]:
     """The neighbours of the best point on a coarse grid of φ: the profile over one φ need not be
     unimodal (e.g. with a random intercept, ρ → 1 can trade against the intercept's variance)."""
-    grid = np.linspace(-3.0, 3.0, 9)
+    grid = np.linspace(-3.0, 3.0, 7)
     values = [profiled(np.array([x])) for x in grid]
     best = int(np.argmin(values))
     low = grid[best - 1] if best > 0 else -PHI_BOUND
