@@ -36,7 +36,7 @@ class CompoundSymmetry:
         return (self.group,)
 
     def bind(self, data: pd.DataFrame) -> "BoundCS":
-        return BoundCS(_codes(data, self.group))
+        return _named(BoundCS(_codes(data, self.group)), data, self.group)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class AR1(_OverTime):
     """Correlation ρ^|t_j − t_k| over an integer or ordered ``time`` within each ``group``."""
 
     def bind(self, data: pd.DataFrame) -> "BoundAR1":
-        return BoundAR1(*_ordered_times(data, self.time, self.group), heteroscedastic=False)
+        return _named(BoundAR1(*_ordered_times(data, self.time, self.group), heteroscedastic=False),
+                      data, self.group, self.time)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,16 @@ class ARH1(AR1):
     """AR(1) correlations with one variance per time point (varIdent by time)."""
 
     def bind(self, data: pd.DataFrame) -> "BoundAR1":
-        return BoundAR1(*_ordered_times(data, self.time, self.group), heteroscedastic=True)
+        return _named(BoundAR1(*_ordered_times(data, self.time, self.group), heteroscedastic=True),
+                      data, self.group, self.time)
+
+
+def _named(bound, data: pd.DataFrame, group: str | None, ratio_column: str | None = None):
+    """Attach the column names the Bayesian path labels its variables with: the grouping
+    (``None``: every row its own block) and the column whose levels the sd ratios follow."""
+    bound.group_name, bound.ratio_name = group, ratio_column
+    bound.group_levels = np.sort(data[group].unique()) if group else np.asarray(data.index)
+    return bound
 
 
 def _codes(data: pd.DataFrame, column: str) -> np.ndarray:
@@ -142,13 +152,15 @@ class BoundCS(Bound):
         return (Z - means) * np.sqrt(1 - rho) + means * np.sqrt(1 - rho + m * rho)
 
 
-def group_sums(M, groups: np.ndarray, size: int, xp=np):
-    """Σ of the rows of M within each group, (size, k)."""
+def group_sums(M, groups: np.ndarray, size: int, xp=np, trailing: tuple | None = None):
+    """Σ of the rows of M within each group, (size, …); ``trailing``: M's other axes, for a
+    PyTensor M whose shape is only known symbolically."""
+    shape = (size,) + tuple(M.shape[1:] if trailing is None else trailing)
     if xp is np:
-        out = np.zeros((size,) + M.shape[1:])
+        out = np.zeros(shape)
         np.add.at(out, groups, M)
         return out
-    return xp.inc_subtensor(xp.zeros((size,) + tuple(M.shape[1:]))[groups], M)
+    return xp.specify_shape(xp.inc_subtensor(xp.zeros(shape)[groups], M), shape)
 
 
 def put_rows(shape: tuple, index: tuple, values, xp=np):
@@ -241,7 +253,7 @@ class Unstructured(_OverTime):
     mmrm's ``us()``); a group with missing visits uses the sub-matrix of the visits it has."""
 
     def bind(self, data: pd.DataFrame) -> "BoundUnstructured":
-        return BoundUnstructured(*_ordered_times(data, self.time, self.group))
+        return _named(BoundUnstructured(*_ordered_times(data, self.time, self.group)), data, self.group, self.time)
 
 
 @dataclass(frozen=True)
@@ -256,7 +268,7 @@ class Heteroscedastic:
 
     def bind(self, data: pd.DataFrame) -> "BoundHeteroscedastic":
         codes, levels = pd.factorize(data[self.by], sort=True)
-        return BoundHeteroscedastic(codes, np.asarray(levels))
+        return _named(BoundHeteroscedastic(codes, np.asarray(levels)), data, None, self.by)
 
 
 @dataclass(frozen=True)
@@ -287,7 +299,10 @@ class Combined:
         return tuple(dict.fromkeys(self.structure.columns + self.variance.columns))
 
     def bind(self, data: pd.DataFrame) -> "BoundCombined":
-        return BoundCombined(self.structure.bind(data), self.variance.bind(data), self.variance.by)
+        structure = self.structure.bind(data)
+        combined = BoundCombined(structure, self.variance.bind(data), self.variance.by)
+        combined.group_name, combined.group_levels = structure.group_name, structure.group_levels
+        return combined
 
 
 class BoundCombined(Bound):

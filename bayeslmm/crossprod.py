@@ -63,6 +63,21 @@ def cross_products(spec: ModelSpec) -> CrossProducts:
     )
 
 
+def cross_products_of_columns(XY, raw, codes: np.ndarray, n_levels: int, p: int, S: int, xp=np) -> CrossProducts:
+    """The cross-products of [X y] and one factor's columns ``raw`` (levels ``codes``), against
+    the array namespace ``xp``: the Bayesian model with a residual structure whitens the data
+    inside its graph and forms these there (no factor: ``raw`` is None)."""
+    from .cov import group_sums
+
+    XYtXY = xp.dot(XY.T, XY)
+    n = XY.shape[0]
+    if raw is None:
+        return CrossProducts(n, p, XYtXY, None, None, None, None, None)
+    ZtZ1 = group_sums(raw[:, :, None] * raw[:, None, :], codes, n_levels, xp, trailing=(S, S))
+    ZtXY1 = group_sums(raw[:, :, None] * XY[:, None, :], codes, n_levels, xp, trailing=(S, p + 1))
+    return CrossProducts(n, p, XYtXY, ZtZ1, ZtXY1, None, None, None, (n_levels,))
+
+
 @dataclass(frozen=True)
 class DowndatePairs:
     """Z2'Z1 D Z1'Z2 = Σ_g C_g D_g C_g' as a scatter of fixed pairs of rows of C_g = Z2'Z1[:, g].

@@ -87,7 +87,7 @@ def factorize_first(T1, stats: CrossProducts, xp=np):
     ``T1`` may carry leading axes (D, 1, S, S) to factorize D parameter values at once;
     the results then lead with D too.
     """
-    S = stats.ZtZ1.shape[1]
+    S = _static_shape(stats.ZtZ1)[1]
     T = {(k, i): T1[..., k, i] for k in range(S) for i in range(S)}
     A = batched.congruence(T, batched.entries(stats.ZtZ1, S), S)
     for s in range(S):
@@ -101,6 +101,12 @@ def factorize_first(T1, stats: CrossProducts, xp=np):
     if xp is not np:
         return None, None, None, C, logdet
     return batched.assemble(L, S), batched.assemble(Linv, S), np.stack(R, axis=-2), C, logdet
+
+
+def _static_shape(array) -> tuple:
+    """The shape as integers, for a NumPy array or a PyTensor variable (whose statistics may
+    be formed inside the graph, e.g. from data whitened at the residual structure's φ)."""
+    return array.shape if isinstance(array, np.ndarray) else array.type.shape
 
 
 def _sum_terms(terms):

@@ -80,8 +80,6 @@ class LMM:
         """
         method = check_method(method)
         if method == "NUTS":
-            if self.residual is not None:
-                raise LMMError("residual structures are not in the Bayesian path yet; fit them by REML or ML")
             setup = self._bayes_setup(priors)
             idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                  marginalize=marginalize, sampler=sampler, progressbar=progressbar,
@@ -104,8 +102,9 @@ class LMM:
         return bayes.prior_predictive(self._bayes_setup(priors), draws, random_seed)
 
     def _bayes_setup(self, priors: dict | None) -> bayes.BayesSetup:
-        resolved = priors_module.resolve(self.spec, tuple(term_labels(self.spec.terms)), priors)
-        return bayes.BayesSetup(self.spec, self.stats, resolved)
+        resolved = priors_module.resolve(self.spec, tuple(term_labels(self.spec.terms)), priors,
+                                         residual=self.residual is not None)
+        return bayes.BayesSetup(self.spec, self.stats, resolved, self.residual)
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{f.name} ({f.n_levels})" for f in self.spec.factors) or "none"

@@ -9,7 +9,11 @@ same model works for reaction times in ms and log tree sizes):
 - the sd of each random effect on column s: HalfStudentT(ν = 3, sd(y) / rms(column s))
   (the intercept's column has rms 1, a slope's sd is per unit of its covariate);
 - the correlation matrix of each correlated term: LKJ(η = 2), mildly favouring small correlations;
-- the residual sd σ: Exponential with mean sd(y).
+- the residual sd σ: Exponential with mean sd(y);
+- with a residual structure (``residual=``): its correlation ρ (AR(1), ARH(1), compound
+  symmetry) uniform over its range, ``ScaledBeta(1, 1)``; the log of each residual sd ratio
+  (ARH(1), unstructured, Heteroscedastic) Normal(0, 1), i.e. ratios within about ×7 either way;
+  the unstructured correlation matrix LKJ(η = 2).
 
 Override any of them by name with ``priors={...}`` (see :func:`resolve`).  A flat
 prior on the fixed effects is ``priors={"fixef": Flat()}``.
@@ -79,6 +83,15 @@ class Exponential:
         return pm.Exponential.dist(scale=self.scale, size=size)
 
 
+@dataclass(frozen=True)
+class ScaledBeta:
+    """Beta(a, b) stretched over a residual correlation's range: (−1, 1) for AR(1), and
+    (−1/(m − 1), 1) for compound symmetry in groups of up to m rows.  a = b = 1 is uniform."""
+
+    a: float = 1.0
+    b: float = 1.0
+
+
 SCALE_PRIORS = (HalfStudentT, HalfNormal, Exponential)
 BETA_PRIORS = (Normal, Flat)
 
@@ -130,29 +143,54 @@ class BetaPrior:
 
 
 @dataclass(frozen=True)
+class ResidualPrior:
+    """Priors of a residual structure's parameters."""
+
+    rho: ScaledBeta = ScaledBeta()
+    log_sd_ratio: Normal = Normal(0.0, 1.0)  # on the log of each sd ratio
+    eta: float = 2.0  # LKJ shape of the unstructured correlation
+
+
+@dataclass(frozen=True)
 class ModelPriors:
     beta: BetaPrior
     terms: tuple[TermPrior, ...]  # in spec.terms order
     sigma: object
     labels: tuple[str, ...] = field(default=())  # term labels, e.g. "Subject", "Subject.1"
+    residual: ResidualPrior | None = None
 
 
-def resolve(spec: ModelSpec, labels: tuple[str, ...], overrides: dict | None = None) -> ModelPriors:
+def resolve(spec: ModelSpec, labels: tuple[str, ...], overrides: dict | None = None,
+            residual: bool = False) -> ModelPriors:
     """Default priors for ``spec``, with ``overrides`` by name.
 
     Keys: a fixed-effect name (``"Days"``, ``"(Intercept)"``) → Normal or Flat; ``"fixef"``
     → Normal or Flat for every fixed effect; a random-term label (``"Subject"``, or
     ``"Subject.1"`` for its second term) → ``{"sd": scale prior, "eta": float}``;
-    ``"sigma"`` → a scale prior (HalfStudentT, HalfNormal or Exponential).
+    ``"sigma"`` → a scale prior (HalfStudentT, HalfNormal or Exponential); with a residual
+    structure, ``"residual"`` → ``{"rho": ScaledBeta, "log_sd_ratio": Normal, "eta": float}``.
     """
     overrides = dict(overrides or {})
-    _check_names(spec, labels, overrides)
+    _check_names(spec, labels + (("residual",) if residual else ()), overrides)
     y_sd = float(np.std(spec.y)) or 1.0
     beta = _beta_prior(spec, y_sd, overrides)
     terms = tuple(_term_prior(spec, term, label, y_sd, overrides.get(label, {}))
                   for term, label in zip(spec.terms, labels))
     sigma = _scale(overrides.get("sigma", Exponential(scale=y_sd)), "sigma")
-    return ModelPriors(beta, terms, sigma, labels)
+    residual_prior = _residual_prior(overrides.get("residual", {})) if residual else None
+    return ModelPriors(beta, terms, sigma, labels, residual_prior)
+
+
+def _residual_prior(override) -> ResidualPrior:
+    kinds = {"rho": ScaledBeta, "log_sd_ratio": Normal, "eta": (int, float)}
+    if not isinstance(override, dict) or set(override) - set(kinds):
+        raise LMMError("the residual structure's prior is a dict with keys 'rho' (ScaledBeta), "
+                       f"'log_sd_ratio' (Normal) and/or 'eta' (LKJ shape); got {override!r}")
+    for key, value in override.items():
+        if not isinstance(value, kinds[key]) or (key == "eta" and not value > 0):
+            raise LMMError(f"residual prior {key!r} must be {'a positive number' if key == 'eta' else kinds[key].__name__}; "
+                           f"got {value!r}")
+    return ResidualPrior(**override)
 
 
 def _check_names(spec, labels, overrides) -> None:

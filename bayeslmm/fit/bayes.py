@@ -13,6 +13,7 @@ Two PyMC models share their priors (built once, here):
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .. import logdensity as ld
-from ..crossprod import CrossProducts
+from ..crossprod import CrossProducts, cross_products_of_columns
 from ..errors import LMMError
 from ..priors import Flat, ModelPriors, Normal
 from ..spec import ModelSpec
@@ -33,6 +34,7 @@ class BayesSetup:
     spec: ModelSpec
     stats: CrossProducts
     priors: ModelPriors
+    residual: object = None  # a bound residual structure (bayeslmm.cov), or None for σ²I
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -81,16 +83,101 @@ def build_model(setup: BayesSetup, marginalize: bool):
             "the marginalised model supports one grouping factor; this model has "
             f"{len(spec.factors)} ({', '.join(f.name for f in spec.factors)}): use marginalize=False"
         )
-    with pm.Model(coords=coords(spec, setup.labels)) as model:
+    names = coords(spec, setup.labels) | residual_coords(setup.residual)
+    with pm.Model(coords=names) as model:
         sigma = _scale_rv(setup.priors.sigma, "sigma")
         chols = [_term_chol(term, label, prior) for term, label, prior
                  in zip(spec.terms, setup.labels, setup.priors.terms)]
         factor_chols = _factor_chols(spec, chols)
+        residual = None if setup.residual is None else residual_rvs(setup.residual, setup.priors.residual)
         if marginalize:
-            _marginal_likelihood(setup, sigma, factor_chols)
+            _marginal_likelihood(setup, sigma, factor_chols, residual)
         else:
-            _hierarchical_likelihood(setup, sigma, factor_chols)
+            _hierarchical_likelihood(setup, sigma, factor_chols, residual)
     return model
+
+
+# --- residual structures -----------------------------------------------------------------
+
+
+def ratio_dim(bound) -> str:
+    return f"{bound.ratio_name}_ratio"
+
+
+def residual_coords(bound) -> dict[str, list]:
+    """Dims of the residual structure's variables: the levels its sd ratios follow."""
+    if bound is None:
+        return {}
+    if hasattr(bound, "structure"):
+        return residual_coords(bound.structure) | residual_coords(bound.variance)
+    out = {}
+    if _has_ratios(bound):
+        out[ratio_dim(bound)] = [str(level) for level in bound.levels]
+    if hasattr(bound, "masks"):  # unstructured: the correlation matrix over the time points
+        out[f"{bound.ratio_name}_"] = [str(level) for level in bound.levels]
+    return out
+
+
+def _has_ratios(bound) -> bool:
+    return getattr(bound, "heteroscedastic", True) and bound.ratio_name is not None
+
+
+def residual_rvs(bound, prior):
+    """PyMC variables for a residual structure, returned as its natural parameters
+    (what :meth:`bayeslmm.cov.Bound.whiten_natural` takes): ρ, log sd ratios, S."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    if hasattr(bound, "structure"):
+        return {"structure": residual_rvs(bound.structure, prior), "variance": residual_rvs(bound.variance, prior)}
+    params = {}
+    if "rho" in bound.names:
+        low = getattr(bound, "lowest_rho", -1.0)
+        unit = pm.Beta("rho_unit", alpha=prior.rho.a, beta=prior.rho.b)
+        params["rho"] = pm.Deterministic("rho", low + (1.0 - low) * unit)
+    if _has_ratios(bound):
+        dim = ratio_dim(bound)
+        log_sd = pm.Normal(f"log_sd_ratio_{bound.ratio_name}", prior.log_sd_ratio.mu, prior.log_sd_ratio.sigma,
+                           shape=len(bound.levels) - 1)
+        params["log_sd"] = log_sd
+        ratios = pt.exp(pt.concatenate([pt.zeros(1), log_sd]))
+        pm.Deterministic(f"sd_ratio_{bound.ratio_name}", ratios, dims=dim)
+    if hasattr(bound, "masks"):
+        corr = pm.LKJCorr("residual_corr_raw", n=bound.size, eta=prior.eta)
+        pm.Deterministic("residual_corr", corr, dims=(ratio_dim(bound), f"{bound.ratio_name}_"))
+        params = {"S": ratios[:, None] * corr * ratios[None, :]}
+    return params
+
+
+def residual_natural(bound, posterior: xr.Dataset, d: int) -> dict:
+    """The structure's natural parameters at draw d (chain and draw flattened), in NumPy."""
+    if hasattr(bound, "structure"):
+        return {"structure": residual_natural(bound.structure, posterior, d),
+                "variance": residual_natural(bound.variance, posterior, d)}
+    flat = lambda name: posterior[name].values.reshape((-1,) + posterior[name].shape[2:])[d]  # noqa: E731
+    params = {}
+    if "rho" in bound.names:
+        params["rho"] = float(flat("rho"))
+    if _has_ratios(bound):
+        ratios = flat(f"sd_ratio_{bound.ratio_name}")
+        params["log_sd"] = np.log(ratios[1:])
+    if hasattr(bound, "masks"):
+        params = {"S": ratios[:, None] * flat("residual_corr") * ratios[None, :]}
+    return params
+
+
+def residual_start(bound, phi) -> dict:
+    """Initial values of the structure's free variables at its REML estimate φ̂."""
+    if hasattr(bound, "structure"):
+        split = len(bound.structure.start)
+        return residual_start(bound.structure, phi[:split]) | residual_start(bound.variance, phi[split:])
+    natural, out = bound.natural(phi), {}
+    if "rho" in bound.names:
+        low = getattr(bound, "lowest_rho", -1.0)
+        out["rho_unit"] = float(np.clip((natural["rho"] - low) / (1 - low), 0.02, 0.98))
+    if _has_ratios(bound) and not hasattr(bound, "masks"):
+        out[f"log_sd_ratio_{bound.ratio_name}"] = np.asarray(natural["log_sd"], dtype=float)
+    return out
 
 
 def _scale_rv(prior, name: str, dims=None):
@@ -138,21 +225,39 @@ def _factor_chols(spec: ModelSpec, chols: list):
     return out
 
 
-def _marginal_likelihood(setup: BayesSetup, sigma, factor_chols) -> None:
+def _marginal_likelihood(setup: BayesSetup, sigma, factor_chols, residual=None) -> None:
     import pymc as pm
     import pytensor.tensor as pt
 
-    stats, beta = setup.stats, setup.priors.beta
+    stats, beta, residual_logdet = setup.stats, setup.priors.beta, 0.0
+    if residual is not None:  # whiten [X y Z] at the structure's parameters, inside the graph
+        stats, residual_logdet = _whitened_cross_products(setup, residual)
     if factor_chols:
         _, _, _, C, logdet = ld.factorize_first(factor_chols[0] / sigma, stats, xp=pt)
     else:
         C, logdet = pt.as_tensor(stats.XYtXY), 0.0
     deviance = ld.deviance_beta_integrated(C, logdet, stats.n, sigma**2, beta.precision, beta.shift,
                                            beta.constant, xp=pt)
-    pm.Potential("marginal_loglik", -0.5 * deviance)
+    pm.Potential("marginal_loglik", -0.5 * (deviance + residual_logdet))
 
 
-def _hierarchical_likelihood(setup: BayesSetup, sigma, factor_chols) -> None:
+def _whitened_cross_products(setup: BayesSetup, params, xp=None):
+    """Cross-products of the data whitened at the structure's ``params`` (graph or NumPy)."""
+    import pytensor.tensor as pt
+
+    xp = pt if xp is None else xp
+    spec = setup.spec
+    factor = spec.factors[0] if spec.factors else None
+    columns = [spec.X, spec.y[:, None]] + ([factor.raw] if factor else [])
+    white, logdet = setup.residual.whiten_natural(params, np.column_stack(columns), xp)
+    XY, raw = white[:, : spec.p + 1], (white[:, spec.p + 1:] if factor else None)
+    stats = cross_products_of_columns(XY, raw, factor.codes if factor else None,
+                                      factor.n_levels if factor else 0, spec.p, factor.n_columns if factor else 0, xp)
+    stats = dataclasses.replace(stats, n=spec.n)
+    return stats, logdet
+
+
+def _hierarchical_likelihood(setup: BayesSetup, sigma, factor_chols, residual=None) -> None:
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -165,7 +270,12 @@ def _hierarchical_likelihood(setup: BayesSetup, sigma, factor_chols) -> None:
         z = pm.Normal(f"z_{factor.name}", 0.0, 1.0, dims=dims)
         b = pm.Deterministic(f"b_{factor.name}", pt.dot(z, chol.T), dims=dims)
         mu = mu + (b[factor.codes] * factor.raw).sum(axis=1)
-    pm.Normal("y", mu=mu, sigma=sigma, observed=spec.y, dims="obs")
+    if residual is None:
+        pm.Normal("y", mu=mu, sigma=sigma, observed=spec.y, dims="obs")
+        return
+    # y ~ N(μ, σ²R): the whitened residual is N(0, σ²I), plus the Jacobian −½ log|R|
+    white, logdet = setup.residual.whiten_natural(residual, (spec.y - mu)[:, None], pt)
+    pm.Potential("loglik", -0.5 * ((white**2).sum() / sigma**2 + spec.n * (ld.LOG_2PI + 2 * pt.log(sigma)) + logdet))
 
 
 def _centred_beta(setup: BayesSetup):
@@ -214,7 +324,7 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     options = {} if cores is None else {"cores": cores}
     if marginalize:  # store only what NUTS samples; sds and correlations follow in NumPy
         starts = initial_values(setup, chains, rng)
-        options["var_names"] = [rv.name for rv in model.free_RVs]
+        options["var_names"] = [rv.name for rv in model.free_RVs] + residual_names(model)
         # nutpie takes one starting point for all chains; PyMC's NUTS one per chain
         options.update({"initvals": starts[0]} if sampler == "nutpie" else {"initvals": starts, "init": "adapt_full"})
     with warnings.catch_warnings():
@@ -234,22 +344,36 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     return idata
 
 
+def residual_names(model) -> list[str]:
+    """The residual structure's readable variables (ρ, sd ratios, correlation matrix)."""
+    return [d.name for d in model.deterministics if d.name == "rho" or d.name.startswith(("sd_ratio_", "residual_corr"))]
+
+
 def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
     """Per-chain starting points near the REML estimate (sds floored, correlations shrunk), jittered."""
     from ..fit.optimize import fit_theta
     from ..theta import theta_layout
 
     spec, layout = setup.spec, theta_layout(setup.spec)
+    stats, residual = setup.stats, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        opt = fit_theta(setup.stats, layout, reml=True)
-    fact = ld.factorize(opt.theta, setup.stats, layout)
+        if setup.residual is None:
+            opt = fit_theta(stats, layout, reml=True)
+        else:
+            from .residual import fit_with_residual, whitened_spec
+            from ..crossprod import cross_products
+
+            opt, phi = fit_with_residual(spec, layout, setup.residual, reml=True)
+            stats = cross_products(whitened_spec(spec, setup.residual, phi)[0])
+            residual = residual_start(setup.residual, phi)
+    fact = ld.factorize(opt.theta, stats, layout)
     sigma = float(np.sqrt(ld.sigma2_hat(ld.profile(fact, spec.p), spec.n, True))) or float(np.std(spec.y))
     Ts = layout.factors_T(opt.theta)
     out = []
     for _ in range(chains):
         jitter = lambda size: np.exp(rng.uniform(-0.1, 0.1, size))  # noqa: E731
-        point = {"sigma": sigma * jitter(None)}
+        point = {"sigma": sigma * jitter(None)} | residual
         for term, label, prior in zip(spec.terms, setup.labels, setup.priors.terms):
             T = Ts[term.factor][term.columns, term.columns]
             cov = sigma**2 * T @ T.T
@@ -365,11 +489,25 @@ def _draws_one_at_a_time(setup: BayesSetup, sigma, chols, rng):
     return beta, b
 
 
+def _draws_with_residual(setup: BayesSetup, posterior, sigma, chols, rng):
+    """The exact draws of β and b, one posterior draw at a time on the data whitened at its φ."""
+    parts = []
+    for d in range(sigma.size):
+        stats, _ = _whitened_cross_products(setup, residual_natural(setup.residual, posterior, d), xp=np)
+        parts.append(_draws_together(dataclasses.replace(setup, stats=stats), sigma[d:d + 1],
+                                     [c[d:d + 1] for c in chols], rng))
+    beta = np.concatenate([p[0] for p in parts])
+    return beta, [np.concatenate([p[1][f] for p in parts]) for f in range(len(setup.spec.factors))]
+
+
 def _add_conditional_draws(idata, setup: BayesSetup, rng) -> None:
     posterior = idata["posterior"].to_dataset()
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     sigma, chols = posterior_parameters(posterior, setup)
-    beta, b = conditional_draws(setup, sigma, chols, rng)
+    if setup.residual is None:
+        beta, b = conditional_draws(setup, sigma, chols, rng)
+    else:
+        beta, b = _draws_with_residual(setup, posterior, sigma, chols, rng)
     new = {"beta": (("chain", "draw", "fixef"), beta.reshape(chains, draws, -1))}
     for factor, b_f in zip(setup.spec.factors, b):
         new[f"b_{factor.name}"] = (("chain", "draw", factor.name, effect_dim(factor.name)),
@@ -398,6 +536,9 @@ def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
     spec = setup.spec
     mu = linear_predictor(setup, posterior, spec.X, [(f.codes, f.raw) for f in spec.factors])
     sigma = posterior["sigma"].values.reshape(-1, 1)
+    if setup.residual is not None:
+        idata["log_likelihood"] = xr.DataTree(_residual_group_log_likelihood(setup, posterior, mu, sigma))
+        return
     loglik = -0.5 * (ld.LOG_2PI + 2 * np.log(sigma) + ((spec.y - mu) / sigma) ** 2)
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], spec.n)
     idata["log_likelihood"] = xr.DataTree(xr.Dataset(
@@ -405,9 +546,32 @@ def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
         coords={"chain": posterior["chain"], "draw": posterior["draw"], "obs": np.arange(spec.n)}))
 
 
+def _residual_group_log_likelihood(setup: BayesSetup, posterior, mu, sigma) -> xr.Dataset:
+    """log N(y_i | μ_i, σ²R_i) of each residual group's block: with correlated errors the rows
+    of a group are not conditionally independent, so the group is LOO's unit."""
+    bound, spec = setup.residual, setup.spec
+    n_groups = bound.groups.max() + 1
+    sizes = np.bincount(bound.groups, minlength=n_groups)
+    out = np.empty((sigma.size, n_groups))
+    for d in range(sigma.size):
+        params = residual_natural(bound, posterior, d)
+        white, _ = bound.whiten_natural(params, (spec.y - mu[d])[:, None])
+        squares = np.bincount(bound.groups, white[:, 0] ** 2, minlength=n_groups)
+        out[d] = -0.5 * (squares / sigma[d, 0] ** 2 + sizes * (ld.LOG_2PI + 2 * np.log(sigma[d, 0]))
+                         + bound.group_logdets(params))
+    dim = bound.group_name or "obs"
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"], n_groups)
+    return xr.Dataset({"y": (("chain", "draw", dim), out.reshape(shape))},
+                      coords={"chain": posterior["chain"], "draw": posterior["draw"],
+                              dim: [str(level) for level in bound.group_levels]})
+
+
 def group_log_likelihood(idata, setup: BayesSetup) -> xr.Dataset:
     """Each group's marginal log-likelihood (b integrated, β and θ at the draw): for leave-one-group-out."""
     spec, stats = setup.spec, setup.stats
+    if setup.residual is not None:
+        raise LMMError("with a residual structure the log-likelihood is already one term per "
+                       f"{setup.residual.group_name or 'row'} (its rows are correlated): use loo() or loo(by='obs')")
     if len(spec.factors) != 1:
         raise LMMError("leave-one-group-out needs exactly one grouping factor; this model has "
                        f"{len(spec.factors)}")
@@ -441,6 +605,9 @@ def prior_predictive(setup: BayesSetup, draws: int, random_seed):
     import pymc as pm
 
     check_sampling_arguments(draws, 0, 1)
+    if setup.residual is not None:
+        raise LMMError("prior predictive draws of y are not built for residual structures yet; "
+                       "fit without residual= to see the priors' implications for y")
     model = build_model(setup, marginalize=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
