@@ -111,18 +111,23 @@ def test_simulate_frame_and_seed(slope_fit):
 # --- bootstrap ----------------------------------------------------------------------------------
 
 
-def test_fast_refit_equals_a_full_fit_of_the_simulated_data(slope_fit):
+@pytest.mark.parametrize("formula, dataset, response", [
+    ("Reaction ~ Days + (Days | Subject)", "sleepstudy", "Reaction"),
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin", "diameter"),  # two factors: Z2'y too
+])
+def test_fast_refit_equals_a_full_fit_of_the_simulated_data(formula, dataset, response):
     """Refits reuse the y-free cross-products; they must equal fitting the new data from scratch."""
-    data = blm.datasets.load("sleepstudy")
-    Y = slope_fit.simulate(2, seed=8).to_numpy()
-    for k, refit in enumerate(bs.refits(slope_fit, Y)):
-        fresh = blm.LMM("Reaction ~ Days + (Days | Subject)", data.assign(Reaction=Y[:, k])).fit()
+    data = blm.datasets.load(dataset)
+    fit = blm.LMM(formula, data).fit()
+    Y = fit.simulate(2, seed=8).to_numpy()
+    for k, refit in enumerate(bs.refits(fit, Y)):
+        fresh = blm.LMM(formula, data.assign(**{response: Y[:, k]})).fit()
         np.testing.assert_allclose(refit.fit.fixef, fresh.fixef, rtol=1e-6)
         np.testing.assert_allclose(refit.fit.loglik, fresh.loglik, rtol=1e-9)
         np.testing.assert_allclose(refit.fit.sigma, fresh.sigma, rtol=1e-5)
         # anything computed from a refit sees the simulated data, not the original
         np.testing.assert_allclose(refit.fit.fitted(), fresh.fitted(), rtol=1e-5)
-        assert refit.fit._model.stats is not slope_fit._model.stats
+        assert refit.fit._model.stats is not fit._model.stats
 
 
 def test_bootstrap_default_columns_and_reproducibility(slope_fit):
@@ -288,6 +293,7 @@ def test_exact_rlrt_with_other_random_effects(sleepstudy):
     m = blm.LMM(ref["formula"], sleepstudy).fit()
     test = blm.exact_rlrt(m, mA, m0, n_sim=10000, seed=2)
     np.testing.assert_allclose(test.statistic, ref["statistic"], rtol=1e-5)
+    np.testing.assert_allclose(eigenvalues(m), ref["mu"], atol=1e-10)
     _check_null_distribution(test, ref)
     assert test.p_value == ref["p_value"] == 0
 
