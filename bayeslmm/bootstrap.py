@@ -133,6 +133,17 @@ def refits(fit, Y: np.ndarray):
                 yield Refit(new, opt.converged)
 
 
+def _refits_of_simulations(source, targets, n: int, rng: np.random.Generator):
+    """Simulate from ``source`` BATCH responses at a time (memory: nobs × BATCH) and yield the
+    refit of ``targets`` (one fit, or a tuple of fits refitted to the same responses)."""
+    for start in range(0, n, BATCH):
+        Y = draw_responses(source, min(BATCH, n - start), rng)
+        if isinstance(targets, tuple):
+            yield from zip(*(refits(target, Y) for target in targets))
+        else:
+            yield from refits(targets, Y)
+
+
 def single_threaded_blas():
     """BLAS on one thread while refitting: the refits are many products of tiny matrices, where
     OpenBLAS's threads cost more than they give (8× slower on sleepstudy with 2 threads on a busy
@@ -185,11 +196,10 @@ def bootstrap(fit, n: int, seed=None, statistic=None) -> pd.DataFrame:
     n = check_count(n)
     _needs_model(fit)
     names, evaluate = _statistic(fit, statistic)
-    Y = draw_responses(fit, n, np.random.default_rng(seed))
     rows = np.full((n, len(names)), np.nan)
     not_converged, failed, first_error = [], [], None
     with single_threaded_blas():
-        for k, refit in enumerate(refits(fit, Y)):
+        for k, refit in enumerate(_refits_of_simulations(fit, fit, n, np.random.default_rng(seed))):
             if not refit.converged:
                 not_converged.append(k)
             try:
@@ -268,11 +278,11 @@ def bootstrap_lrt(small, large, observed: float, n: int, seed=None) -> tuple[flo
     n = check_count(n)
     _needs_model(small)
     _needs_model(large)
-    Y = draw_responses(small, n, np.random.default_rng(seed))
     lrt = np.full(n, np.nan)
     not_converged = []
+    rng = np.random.default_rng(seed)
     with single_threaded_blas():
-        for k, (a, b) in enumerate(zip(refits(small, Y), refits(large, Y))):
+        for k, (a, b) in enumerate(_refits_of_simulations(small, (small, large), n, rng)):
             if not (a.converged and b.converged):
                 not_converged.append(k)
             lrt[k] = 2 * (b.fit.loglik - a.fit.loglik)
