@@ -6,6 +6,7 @@ The other factors, if any, are stacked into one block of Q2 = Σ G_f S_f columns
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,3 +138,42 @@ def _block_diagonal(ZtZ: sp.spmatrix, G: int, S: int) -> np.ndarray:
     blocks = np.zeros((G, S, S))
     np.add.at(blocks, (coo.row // S, coo.row % S, coo.col % S), coo.data)
     return blocks
+
+
+class ResponseProducts:
+    """The y-dependent cross-products for new responses on the same X and Z (bootstrap refits).
+
+    Only [X y]'[X y]'s last row and column, Z_f'y of each factor and y'y depend on y; the
+    sparse Z' and X' are built once here, and the cross-products of many responses come
+    from one sparse product for all of them, never touching the y-free blocks again.
+    """
+
+    def __init__(self, spec: ModelSpec):
+        self.Xt = np.ascontiguousarray(spec.X.T)
+        self.Z1t = factor_matrix(spec.factors[0]).T.tocsr() if spec.factors else None
+        self.Z2t = (sp.hstack([factor_matrix(f) for f in spec.factors[1:]], format="csr").T.tocsr()
+                    if len(spec.factors) > 1 else None)
+
+    def with_responses(self, stats: CrossProducts, Y: np.ndarray) -> list[CrossProducts]:
+        """One CrossProducts per column of ``Y`` (n × k), sharing every y-free array of ``stats``."""
+        Y = np.asarray(Y, dtype=float)
+        XtY, yty = self.Xt @ Y, np.einsum("ik,ik->k", Y, Y)
+        Z1tY = None if self.Z1t is None else np.asarray(self.Z1t @ Y).reshape(stats.ZtXY1.shape[0], -1, Y.shape[1])
+        Z2tY = None if self.Z2t is None else np.asarray(self.Z2t @ Y)
+        out = []
+        for k in range(Y.shape[1]):
+            XYtXY = stats.XYtXY.copy()
+            XYtXY[:-1, -1] = XYtXY[-1, :-1] = XtY[:, k]
+            XYtXY[-1, -1] = yty[k]
+            out.append(dataclasses.replace(
+                stats, XYtXY=XYtXY,
+                ZtXY1=None if Z1tY is None else _with_last(stats.ZtXY1, Z1tY[..., k]),
+                ZtXY2=None if Z2tY is None else _with_last(stats.ZtXY2, Z2tY[:, k])))
+        return out
+
+
+def _with_last(A: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """A copy of A with its last column (the y column of Z'[X y]) replaced."""
+    out = A.copy()
+    out[..., -1] = last
+    return out

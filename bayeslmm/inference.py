@@ -11,7 +11,7 @@ from scipy import stats
 from .errors import LMMError
 
 
-def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
+def anova(*fits, names: list[str] | None = None, method: str = "lrt", n: int = 1000, seed=None) -> pd.DataFrame:
     """Likelihood-ratio table of nested models, one row per model in the order given.
 
     Columns ``npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq)``.  REML fits whose
@@ -20,6 +20,10 @@ def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
     the null value is on the boundary and ``Pr(>Chisq) boundary`` gives the p-value of the
     χ̄² mixture 0.5·χ²(Df−1) + 0.5·χ²(Df) (Self & Liang 1987; Stram & Lee 1994); the table's
     ``attrs["note"]`` says which mixture was used.
+
+    ``method="bootstrap"`` adds ``Pr(>Chisq) bootstrap``: each row's Chisq referred to its
+    parametric-bootstrap distribution under the previous (smaller) model, from ``n`` simulated
+    responses refitted by both (pbkrtest's ``PBmodcomp``; see :mod:`bayeslmm.bootstrap`).
 
     Examples
     --------
@@ -45,6 +49,12 @@ def anova(*fits, names: list[str] | None = None) -> pd.DataFrame:
     table["Chisq"], table["Df"] = chisq, df
     table["Pr(>Chisq)"] = [np.nan] + [stats.chi2.sf(c, d) if d > 0 else np.nan for c, d in zip(chisq[1:], df[1:])]
     notes = _boundary_column(table, fits)
+    if method == "bootstrap":
+        from .bootstrap import bootstrap_lrt_column
+
+        notes.append(bootstrap_lrt_column(table, fits, n, seed))
+    elif method != "lrt":
+        raise LMMError(f"method must be 'lrt' or 'bootstrap'; got {method!r}")
     table.attrs["note"] = " ".join(notes)
     return table
 
@@ -258,7 +268,7 @@ def _hessian(f, x, step) -> np.ndarray:
 # --- confidence intervals --------------------------------------------------------------------
 
 
-def confint(fit, method: str = "profile", level: float = 0.95) -> pd.DataFrame:
+def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict | None = None) -> pd.DataFrame:
     """Intervals for the sds, correlations, σ and fixed effects, labelled as lme4's
     ``confint(..., oldNames = FALSE)`` (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``,
     ``sigma``, ``Days``), with columns ``lower, upper``.
@@ -266,14 +276,19 @@ def confint(fit, method: str = "profile", level: float = 0.95) -> pd.DataFrame:
     ``"profile"``: where the signed square root of the ML deviance's rise, with every other
     parameter re-optimised, reaches ±z (lme4's ``profile``, which uses the ML deviance for REML
     fits too).  ``"wald"``: estimate ± z·se for the fixed effects; the variance parameters get
-    no Wald interval (NaN), as in lme4.
+    no Wald interval (NaN), as in lme4.  ``"bootstrap"``: percentiles of a parametric bootstrap,
+    ``bootstrap`` holding its ``n`` and ``seed`` (lme4's ``method = "boot"``).
     """
     from scipy import stats as st
 
     if not 0 < level < 1:
         raise LMMError(f"level must be between 0 and 1; got {level}")
+    if method == "bootstrap":
+        from .bootstrap import bootstrap_confint
+
+        return bootstrap_confint(fit, level=level, **(bootstrap or {}))
     if method not in ("profile", "wald"):
-        raise LMMError(f"method must be 'profile' or 'wald' (bootstrap is not built yet); got {method!r}")
+        raise LMMError(f"method must be 'profile', 'wald' or 'bootstrap'; got {method!r}")
     z = st.norm.ppf(0.5 + level / 2)
     names = _variance_names(fit) + ["sigma"] + list(fit.spec.fixef_names)
     if method == "wald":

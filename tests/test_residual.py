@@ -149,8 +149,10 @@ def test_bad_residual_input(sitka):
         blm.LMM("size ~ time + (1 | tree)", sitka, residual=cov.AR1(time="tree", group="visit"))
     with pytest.raises(blm.LMMError, match="more groups than time points"):
         blm.LMM("size ~ time", sitka.head(10), residual=cov.Unstructured(time="visit", group="tree"))
-    with pytest.raises(blm.LMMError, match="Bayesian path"):
-        blm.LMM("size ~ time", sitka, residual=cov.AR1(time="visit", group="tree")).fit(method="NUTS")
+    with pytest.raises(blm.LMMError, match="no parameter named 'residual'"):
+        blm.LMM("size ~ time + (1 | tree)", sitka).pymc_model(priors={"residual": {"eta": 2}})
+    with pytest.raises(blm.LMMError, match="'rho'.*ScaledBeta"):
+        blm.LMM("size ~ time", sitka, residual="ar1(visit | tree)").pymc_model(priors={"residual": {"phi": 1}})
 
 
 @pytest.mark.parametrize("reml", [True, False])

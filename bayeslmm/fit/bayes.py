@@ -143,9 +143,10 @@ def residual_rvs(bound, prior):
         ratios = pt.exp(pt.concatenate([pt.zeros(1), log_sd]))
         pm.Deterministic(f"sd_ratio_{bound.ratio_name}", ratios, dims=dim)
     if hasattr(bound, "masks"):
-        corr = pm.LKJCorr("residual_corr_raw", n=bound.size, eta=prior.eta)
-        pm.Deterministic("residual_corr", corr, dims=(ratio_dim(bound), f"{bound.ratio_name}_"))
-        params = {"S": ratios[:, None] * corr * ratios[None, :]}
+        chol = pm.LKJCorr("residual_corr_chol", n=bound.size, eta=prior.eta)  # R = L L' ~ LKJ(η)
+        pm.Deterministic("residual_corr", pt.dot(chol, chol.T), dims=(ratio_dim(bound), f"{bound.ratio_name}_"))
+        scaled = ratios[:, None] * chol
+        params = {"S": pt.dot(scaled, scaled.T)}
     return params
 
 

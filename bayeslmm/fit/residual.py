@@ -26,7 +26,8 @@ from ..theta import ThetaLayout
 from .optimize import ThetaFit, fit_theta
 
 PHI_BOUND = 12.0  # |φ| for the one-parameter search: tanh(12) = 1 − 8e-11 for a correlation
-NEWTON_STEP_TOLERANCE = 1e-4  # converged when no Newton step in φ is larger than this
+NEWTON_STEP_TOLERANCE = 1e-4
+ROUGH = {"ftol": 1e-12, "gtol": 1e-3}  # L-BFGS-B's stops for the inner fits of the φ search  # converged when no Newton step in φ is larger than this
 
 
 def check_nesting(spec: ModelSpec, bound) -> None:
@@ -69,13 +70,15 @@ class ProfiledPhi:
         self.evaluations = 0
 
     def inner_fit(self, phi, rough: bool = True) -> tuple[ThetaFit, float]:
-        """θ̂(φ) and Σ log|R_i(φ)|."""
+        """θ̂(φ) and Σ log|R_i(φ)|; ``rough``: a looser stop for the search's inner fits, where
+        an error in θ̂ moves the profiled value only to second order."""
         white, logdet = whitened_spec(self.spec, self.bound, phi)
         stats = cross_products(white)
-        fit = fit_theta(stats, self.layout, self.reml, start=self.theta, rough=rough)
+        tolerances = ROUGH if rough else None
+        fit = fit_theta(stats, self.layout, self.reml, start=self.theta, tolerances=tolerances)
         if self.theta is not None and np.any(fit.theta[self.layout.diagonal] == 0):
             # a warm start from a distant φ can end on the boundary when the optimum is inside
-            fresh = fit_theta(stats, self.layout, self.reml, rough=rough)
+            fresh = fit_theta(stats, self.layout, self.reml, tolerances=tolerances)
             fit = fresh if fresh.deviance < fit.deviance else fit
         return fit, logdet
 

@@ -147,8 +147,7 @@ class BayesResult:
         rng = np.random.default_rng(random_seed)
         draws = self._predictive_draws(newdata, include_re, allow_new_levels, rng)
         if kind == "pps":
-            sigma = self.posterior["sigma"].values.reshape(-1, 1)
-            draws = draws + sigma * rng.standard_normal(draws.shape)
+            draws = draws + self._residual_draws(draws.shape, newdata, rng)
         chains, per_chain = self.posterior.sizes["chain"], self.posterior.sizes["draw"]
         array = xr.DataArray(draws.reshape(chains, per_chain, -1), dims=("chain", "draw", "obs"))
         if not summary:
@@ -157,6 +156,20 @@ class BayesResult:
         table.index = self.spec.row_labels if newdata is None else newdata.index
         return table
 
+    def _residual_draws(self, shape, newdata, rng) -> np.ndarray:
+        """ε per draw: σz, or with a residual structure σ·R^{1/2}z per group at the draw's φ."""
+        sigma = self.posterior["sigma"].values.reshape(-1, 1)
+        z = rng.standard_normal(shape)
+        bound = self.setup.residual
+        if bound is None:
+            return sigma * z
+        if newdata is not None:
+            raise LMMError("predictive draws of y for new rows are not built for residual structures "
+                           "(their errors correlate with the fitted rows'); use kind='mean' or newdata=None")
+        coloured = np.stack([bound.colour(bayes.residual_natural(bound, self.posterior, d), z[d][:, None])[:, 0]
+                             for d in range(shape[0])])
+        return sigma * coloured
+
     def _predictive_draws(self, newdata, include_re, allow_new_levels, rng) -> np.ndarray:
         spec = self.spec
         if newdata is None:
@@ -164,7 +177,7 @@ class BayesResult:
         else:
             X, factors = new_data_matrices(spec, newdata, allow_new_levels, include_re)
         mu = bayes.linear_predictor(self.setup, self.posterior, X, factors if include_re else [])
-        if include_re:
+        if include_re and factors:
             mu += self._new_level_effects(factors, rng)
         return mu
 

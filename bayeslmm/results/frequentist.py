@@ -90,11 +90,51 @@ class LMMResult:
 
         return f_tests(self, type=type, ddf=ddf)
 
-    def confint(self, method: str = "profile", level: float = 0.95) -> pd.DataFrame:
-        """Intervals for sds, correlations, σ and fixed effects (``lower, upper``), lme4's labels."""
+    def confint(self, method: str = "profile", level: float = 0.95, n: int = 1000, seed=None) -> pd.DataFrame:
+        """Intervals for sds, correlations, σ and fixed effects (``lower, upper``), lme4's labels.
+
+        ``method``: ``"profile"``, ``"wald"`` or ``"bootstrap"`` (percentiles of ``n`` parametric
+        bootstrap refits drawn with ``seed``).
+        """
         from ..inference import confint
 
-        return confint(self, method=method, level=level)
+        extra = {"bootstrap": {"n": n, "seed": seed}} if method == "bootstrap" else {}
+        return confint(self, method=method, level=level, **extra)
+
+    def simulate(self, n: int = 1, seed=None) -> pd.DataFrame:
+        """``n`` responses simulated from the fitted model (lme4's ``simulate``).
+
+        y* = Xβ̂ + Zb* + ε* with b* ~ N(0, D̂) and ε* ~ N(0, σ̂²R̂_i) per residual group.
+        Columns ``sim_1 … sim_n``; the index is the model's rows.
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> fit = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy")).fit()
+        >>> fit.simulate(2, seed=1).shape
+        (180, 2)
+        """
+        from ..bootstrap import simulate
+
+        return simulate(self, n, seed=seed)
+
+    def bootstrap(self, n: int = 1000, seed=None, statistic=None) -> pd.DataFrame:
+        """Parametric bootstrap (lme4's ``bootMer``): ``n`` simulated responses, each refitted.
+
+        ``statistic(fit)`` returns numbers (a Series names the columns); by default the sds,
+        correlations, σ and fixed effects with ``confint``'s labels.  One row per replicate;
+        ``attrs`` lists refits that did not converge or where the statistic failed.
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> fit = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy")).fit()
+        >>> list(fit.bootstrap(5, seed=1).columns)
+        ['sd_(Intercept)|Subject', 'sigma', '(Intercept)', 'Days']
+        """
+        from ..bootstrap import bootstrap
+
+        return bootstrap(self, n, seed=seed, statistic=statistic)
 
     def variance_components(self, level: float = 0.95) -> pd.DataFrame:
         """Variance, sd with profile interval, share of variance and ICC per random effect."""

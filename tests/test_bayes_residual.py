@@ -1,0 +1,130 @@
+"""The Bayesian path with residual covariance structures: the PyMC model's log-density is the
+shared one on whitened data, the posterior sits where the REML fit does, and the predictive
+and LOO quantities respect the within-group correlation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayeslmm as blm
+from bayeslmm import logdensity as ld
+from bayeslmm.crossprod import cross_products
+from bayeslmm.fit import residual as fit_residual
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning",
+                                        "ignore::bayeslmm.SingularFitWarning")
+
+CASES = [("size ~ time * treat + (1 | tree)", "ar1(visit | tree)"),
+         ("size ~ time * treat", "ar1h(visit | tree)"),
+         ("size ~ time * treat", "us(visit | tree)"),
+         ("size ~ time * treat + (1 | tree)", "cs(tree) + het(treat)")]
+
+
+@pytest.fixture(scope="module")
+def sitka():
+    return blm.datasets.load("Sitka")
+
+
+def _phi_of(bound, values: dict) -> np.ndarray:
+    """The frequentist φ of the structure's parameters at a point of the PyMC model."""
+    if hasattr(bound, "structure"):
+        return np.r_[_phi_of(bound.structure, values), _phi_of(bound.variance, values)]
+    if hasattr(bound, "masks"):
+        ratios = values[f"sd_ratio_{bound.ratio_name}"]
+        L = np.linalg.cholesky(ratios[:, None] * values["residual_corr"] * ratios[None, :])
+        L[np.diag_indices_from(L)] = np.log(np.diag(L))
+        return L[np.tril_indices_from(L)][1:]
+    phi = []
+    if "rho" in bound.names:
+        rho = float(values["rho"])
+        low = getattr(bound, "lowest_rho", None)
+        phi.append(np.arctanh(rho) if low is None else np.log((rho - low) / (1 - rho)))
+    if getattr(bound, "heteroscedastic", True) and bound.ratio_name is not None:
+        phi.extend(np.log(values[f"sd_ratio_{bound.ratio_name}"][1:]))
+    return np.array(phi)
+
+
+@pytest.mark.parametrize("formula, structure", CASES)
+def test_marginal_log_density_is_the_shared_one_on_whitened_data(sitka, formula, structure):
+    """logp = −½[deviance_beta_integrated(whitened cross-products) + Σ log|R_i|] + log priors and
+    Jacobians, the data whitened here by the frequentist path (sparse cross-products) at φ."""
+    model = blm.LMM(formula, sitka, residual=structure)
+    pm_model = model.pymc_model(marginalize=True)
+    total, priors_only = pm_model.compile_logp(), pm_model.compile_logp(vars=pm_model.free_RVs)
+    names = [v.name for v in pm_model.unobserved_value_vars]
+    values_of = pm_model.compile_fn(pm_model.unobserved_value_vars, inputs=pm_model.value_vars,
+                                    on_unused_input="ignore")
+    prior = model._bayes_setup(None).priors.beta
+    rng = np.random.default_rng(7)
+    start = pm_model.initial_point()
+    for _ in range(3):
+        point = {k: v + rng.normal(0, 0.4, np.shape(v)) for k, v in start.items()}
+        point["sigma_log__"] = np.log(0.5) + rng.normal(0, 0.2)
+        values = dict(zip(names, values_of(point)))
+        sigma = float(values["sigma"])
+        white, logdet_R = fit_residual.whitened_spec(model.spec, model.residual, _phi_of(model.residual, values))
+        stats = cross_products(white)
+        Ts = [np.atleast_2d(values["sd_tree"]) / sigma] if model.spec.factors else []
+        fact = ld.factorize_T(Ts, stats)
+        shared = -0.5 * (ld.deviance_beta_integrated(fact.C, fact.logdet, model.spec.n, sigma**2, prior.precision,
+                                                     prior.shift, prior.constant) + logdet_R)
+        assert total(point) == pytest.approx(priors_only(point) + shared, abs=1e-7, rel=1e-11)
+
+
+def test_hierarchical_log_density_is_the_gaussian_with_the_structure(sitka):
+    """The hierarchical model's likelihood term equals log N(y | Xβ + Zb, σ²R) by dense algebra."""
+    model = blm.LMM("size ~ time + (1 | tree)", sitka, residual="ar1(visit | tree)")
+    pm_model = model.pymc_model(marginalize=False)
+    total, priors_only = pm_model.compile_logp(), pm_model.compile_logp(vars=pm_model.free_RVs)
+    values_of = pm_model.compile_fn(pm_model.unobserved_value_vars, inputs=pm_model.value_vars,
+                                    on_unused_input="ignore")
+    point = {k: v + 0.3 for k, v in pm_model.initial_point().items()}
+    values = dict(zip([v.name for v in pm_model.unobserved_value_vars], values_of(point)))
+    mu = model.spec.X @ values["beta"] + values["b_tree"][model.spec.factors[0].codes, 0]
+    rho, sigma = float(values["rho"]), float(values["sigma"])
+    expected = 0.0
+    for _, rows in sitka.groupby("tree").groups.items():
+        rows = np.asarray(rows)
+        t = sitka.loc[rows, "visit"].to_numpy()
+        V = sigma**2 * rho ** np.abs(t[:, None] - t[None, :])
+        r = model.spec.y[rows] - mu[rows]
+        expected += -0.5 * (r @ np.linalg.solve(V, r) + np.linalg.slogdet(2 * np.pi * V)[1])
+    assert total(point) - priors_only(point) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.fixture(scope="module")
+def ar1_posterior(sitka):
+    model = blm.LMM("size ~ time * treat", sitka, residual="ar1(visit | tree)")
+    return model, model.fit("NUTS", draws=400, tune=400, chains=2, random_seed=3, progressbar=False), model.fit()
+
+
+def test_posterior_sits_at_the_reml_fit(ar1_posterior):
+    """With 79 trees the likelihood dominates the weak priors: posterior means of ρ, σ and β lie
+    within 2 posterior sds of the REML estimates."""
+    _, result, reml = ar1_posterior
+    post = result.posterior
+    for draws, estimate in ((post["rho"], reml.residual_params["rho"]), (post["sigma"], reml.sigma)):
+        assert abs(float(draws.mean()) - estimate) < 2 * float(draws.std())
+    table = result.fixef()
+    assert np.all(np.abs(table["mean"] - reml.fixef.to_numpy()) < 2 * table["sd"])
+
+
+def test_log_likelihood_is_per_group_and_loo_works(ar1_posterior):
+    _, result, _ = ar1_posterior
+    loglik = result.idata["log_likelihood"]["y"]
+    assert loglik.dims[-1] == "tree" and loglik.sizes["tree"] == 79
+    assert np.isfinite(float(result.loo().elpd))
+    with pytest.raises(blm.LMMError, match="already one term per tree"):
+        result.loo(by="group")
+
+
+def test_predictive_draws_carry_the_residual_correlation(ar1_posterior, sitka):
+    """Posterior predictive errors of consecutive visits correlate as ρ does (AR(1) with lag 1)."""
+    model, result, _ = ar1_posterior
+    draws = result.predict(kind="pps", summary=False, random_seed=1).values.reshape(-1, model.spec.n)
+    means = result.predict(kind="mean", summary=False).values.reshape(-1, model.spec.n)
+    errors = (draws - means).reshape(draws.shape[0], 79, 5)  # Sitka is sorted by tree, then visit
+    lag_one = np.corrcoef(errors[:, :, 1:].ravel(), errors[:, :, :-1].ravel())[0, 1]
+    assert lag_one == pytest.approx(float(result.posterior["rho"].mean()), abs=0.02)
+    with pytest.raises(blm.LMMError, match="new rows"):
+        result.predict(sitka.head(3), kind="pps")
