@@ -117,6 +117,12 @@ class Bound:
         whitened, logdet = self.whiten_natural(self.natural(np.asarray(phi, dtype=float)), M)
         return whitened, float(logdet)
 
+    def coordinates(self) -> list:
+        """For each φ_k, (name, monotone map φ_k → the reported parameter), or None where φ_k
+        means nothing alone (an unstructured Cholesky entry).  Profile intervals on φ_k map
+        through it exactly."""
+        return [None] * len(self.start)
+
 
 class BoundCS(Bound):
     def __init__(self, groups: np.ndarray):
@@ -131,6 +137,9 @@ class BoundCS(Bound):
 
     def parameters(self, phi) -> dict:
         return {"rho": float(self.natural(phi)["rho"])}
+
+    def coordinates(self) -> list:
+        return [("rho", lambda x: float(self.natural(np.array([x]))["rho"]))]
 
     def whiten_natural(self, params: dict, M, xp=np):
         """R^{-1/2} M per group, with R = (1−ρ)(I − P) + (1 − ρ + mρ)P, P = J/m."""
@@ -193,6 +202,10 @@ class BoundAR1(Bound):
 
     def natural(self, phi) -> dict:
         return {"rho": np.tanh(phi[0]), "log_sd": phi[1:] if self.heteroscedastic else None}
+
+    def coordinates(self) -> list:
+        ratios = [(f"sd_ratio_{level}", np.exp) for level in self.levels[1:]] if self.heteroscedastic else []
+        return [("rho", np.tanh)] + ratios
 
     def parameters(self, phi) -> dict:
         out = {"rho": float(np.tanh(phi[0]))}
@@ -319,6 +332,9 @@ class BoundCombined(Bound):
         return {"structure": self.structure.natural(phi[: self._split]),
                 "variance": self.variance.natural(phi[self._split:])}
 
+    def coordinates(self) -> list:
+        return self.structure.coordinates() + self.variance.coordinates()
+
     def parameters(self, phi) -> dict:
         out = dict(self.structure.parameters(phi[: self._split]))
         out[f"sd ratios by {self.by}"] = self.variance.parameters(phi[self._split:])["sd ratios"]
@@ -358,6 +374,9 @@ class BoundHeteroscedastic(Bound):
 
     def parameters(self, phi) -> dict:
         return {"sd ratios": dict(zip(map(str, self.levels), np.r_[1.0, np.exp(phi)]))}
+
+    def coordinates(self) -> list:
+        return [(f"sd_ratio_{level}", np.exp) for level in self.levels[1:]]
 
     def whiten_natural(self, params: dict, M, xp=np):
         log_sd = xp.concatenate([xp.zeros(1), params["log_sd"]])[self.codes]

@@ -222,20 +222,26 @@ def _satterthwaite_pieces(fit):
     from . import logdensity as ld
 
     model = fit._model
-    if model is None or fit._residual is not None:
-        raise LMMError("Satterthwaite df need a model fitted through LMM(...).fit() with independent errors")
-    stats, layout, n, reml = model.stats, model.layout, fit.nobs, fit.reml
-    varpar = np.r_[fit.theta, fit.sigma]
+    if model is None:
+        raise LMMError("Satterthwaite df need a model fitted through LMM(...).fit()")
+    layout, n, reml, p = model.layout, fit.nobs, fit.reml, fit.spec.p
+    theta_size = fit.theta.size
+    # varpar = (θ, σ, φ): a residual structure's parameters vary with the others, as in mmrm
+    varpar = np.r_[fit.theta, fit.sigma, fit._phi]
+
+    def stats_at(v):
+        return _stats_at_phi(model, v[theta_size + 1:])
 
     def deviance(v):
-        fact = ld.factorize(v[:-1], stats, layout)
-        prof = ld.profile(fact, fit.spec.p)
-        return ld.deviance_at(fact, prof, n, v[-1] ** 2, fit.fixef.to_numpy(), reml=reml)
+        stats, logdet = stats_at(v)
+        fact = ld.factorize(v[:theta_size], stats, layout)
+        prof = ld.profile(fact, p)
+        return ld.deviance_at(fact, prof, n, v[theta_size] ** 2, fit.fixef.to_numpy(), reml=reml) + logdet
 
     def vcov_matrix(v):
-        fact = ld.factorize(v[:-1], stats, layout)
-        LXinv = ld.solve_lower(ld.profile(fact, fit.spec.p).LX, np.eye(fit.spec.p))
-        return v[-1] ** 2 * LXinv.T @ LXinv
+        fact = ld.factorize(v[:theta_size], stats_at(v)[0], layout)
+        LXinv = ld.solve_lower(ld.profile(fact, p).LX, np.eye(p))
+        return v[theta_size] ** 2 * LXinv.T @ LXinv
 
     step = 1e-2 * np.maximum(np.abs(varpar), 1e-2)
     hessian = _richardson(lambda h: _hessian(deviance, varpar, h), step)
@@ -243,6 +249,17 @@ def _satterthwaite_pieces(fit):
     gradients = _richardson(lambda h: np.stack(
         [(vcov_matrix(varpar + e) - vcov_matrix(varpar - e)) / (2 * e.sum()) for e in np.diag(h)]), step)
     return gradients, A
+
+
+def _stats_at_phi(model, phi):
+    """Cross-products and Σ log|R_i| of the data whitened at φ (the model's own without a structure)."""
+    if model.residual is None:
+        return model.stats, 0.0
+    from .crossprod import cross_products
+    from .fit.residual import whitened_spec
+
+    white, logdet = whitened_spec(model.spec, model.residual, phi)
+    return cross_products(white), logdet
 
 
 def _richardson(derivative, step, levels: int = 3):
@@ -296,7 +313,12 @@ def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict |
         rows += list(zip(fit.fixef - z * fit.se, fit.fixef + z * fit.se))
         return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
     profiler = _Profiler(fit)
-    rows = [profiler.interval(j, z) for j in range(len(profiler.estimate))]
+    rows = [profiler.interval(j, z) for j in range(profiler.sigma_index + 1)]
+    for k, coordinate in enumerate(profiler.coordinates):  # a residual structure's parameters
+        if coordinate is not None:
+            low, high = profiler.phi_interval(profiler.sigma_index + 1 + k, z)
+            names.insert(len(rows), coordinate[0])
+            rows.append((coordinate[1](low), coordinate[1](high)))
     rows += [profiler.fixed_interval(j, z) for j in range(fit.spec.p)]
     return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
 
@@ -315,16 +337,22 @@ def _variance_names(fit) -> list[str]:
 
 
 class _Profiler:
-    """The ML deviance in (sds, correlations, σ), profiled over the rest (β analytically)."""
+    """The ML deviance in (sds, correlations, σ, φ), profiled over the rest (β analytically).
+
+    φ, a residual structure's unconstrained parameters, is profiled like the others; its
+    intervals map to ρ and the sd ratios through the structure's monotone transforms."""
 
     def __init__(self, fit):
         from . import logdensity as ld
 
-        if fit._model is None or fit._residual is not None:
-            raise LMMError("profile intervals need a model fitted through LMM(...).fit() with independent errors")
+        if fit._model is None:
+            raise LMMError("profile intervals need a model fitted through LMM(...).fit()")
         self.ld, self.model, self.fit = ld, fit._model, fit
         ml = fit if not fit.reml else fit.refit("ML")
-        self.estimate = np.r_[self._to_natural(ml.theta, ml.sigma), ml.sigma]
+        natural = self._to_natural(ml.theta, ml.sigma)
+        self.sigma_index = natural.size
+        self.coordinates = [] if self.model.residual is None else self.model.residual.coordinates()
+        self.estimate = np.r_[natural, ml.sigma, ml._phi]
         self.best = self.deviance(self.estimate)
         self.ml = ml
 
@@ -363,15 +391,18 @@ class _Profiler:
             theta += [L[r, c] for c in range(S) for r in range(c, S)]
         return np.array(theta)
 
-    def deviance(self, v, stats=None) -> float:
-        ld = self.ld
-        theta = self._theta(v[:-1], v[-1]) if v[-1] > 0 else None
+    def deviance(self, v) -> float:
+        ld, sigma = self.ld, v[self.sigma_index]
+        theta = self._theta(v[: self.sigma_index], sigma) if sigma > 0 else None
         if theta is None:
             return np.inf
-        stats = stats or self.model.stats
+        try:
+            stats, logdet = _stats_at_phi(self.model, v[self.sigma_index + 1:])
+        except np.linalg.LinAlgError:
+            return np.inf
         fact = ld.factorize(theta, stats, self.model.layout)
         prof = None if fact is None else ld.profile(fact, stats.p)
-        return np.inf if prof is None else ld.deviance_at(fact, prof, stats.n, v[-1] ** 2, prof.beta)
+        return np.inf if prof is None else ld.deviance_at(fact, prof, stats.n, sigma**2, prof.beta) + logdet
 
     def zeta(self, j: int, value: float) -> float:
         from scipy.optimize import minimize
@@ -394,16 +425,35 @@ class _Profiler:
         estimate = self.estimate[j]
         if self._is_correlation(j):
             ends = (-1 + 1e-9, 1 - 1e-9)
-        elif j == self.estimate.size - 1:  # σ > 0: search down to a thousandth of the estimate
+        elif j == self.sigma_index:  # σ > 0: search down to a thousandth of the estimate
             ends = (estimate * 1e-3, None)
         else:  # an sd may reach its boundary 0
             ends = (0.0, None)
         return self._root(j, -z, estimate, ends[0]), self._root(j, z, estimate, ends[1])
 
+    def phi_interval(self, j: int, z: float, limit: float = 12.0) -> tuple[float, float]:
+        """Where ζ of an unconstrained φ_j crosses ∓z, stepping out by doubling; ±limit (e.g.
+        ρ = ±tanh 12) where it never does."""
+        from scipy.optimize import brentq
+
+        estimate = self.estimate[j]
+        ends = []
+        for target in (-z, z):
+            step = np.sign(target) * 0.5
+            while abs(step) < 2 * limit and np.sign(self.zeta(j, estimate + step) - target) != np.sign(target):
+                step *= 2
+            if abs(step) >= 2 * limit:
+                ends.append(estimate + np.sign(target) * limit)
+                continue
+            ends.append(brentq(lambda x: self.zeta(j, x) - target, *sorted((estimate, estimate + step)), xtol=1e-8))
+        return ends[0], ends[1]
+
     def _bounds(self, k: int) -> tuple:
         if self._is_correlation(k):
             return (-1 + 1e-6, 1 - 1e-6)
-        return (1e-6 * self.estimate[-1], None)  # sds and σ stay positive
+        if k > self.sigma_index:  # φ is unconstrained
+            return (None, None)
+        return (1e-6 * self.estimate[self.sigma_index], None)  # sds and σ stay positive
 
     def _is_correlation(self, j: int) -> bool:
         k = 0
@@ -438,10 +488,13 @@ class _Profiler:
         beta, se = self.ml.fixef.to_numpy()[j], self.ml.se.to_numpy()[j]
 
         def zeta(b):
-            stats = _offset_stats(self.model.stats, j, b)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                rise = fit_theta(stats, self.model.layout, reml=False).deviance - self.best
+                if self.model.residual is None:
+                    deviance = fit_theta(_offset_stats(self.model.stats, j, b), self.model.layout, reml=False).deviance
+                else:
+                    deviance = self._offset_fit_with_residual(j, b)
+            rise = deviance - self.best
             return float(np.sign(b - beta) * np.sqrt(max(rise, 0.0)))
 
         def root(target):
@@ -451,6 +504,22 @@ class _Profiler:
             return brentq(lambda b: zeta(b) - target, *sorted((beta, end)), xtol=1e-10 * max(1.0, abs(beta)))
 
         return root(-z), root(z)
+
+    def _offset_fit_with_residual(self, j: int, b: float) -> float:
+        """The ML deviance with β_j fixed at b, θ and φ re-optimised (the structure's own search)."""
+        from .fit.residual import fit_with_residual
+
+        return fit_with_residual(_offset_spec(self.model.spec, j, b), self.model.layout, self.model.residual,
+                                 reml=False)[0].deviance
+
+
+def _offset_spec(spec, j: int, b: float):
+    """The spec of y − b x_j on the other columns of X."""
+    import dataclasses
+
+    keep = [k for k in range(spec.p) if k != j]
+    return dataclasses.replace(spec, y=spec.y - b * spec.X[:, j], X=spec.X[:, keep],
+                               fixef_names=tuple(spec.fixef_names[k] for k in keep))
 
 
 def _offset_stats(stats, j: int, b: float):

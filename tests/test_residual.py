@@ -218,3 +218,40 @@ def test_colouring_inverts_whitening_and_group_logdets_add_up(sitka, structure):
     whitened, logdet = bound.whiten(phi, bound.colour(params, Z))
     np.testing.assert_allclose(whitened, Z, atol=1e-12)
     assert bound.group_logdets(params).sum() == pytest.approx(logdet, rel=1e-12, abs=1e-12)
+
+
+# --- inference with residual structures -----------------------------------------------------
+
+
+def test_satterthwaite_with_compound_symmetry_equals_lmertest_random_intercept(sitka):
+    """The CS GLS is the random-intercept model reparametrised (ρ ≥ 0 here), and Satterthwaite's
+    df are invariant to the variance parameters' parametrisation: the GLS df with varpar
+    (σ, φ) must equal lmerTest's for size ~ time * treat + (1 | tree), which uses (θ, σ)."""
+    ref = PUBLIC["sitka_satterthwaite"]
+    table = blm.LMM("size ~ time * treat", sitka, residual="cs(tree)").fit().coef_table()
+    np.testing.assert_allclose(table["df"], ref["df_satterthwaite"], rtol=1e-3)
+    np.testing.assert_allclose(table["p_value"], ref["p"], rtol=1e-3)
+
+
+def test_profile_intervals_with_a_residual_structure(sitka):
+    """Fixed-effect profiles of the CS GLS equal the random-intercept model's (same likelihood);
+    ρ's interval brackets its estimate and maps through ρ = (low, 1)."""
+    gls = blm.LMM("size ~ time * treat", sitka, residual="cs(tree)").fit()
+    lme = blm.LMM("size ~ time * treat + (1 | tree)", sitka).fit()
+    ours, theirs = gls.confint(), lme.confint()
+    fixed = list(lme.fixef.index)
+    np.testing.assert_allclose(ours.loc[fixed].to_numpy(), theirs.loc[fixed].to_numpy(), rtol=1e-5)
+    rho = gls.refit("ML").residual_params["rho"]
+    assert ours.loc["rho", "lower"] < rho < ours.loc["rho", "upper"] < 1
+    assert list(ours.index[:2]) == ["sigma", "rho"]
+
+
+def test_likelihood_ratio_test_of_structures_matches_nlme(sitka):
+    """The seed's comparison: AR(1) against unstructured errors, REML fits with the same mean."""
+    ar1 = blm.LMM("size ~ time * treat", sitka, residual="ar1(visit | tree)").fit()
+    un = blm.LMM("size ~ time * treat", sitka, residual="us(visit | tree)").fit()
+    table = blm.anova(ar1, un, names=["AR1", "UN"])
+    ref_ar1, ref_un = PUBLIC["sitka_gls_ar1_reml"], PUBLIC["sitka_gls_un_reml"]
+    assert table["Df"].iloc[1] == ref_un["df"] - ref_ar1["df"]
+    assert table["Chisq"].iloc[1] == pytest.approx(2 * (ref_un["logLik"] - ref_ar1["logLik"]), abs=1e-4)
+    np.testing.assert_allclose(table["AIC"], [ref_ar1["AIC"], ref_un["AIC"]], atol=1e-4)
