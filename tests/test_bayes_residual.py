@@ -128,3 +128,11 @@ def test_predictive_draws_carry_the_residual_correlation(ar1_posterior, sitka):
     assert lag_one == pytest.approx(float(result.posterior["rho"].mean()), abs=0.02)
     with pytest.raises(blm.LMMError, match="new rows"):
         result.predict(sitka.head(3), kind="pps")
+
+
+def test_residual_posterior_table_and_summary(ar1_posterior):
+    _, result, _ = ar1_posterior
+    table = result.residual_params()
+    assert list(table.index) == ["rho"] and {"mean", "sd", "r_hat", "ess_bulk"} <= set(table.columns)
+    assert table.loc["rho", "mean"] == pytest.approx(float(result.posterior["rho"].mean()))
+    assert "Residual structure:" in str(result.summary())

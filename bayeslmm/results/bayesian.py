@@ -72,6 +72,30 @@ class BayesResult:
         draws[f"r{len(rows)}"] = posterior["sigma"]
         return _labelled(_summary(draws, ci_prob), rows, ["grp", "var1", "var2"])
 
+    def residual_params(self, ci_prob: float | None = None) -> pd.DataFrame:
+        """Posterior of the residual structure: ρ, sd ratios per level (the first is 1 by
+        definition and left out), the unstructured correlations; empty for σ²I."""
+        bound, posterior = self.setup.residual, self.posterior
+        if bound is None:
+            return pd.DataFrame()
+        draws = {}
+        if "rho" in posterior:
+            draws["rho"] = posterior["rho"]
+        for name in (v for v in posterior.data_vars if str(v).startswith("sd_ratio_")):
+            dim = posterior[name].dims[-1]
+            for level in posterior[name][dim].values[1:]:
+                draws[f"{name}[{level}]"] = posterior[name].sel({dim: level})
+        if "residual_corr" in posterior:
+            rows, cols = posterior["residual_corr"].dims[-2:]
+            levels = posterior["residual_corr"][rows].values
+            for j in range(len(levels)):
+                for i in range(j + 1, len(levels)):
+                    draws[f"corr[{levels[i]},{levels[j]}]"] = posterior["residual_corr"].isel({rows: i, cols: j})
+        table = _summary({k.replace("[", "_").replace("]", "").replace(",", "_"): v for k, v in draws.items()},
+                         ci_prob)
+        table.index = list(draws)
+        return table
+
     def variance_shares(self, ci_prob: float | None = None) -> pd.DataFrame:
         """Each random intercept's share of the total variance at covariates 0 (the ICC), and σ²'s."""
         posterior = self.posterior
@@ -267,6 +291,7 @@ class BayesSummary:
         self.result = result
         self.fixed_effects = result.fixef()
         self.variance_components = result.varcorr()
+        self.residual = result.residual_params()
         self.diagnostics = result.diagnostics
 
     def _header(self) -> list[str]:
@@ -293,7 +318,12 @@ class BayesSummary:
                                             "", "Random effects (sd, correlation) and residual sd:",
                                             self.variance_components[["grp", "var1", "var2", *cols]].to_string(
                                                 index=False, na_rep="", float_format=lambda v: f"{v:.4g}"),
-                                            ""] + self._diagnostic_lines()) + "\n"
+                                            ""] + self._residual_lines(cols) + self._diagnostic_lines()) + "\n"
+
+    def _residual_lines(self, cols) -> list[str]:
+        if self.residual.empty:
+            return []
+        return ["Residual structure:", self.residual[cols].to_string(float_format=lambda v: f"{v:.4g}"), ""]
 
     def __repr__(self) -> str:
         return str(self)
@@ -303,5 +333,7 @@ class BayesSummary:
         parts += ["<p><b>Fixed effects</b></p>", self.fixed_effects.to_html(float_format=lambda v: f"{v:.4g}"),
                   "<p><b>Random effects and residual sd</b></p>",
                   self.variance_components.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")]
+        if not self.residual.empty:
+            parts += ["<p><b>Residual structure</b></p>", self.residual.to_html(float_format=lambda v: f"{v:.4g}")]
         parts += [f"<p>{html.escape(line)}</p>" for line in self._diagnostic_lines()]
         return "\n".join(parts)
