@@ -69,30 +69,8 @@ def draw_responses(fit, n: int, rng: np.random.Generator) -> np.ndarray:
             Y += factor.raw[:, s, None] * b[factor.codes, s, :]
     noise = fit.sigma * rng.standard_normal((spec.n, n))
     if fit._residual is not None:
-        noise = colour(fit._residual, fit._phi, noise)
+        noise = fit._residual.colour(fit._residual.natural(fit._phi), noise)  # N(0, σ̂²R_i) per group
     return Y + noise
-
-
-def colour(bound, phi, E: np.ndarray) -> np.ndarray:
-    """W_i⁻¹ e_i per residual group, where W_i is the structure's whitening (W_i'W_i = R_i⁻¹),
-    so that white noise becomes N(0, R_i).  W_i is read off by whitening, in one call, a
-    matrix whose column j holds the indicator of the j-th row of every group; the groups'
-    blocks are then solved together, padded with the identity to the largest group."""
-    groups = bound.groups
-    order = np.argsort(groups, kind="stable")
-    sizes = np.bincount(groups)
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    position = np.empty_like(groups)
-    position[order] = np.arange(groups.size) - np.repeat(starts, sizes)
-    m = int(sizes.max())
-    indicators = np.zeros((groups.size, m))
-    indicators[np.arange(groups.size), position] = 1.0
-    whitened, _ = bound.whiten(phi, indicators)
-    W = np.tile(np.eye(m), (sizes.size, 1, 1))  # a group with m_g < m rows: [[W_g, 0], [0, I]]
-    W[groups, position, :] = whitened  # whitening an indicator of another group's row gives 0 here
-    padded = np.zeros((sizes.size, m, E.shape[1]))
-    padded[groups, position] = E
-    return np.linalg.solve(W, padded)[groups, position]
 
 
 # --- refitting -----------------------------------------------------------------------------

@@ -133,7 +133,8 @@ class BoundCS(Bound):
         self.start = np.zeros(1)
 
     def natural(self, phi) -> dict:
-        return {"rho": self.lowest_rho + (1 - self.lowest_rho) / (1 + np.exp(-phi[0]))}  # (lowest, 1)
+        share = np.clip(1 / (1 + np.exp(-phi[0])), 1e-12, 1 - 1e-12)  # R stays positive definite
+        return {"rho": self.lowest_rho + (1 - self.lowest_rho) * share}  # (lowest, 1)
 
     def parameters(self, phi) -> dict:
         return {"rho": float(self.natural(phi)["rho"])}

@@ -355,6 +355,7 @@ class _Profiler:
         self.estimate = np.r_[natural, ml.sigma, ml._phi]
         self.best = self.deviance(self.estimate)
         self.ml = ml
+        self._last = {}  # (parameter, upper side) → the other parameters' last optimum
 
     def _to_natural(self, theta, sigma) -> np.ndarray:
         out = []
@@ -408,7 +409,9 @@ class _Profiler:
         from scipy.optimize import minimize
 
         others = [k for k in range(self.estimate.size) if k != j]
-        start = self.estimate[others]
+        # the root search moves value in small steps: start from the last optimum on this side
+        side = (j, value > self.estimate[j])
+        start = self._last.get(side, self.estimate[others])
 
         def f(x):
             v = self.estimate.copy()
@@ -416,8 +419,13 @@ class _Profiler:
             return self.deviance(v)
 
         bounds = [self._bounds(k) for k in others]
-        best = f(start) if not others else minimize(f, start, method="L-BFGS-B", bounds=bounds,
-                                                   options={"ftol": 1e-13, "gtol": 1e-9}).fun
+        if not others:
+            best = f(start)
+        else:
+            result = minimize(f, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-12, "gtol": 1e-7})
+            best = result.fun
+            if np.isfinite(best):
+                self._last[side] = result.x
         return float(np.sign(value - self.estimate[j]) * np.sqrt(max(best - self.best, 0.0)))
 
     def interval(self, j: int, z: float) -> tuple[float, float]:
@@ -477,7 +485,7 @@ class _Profiler:
         if abs(at_end) < abs(target):  # the interval reaches the parameter's boundary
             return float(end)
         return brentq(lambda x: self.zeta(j, x) - target, *sorted((estimate, end)),
-                      xtol=1e-8 * max(abs(estimate), 1e-8))
+                      xtol=1e-6 * max(abs(estimate), 1e-8))  # the references hold 1e-3
 
     def fixed_interval(self, j: int, z: float) -> tuple[float, float]:
         """Profile of β_j: the ML fit of y − x_j b on the other columns, for each b."""

@@ -23,11 +23,11 @@ from ..crossprod import cross_products
 from ..errors import ConvergenceWarning, LMMError
 from ..spec import ModelSpec
 from ..theta import ThetaLayout
-from .optimize import ThetaFit, fit_theta
+from .optimize import ThetaFit, fit_theta, newton_theta
 
 PHI_BOUND = 12.0  # |φ| for the one-parameter search: tanh(12) = 1 − 8e-11 for a correlation
-NEWTON_STEP_TOLERANCE = 1e-4
-ROUGH = {"ftol": 1e-12, "gtol": 1e-3}  # L-BFGS-B's stops for the inner fits of the φ search  # converged when no Newton step in φ is larger than this
+NEWTON_STEP_TOLERANCE = 1e-4  # converged when no Newton step in φ is larger than this
+ROUGH = {"ftol": 1e-10, "gtol": 1e-2}  # L-BFGS-B's stops for the inner fits of the φ search
 
 
 def check_nesting(spec: ModelSpec, bound) -> None:
@@ -75,7 +75,11 @@ class ProfiledPhi:
         white, logdet = whitened_spec(self.spec, self.bound, phi)
         stats = cross_products(white)
         tolerances = ROUGH if rough else None
-        fit = fit_theta(stats, self.layout, self.reml, start=self.theta, tolerances=tolerances)
+        fit = None
+        if self.theta is not None and stats.n_factors == 1:  # None if it cannot finish
+            fit = newton_theta(stats, self.layout, self.reml, self.theta, tolerance=1e-2 if rough else 1e-6)
+        if fit is None:
+            fit = fit_theta(stats, self.layout, self.reml, start=self.theta, tolerances=tolerances)
         if self.theta is not None and np.any(fit.theta[self.layout.diagonal] == 0):
             # a warm start from a distant φ can end on the boundary when the optimum is inside
             fresh = fit_theta(stats, self.layout, self.reml, tolerances=tolerances)
@@ -106,7 +110,7 @@ def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -
     exact = start.size > 1 and not spec.factors and hasattr(bound, "covariance_jacobian")
     if start.size == 1:
         result = minimize_scalar(lambda x: _finite(profiled(x)), bounds=bracket_on_grid(profiled),
-                                 method="bounded", options={"xatol": 1e-7, "maxiter": 200})
+                                 method="bounded", options={"xatol": 1e-5, "maxiter": 200})
         phi, outer_message = np.atleast_1d(result.x), str(result.message)
     else:
         per_row = 1.0 / spec.n  # −2ℓ/n: gradient tolerances then mean the same at any size
