@@ -336,6 +336,9 @@ def _variance_names(fit) -> list[str]:
     return names
 
 
+PHI_LIMIT = 10.0  # |φ| in profiles: ρ = tanh(10) = 1 − 4e-9, sd ratios up to e^10
+
+
 class _Profiler:
     """The ML deviance in (sds, correlations, σ, φ), profiled over the rest (β analytically).
 
@@ -403,7 +406,8 @@ class _Profiler:
             return np.inf
         fact = ld.factorize(theta, stats, self.model.layout)
         prof = None if fact is None else ld.profile(fact, stats.p)
-        return np.inf if prof is None else ld.deviance_at(fact, prof, stats.n, sigma**2, prof.beta) + logdet
+        value = np.inf if prof is None else ld.deviance_at(fact, prof, stats.n, sigma**2, prof.beta) + logdet
+        return value if np.isfinite(value) else np.inf
 
     def zeta(self, j: int, value: float) -> float:
         from scipy.optimize import minimize
@@ -426,7 +430,8 @@ class _Profiler:
             best = result.fun
             if np.isfinite(best):
                 self._last[side] = result.x
-        return float(np.sign(value - self.estimate[j]) * np.sqrt(max(best - self.best, 0.0)))
+        rise = min(max(best - self.best, 0.0), 1e6)  # an infinite deviance is just far outside
+        return float(np.sign(value - self.estimate[j]) * np.sqrt(rise))
 
     def interval(self, j: int, z: float) -> tuple[float, float]:
         """Where ζ crosses ∓z; a parameter whose ζ never gets there is reported at its boundary."""
@@ -439,12 +444,12 @@ class _Profiler:
             ends = (0.0, None)
         return self._root(j, -z, estimate, ends[0]), self._root(j, z, estimate, ends[1])
 
-    def phi_interval(self, j: int, z: float, limit: float = 12.0) -> tuple[float, float]:
+    def phi_interval(self, j: int, z: float, limit: float = None) -> tuple[float, float]:
         """Where ζ of an unconstrained φ_j crosses ∓z, stepping out by doubling; ±limit (e.g.
         ρ = ±tanh 12) where it never does."""
         from scipy.optimize import brentq
 
-        estimate = self.estimate[j]
+        estimate, limit = self.estimate[j], limit or PHI_LIMIT
         ends = []
         for target in (-z, z):
             step = np.sign(target) * 0.5
@@ -459,8 +464,8 @@ class _Profiler:
     def _bounds(self, k: int) -> tuple:
         if self._is_correlation(k):
             return (-1 + 1e-6, 1 - 1e-6)
-        if k > self.sigma_index:  # φ is unconstrained
-            return (None, None)
+        if k > self.sigma_index:  # φ: unconstrained, kept where R stays numerically positive definite
+            return (-PHI_LIMIT, PHI_LIMIT)
         return (1e-6 * self.estimate[self.sigma_index], None)  # sds and σ stay positive
 
     def _is_correlation(self, j: int) -> bool:
