@@ -162,3 +162,19 @@ def _ess(draws) -> np.ndarray:
     import arviz as az
 
     return np.asarray(az.ess(draws.to_dataset(name="x"))["x"].values).reshape(-1)
+
+
+def test_prior_predictive_with_a_structure(sitka):
+    """Prior draws of y carry the prior's residual correlation: with ρ's prior concentrated near
+    0.9, consecutive visits' deviations from the prior mean correlate strongly."""
+    from bayeslmm.priors import ScaledBeta
+
+    model = blm.LMM("size ~ time", sitka, residual="ar1(visit | tree)")
+    idata = model.sample_prior_predictive(draws=400, random_seed=2,
+                                          priors={"residual": {"rho": ScaledBeta(190, 10)}})  # ρ ≈ 0.9
+    y = idata["prior_predictive"]["y"].values.reshape(400, 79, 5)
+    mu = idata["prior"]["beta"].values.reshape(400, 2) @ model.spec.X.T
+    e = y - mu.reshape(400, 79, 5)
+    e /= idata["prior"]["sigma"].values.reshape(400, 1, 1)
+    lag_one = np.mean(e[:, :, 1:] * e[:, :, :-1])
+    assert lag_one == pytest.approx(0.9, abs=0.03)
