@@ -98,9 +98,43 @@ def factorize_first(T1, stats: CrossProducts, xp=np):
     R = [_sum_terms(Linv[i, k][..., None] * V[k] for k in range(i + 1)) for i in range(S)]  # rows of R1
     C = stats.XYtXY - _sum_terms((r[..., :, None] * r[..., None, :]).sum(axis=-3) for r in R)
     logdet = 2.0 * _sum_terms(xp.log(L[s, s]).sum(axis=-1) for s in range(S))
-    if xp is not np:
-        return None, None, None, C, logdet
+    if xp is not np:  # entry dict and rows: what factorize_graph's second block needs
+        return None, Linv, R, C, logdet
     return batched.assemble(L, S), batched.assemble(Linv, S), np.stack(R, axis=-2), C, logdet
+
+
+def factorize_graph(Ts, stats: CrossProducts, xp):
+    """C and log|L|² of the blocked Cholesky against a symbolic ``xp`` (PyTensor), for any
+    number of grouping factors: the first factor entry by entry (:func:`factorize_first`),
+    the others as in :func:`_factorize_other_factors` — the downdate by the same fixed
+    scatter of pairs, then a dense Cholesky of the second block."""
+    _, Linv, R, C, logdet = factorize_first(Ts[0], stats, xp=xp)
+    if stats.n_factors == 1:
+        return C, logdet
+    S, T1 = len(R), Ts[0]
+    # B1_g = T1 L1_g⁻ᵀ and its products B1_g B1_g', entry by entry over the first factor's levels
+    B = [[_sum_terms(T1[s, k] * Linv[t, k] for k in range(t + 1)) for t in range(S)] for s in range(S)]
+    D = xp.stack([_sum_terms(B[s][k] * B[t][k] for k in range(S)) for s in range(S) for t in range(S)], axis=-1)
+    pairs = stats.pairs
+    weights = (pairs.products * D[pairs.level]).sum(axis=1)
+    upper = xp.inc_subtensor(xp.zeros(pairs.size**2)[pairs.position], weights).reshape((pairs.size, pairs.size))
+    downdate = upper + upper.T - xp.diag(xp.diag(upper))
+    inner = _lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels, xp)
+    A22 = _lambda_t_times(inner.T, Ts, stats.levels, xp) + np.eye(pairs.size)
+    L22 = xp.linalg.cholesky(A22)
+    BR = xp.stack([_sum_terms(B[s][k][:, None] * R[k] for k in range(S)) for s in range(S)], axis=1)
+    R1_scaled = BR.reshape((stats.levels[0] * S, stats.p + 1))
+    rhs = _lambda_t_times(stats.ZtXY2 - _sparse_times(stats.Z2tZ1, R1_scaled), Ts, stats.levels, xp)
+    R2 = xp.linalg.solve_triangular(L22, rhs, lower=True)
+    diagonal = L22[np.arange(pairs.size), np.arange(pairs.size)]
+    return C - xp.dot(R2.T, R2), logdet + 2.0 * xp.log(diagonal).sum()
+
+
+def _sparse_times(A, X):
+    """A constant sparse matrix times a PyTensor matrix (differentiable in X)."""
+    import pytensor.sparse as ps
+
+    return ps.structured_dot(ps.as_sparse_variable(A), X)
 
 
 def _static_shape(array) -> tuple:
@@ -131,19 +165,19 @@ def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorizati
     return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels)
 
 
-def _lambda_t_times(X: np.ndarray, Ts: list[np.ndarray], levels: tuple[int, ...]) -> np.ndarray:
-    """Λ2' X for the stacked factors 2.., one reshape and product per factor."""
-    out, start = np.empty_like(X), 0
+def _lambda_t_times(X, Ts, levels: tuple[int, ...], xp=np):
+    """Λ2' X for the stacked factors 2.., one reshape and product per factor (NumPy or PyTensor)."""
+    pieces, start = [], 0
     for G, T in zip(levels[1:], Ts[1:]):
-        S = T.shape[0]
+        S = _static_shape(T)[0]
+        rows = X[start : start + G * S]
         if S == 1:  # a scalar term: Λ is a multiple of the identity on its rows
-            out[start : start + G] = T[0, 0] * X[start : start + G]
-            start += G
-            continue
-        block = X[start : start + G * S].reshape(G, S, -1)
-        out[start : start + G * S] = batched.times_left(T.T, block).reshape(G * S, -1)
+            pieces.append(T[0, 0] * rows)
+        else:
+            block = rows.reshape((G, S, -1))
+            pieces.append(xp.matmul(T.T, block).reshape((G * S, -1)))
         start += G * S
-    return out
+    return xp.concatenate(pieces, axis=0)
 
 
 def _l21_transpose_times(fact: Factorization, x2: np.ndarray) -> np.ndarray:

@@ -74,19 +74,19 @@ class LMM:
         ``target_accept`` go to the sampler; ``sampler="nutpie"`` uses nutpie where it is
         installed.  ``marginalize=True`` samples σ, the sds and correlations with b and β
         integrated out by the shared log-density, then draws β and b exactly for every draw;
-        ``marginalize=False`` samples the hierarchical model.  The default is True with at
-        most one grouping factor; with several it is the hierarchical model, with a warning.
+        ``marginalize=False`` samples the hierarchical model.  The default is True, except
+        for a residual structure with several grouping factors (hierarchical, with a warning).
         ``log_likelihood`` stores the pointwise log-likelihood for LOO.  ``cores``: chains
         run in parallel processes (PyMC's default here is one per two CPUs); worth it when
         sampling takes much longer than starting the workers, e.g. on large data.
         """
         method = check_method(method)
         if method == "NUTS" and marginalize is None:
-            marginalize = len(self.spec.factors) <= 1
+            marginalize = len(self.spec.factors) <= 1 or self.residual is None
             if not marginalize:
                 warnings.warn(f"sampling the hierarchical model: marginalising {len(self.spec.factors)} grouping "
-                              "factors is not built yet (pass marginalize=False to silence this)", UserWarning,
-                              stacklevel=2)
+                              "factors with a residual structure is not built yet (pass marginalize=False to "
+                              "silence this)", UserWarning, stacklevel=2)
         if method == "NUTS":
             setup = self._bayes_setup(priors)
             idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,

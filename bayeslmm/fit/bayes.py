@@ -78,9 +78,9 @@ def build_model(setup: BayesSetup, marginalize: bool):
     import pymc as pm
 
     spec = setup.spec
-    if marginalize and len(spec.factors) > 1:
+    if marginalize and len(spec.factors) > 1 and setup.residual is not None:
         raise LMMError(
-            "the marginalised model supports one grouping factor; this model has "
+            "the marginalised model with a residual structure supports one grouping factor; this model has "
             f"{len(spec.factors)} ({', '.join(f.name for f in spec.factors)}): use marginalize=False"
         )
     names = coords(spec, setup.labels) | residual_coords(setup.residual)
@@ -234,7 +234,7 @@ def _marginal_likelihood(setup: BayesSetup, sigma, factor_chols, residual=None) 
     if residual is not None:  # whiten [X y Z] at the structure's parameters, inside the graph
         stats, residual_logdet = _whitened_cross_products(setup, residual)
     if factor_chols:
-        _, _, _, C, logdet = ld.factorize_first(factor_chols[0] / sigma, stats, xp=pt)
+        C, logdet = ld.factorize_graph([chol / sigma for chol in factor_chols], stats, xp=pt)
     else:
         C, logdet = pt.as_tensor(stats.XYtXY), 0.0
     deviance = ld.deviance_beta_integrated(C, logdet, stats.n, sigma**2, beta.precision, beta.shift,
