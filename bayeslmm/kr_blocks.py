@@ -175,7 +175,17 @@ def kenward_roger_blocks(fit):
     """Kenward–Roger pieces (:class:`bayeslmm.ddf.KenwardRoger`) of a REML fit, per block.
 
     Handles a residual structure (at most one grouping factor); on a model without one it
-    reproduces :func:`bayeslmm.ddf.kenward_roger` (R_b = I, nothing non-linear)."""
+    reproduces :func:`bayeslmm.ddf.kenward_roger` (R_b = I, nothing non-linear).  Reached
+    through ``fit.coef_table(ddf="kenward-roger")`` and ``fit.anova(ddf="kenward-roger")``.
+
+    Examples
+    --------
+    >>> import bayeslmm as blm
+    >>> sitka = blm.datasets.load("Sitka")
+    >>> fit = blm.LMM("size ~ time * treat", sitka, residual="ar1(visit | tree)").fit()
+    >>> fit.coef_table(ddf="kenward-roger")["df"].round(1).tolist()
+    [284.2, 353.3, 284.2, 353.3]
+    """
     from .ddf import KenwardRoger, _twice_inverse
 
     if not fit.reml:
