@@ -158,7 +158,9 @@ class _Sums:
     R: np.ndarray
     K: np.ndarray
 
-    def add(self, X, V, dV, d2V) -> None:
+    def add(self, X, V, dV, d2V, first_nonlinear: int) -> None:
+        """One stack of equal-size blocks; ``d2V`` covers parameters from ``first_nonlinear`` on
+        (σ² and ψ: D's entries enter V linearly, so their second derivatives vanish)."""
         Vi = np.linalg.inv(V)
         VX = Vi @ X  # (B, s, p)
         A = dV @ VX[None]  # (m, B, s, p): V_i V⁻¹X
@@ -167,7 +169,7 @@ class _Sums:
         self.XVX += np.einsum("bsp,bsr->pr", X, VX)
         self.P -= np.einsum("bsp,kbsr->kpr", VX, A)
         self.Q += np.einsum("kbsp,lbsr->klpr", A, ViA)
-        self.R += np.einsum("bsp,klbst,btr->klpr", VX, d2V, VX)
+        self.R[first_nonlinear:, first_nonlinear:] += np.einsum("bsp,klbst,btr->klpr", VX, d2V, VX)
         self.K += np.einsum("kbij,lbji->kl", M, M)
 
 
@@ -218,10 +220,10 @@ def kenward_roger_blocks(fit):
             dV[:m_random] = Z[None] @ E[:, None] @ Zt[None]
         dV[m_random] = base[s]  # ∂V/∂σ²
         dV[m_random + 1:] = sigma2 * first[s]  # ∂V/∂ψ
-        d2V = np.zeros((m, m, B, s, s))
-        d2V[m_random, m_random + 1:] = d2V[m_random + 1:, m_random] = first[s]  # ∂²V/∂σ²∂ψ
-        d2V[m_random + 1:, m_random + 1:] = sigma2 * second[s]
-        sums.add(X, V, dV, d2V)
+        d2V = np.zeros((1 + K, 1 + K, B, s, s))  # over (σ², ψ)
+        d2V[0, 1:] = d2V[1:, 0] = first[s]  # ∂²V/∂σ²∂ψ
+        d2V[1:, 1:] = sigma2 * second[s]
+        sums.add(X, V, dV, d2V, m_random)
 
     phi = np.linalg.inv(sums.XVX)
     phi = (phi + phi.T) / 2
