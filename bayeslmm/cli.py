@@ -1,4 +1,5 @@
-"""Command line: ``bayeslmm fit DATA.csv "FORMULA" [--method REML|ML]`` and ``bayeslmm example NAME``."""
+"""Command line: ``bayeslmm fit DATA.csv "FORMULA" [--method REML|ML] [--residual "ar1(visit | id)"]``
+and ``bayeslmm example NAME``."""
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             data, formula = _read_csv(args.data), args.formula
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = LMM(formula, data).fit(method=args.method)
+            fit = LMM(formula, data, residual=getattr(args, "residual", None)).fit(method=args.method)
         print(fit.summary())
         for warning in caught:
             print(f"warning: {warning.message}", file=sys.stderr)
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("fit", help="fit a model to a CSV file and print its summary")
     fit.add_argument("data", help="CSV file with a header row")
     fit.add_argument("formula", help="lme4 formula, e.g. 'y ~ x + (x | g)'")
+    fit.add_argument("--residual", default=None,
+                     help="residual covariance structure, e.g. 'ar1(visit | id)', 'us(visit | id)', 'cs(id)'")
     example = commands.add_parser("example", help="fit a bundled example and print its summary")
     example.add_argument("name", help=f"one of: {', '.join(EXAMPLES)}")
     for sub in (fit, example):

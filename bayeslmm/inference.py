@@ -426,7 +426,7 @@ class _Profiler:
         if not others:
             best = f(start)
         else:
-            result = minimize(f, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-12, "gtol": 1e-7})
+            result = minimize(f, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-10, "gtol": 1e-5})
             best = result.fun
             if np.isfinite(best):
                 self._last[side] = result.x
@@ -479,18 +479,33 @@ class _Profiler:
         return False
 
     def _root(self, j, target, estimate, end):
+        """ζ_j = target between the estimate and ``end`` (None: unbounded above).  Secant steps
+        from the estimate (ζ is nearly linear in a well-behaved parameter) find a short bracket,
+        Brent's method closes it; reaching ``end`` first means the interval reaches the
+        boundary there."""
         from scipy.optimize import brentq
 
-        if end is None:  # expand upwards until ζ passes the target
-            end = 2 * estimate if estimate > 0 else 1.0
-            while (at_end := self.zeta(j, end)) < target:
-                end *= 2
-        else:
-            at_end = self.zeta(j, end)
-        if abs(at_end) < abs(target):  # the interval reaches the parameter's boundary
-            return float(end)
-        return brentq(lambda x: self.zeta(j, x) - target, *sorted((estimate, end)),
-                      xtol=1e-6 * max(abs(estimate), 1e-8))  # the references hold 1e-3
+        def passed(z):
+            return (z - target) * np.sign(target) >= 0
+
+        scale = abs(estimate) if estimate != 0 else 0.1
+        x_prev, z_prev = estimate, 0.0
+        x = estimate + np.sign(target) * 0.25 * scale
+        if end is not None and (x - end) * np.sign(target) > 0:
+            x = 0.5 * (estimate + end)
+        for _ in range(60):
+            z = self.zeta(j, x)
+            if passed(z):
+                return brentq(lambda v: self.zeta(j, v) - target, *sorted((x_prev, x)),
+                              xtol=1e-5 * max(abs(estimate), 1e-8))  # the references hold 1e-3
+            if end is not None and x == end:
+                return float(end)  # the interval reaches the parameter's boundary
+            slope = (z - z_prev) / (x - x_prev)
+            guess = x + 1.2 * (target - z) / slope if slope * np.sign(target) > 0 else x + 2 * (x - x_prev)
+            guess = x + np.clip(guess - x, -4 * abs(x - x_prev), 4 * abs(x - x_prev))  # no wild jumps
+            x_prev, z_prev = x, z
+            x = end if end is not None and (guess - end) * np.sign(target) >= 0 else guess
+        raise LMMError(f"the profile of parameter {j} did not reach ζ = {target:.3g}")
 
     def fixed_interval(self, j: int, z: float) -> tuple[float, float]:
         """Profile of β_j: the ML fit of y − x_j b on the other columns, for each b."""

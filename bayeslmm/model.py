@@ -1,6 +1,7 @@
 """LMM: one model specification, fitted by REML or ML (and, later, sampled)."""
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
 
 import pandas as pd
@@ -61,7 +62,7 @@ class LMM:
         return theta_layout(self.spec)
 
     def fit(self, method: str = "REML", *, start=None, priors: dict | None = None, draws: int = 1000,
-            tune: int = 1000, chains: int = 4, random_seed=None, marginalize: bool = True,
+            tune: int = 1000, chains: int = 4, random_seed=None, marginalize: bool | None = None,
             sampler: str = "pymc", progressbar: bool = True, target_accept: float = 0.8,
             log_likelihood: bool = True, cores: int | None = None) -> LMMResult | BayesResult:
         """Fit by ``"REML"`` (default) or ``"ML"``, or sample the posterior with ``"NUTS"``.
@@ -71,14 +72,21 @@ class LMM:
         NUTS: ``priors`` overrides the defaults by name (see :mod:`bayeslmm.priors`);
         ``draws``, ``tune``, ``chains``, ``random_seed``, ``progressbar`` and
         ``target_accept`` go to the sampler; ``sampler="nutpie"`` uses nutpie where it is
-        installed.  ``marginalize=True`` (default) samples σ, the sds and correlations with
-        b and β integrated out by the shared log-density, then draws β and b exactly for
-        every draw; ``marginalize=False`` samples the hierarchical model.
+        installed.  ``marginalize=True`` samples σ, the sds and correlations with b and β
+        integrated out by the shared log-density, then draws β and b exactly for every draw;
+        ``marginalize=False`` samples the hierarchical model.  The default is True with at
+        most one grouping factor; with several it is the hierarchical model, with a warning.
         ``log_likelihood`` stores the pointwise log-likelihood for LOO.  ``cores``: chains
         run in parallel processes (PyMC's default here is one per two CPUs); worth it when
         sampling takes much longer than starting the workers, e.g. on large data.
         """
         method = check_method(method)
+        if method == "NUTS" and marginalize is None:
+            marginalize = len(self.spec.factors) <= 1
+            if not marginalize:
+                warnings.warn(f"sampling the hierarchical model: marginalising {len(self.spec.factors)} grouping "
+                              "factors is not built yet (pass marginalize=False to silence this)", UserWarning,
+                              stacklevel=2)
         if method == "NUTS":
             setup = self._bayes_setup(priors)
             idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,

@@ -246,3 +246,8 @@ def test_several_factors_sample_the_hierarchical_model_only():
     model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
     with pytest.raises(blm.LMMError, match="marginalize=False"):
         model.pymc_model(marginalize=True)
+    with pytest.raises(blm.LMMError, match="marginalize=False"):
+        model.fit(method="NUTS", marginalize=True, draws=10, tune=10, chains=1)
+    with pytest.warns(UserWarning, match="sampling the hierarchical model"):
+        result = model.fit(method="NUTS", draws=20, tune=20, chains=1, random_seed=1, progressbar=False)
+    assert not result.marginalize and {"b_plate", "b_sample"} <= set(result.posterior.data_vars)

@@ -136,3 +136,45 @@ def test_residual_posterior_table_and_summary(ar1_posterior):
     assert list(table.index) == ["rho"] and {"mean", "sd", "r_hat", "ess_bulk"} <= set(table.columns)
     assert table.loc["rho", "mean"] == pytest.approx(float(result.posterior["rho"].mean()))
     assert "Residual structure:" in str(result.summary())
+
+
+@pytest.mark.slow
+def test_marginalised_and_hierarchical_samplers_agree_with_a_structure(sitka):
+    """AR(1) errors and a variance per treatment: the two PyMC models give the same posterior
+    (means within 4 Monte Carlo standard errors of their difference, 5 %/95 % quantiles within
+    0.15 posterior sd)."""
+    model = blm.LMM("size ~ time * treat", sitka, residual="ar1(visit | tree) + het(treat)")
+    runs = [model.fit("NUTS", draws=1000, tune=1000, chains=4, random_seed=seed, marginalize=marginalize,
+                      progressbar=False) for seed, marginalize in ((1, True), (2, False))]
+    for name in ("rho", "sigma", "sd_ratio_treat", "beta"):
+        a, b = (r.posterior[name].values.reshape(4000, -1) for r in runs)
+        ess = np.minimum(*(np.atleast_1d(_ess(r.posterior[name])) for r in runs))
+        mcse = np.sqrt(a.var(axis=0) / ess + b.var(axis=0) / ess)
+        keep = a.std(axis=0) > 0  # the reference level's ratio is 1 by definition
+        assert np.all(np.abs(a.mean(axis=0) - b.mean(axis=0))[keep] < 4 * mcse[keep]), name
+        for q in (0.05, 0.95):
+            gap = np.abs(np.quantile(a, q, axis=0) - np.quantile(b, q, axis=0))[keep]
+            assert np.all(gap < 0.15 * a.std(axis=0)[keep]), (name, q)
+
+
+def _ess(draws) -> np.ndarray:
+    """Bulk ESS of each coordinate of a posterior variable."""
+    import arviz as az
+
+    return np.asarray(az.ess(draws.to_dataset(name="x"))["x"].values).reshape(-1)
+
+
+def test_prior_predictive_with_a_structure(sitka):
+    """Prior draws of y carry the prior's residual correlation: with ρ's prior concentrated near
+    0.9, consecutive visits' deviations from the prior mean correlate strongly."""
+    from bayeslmm.priors import ScaledBeta
+
+    model = blm.LMM("size ~ time", sitka, residual="ar1(visit | tree)")
+    idata = model.sample_prior_predictive(draws=400, random_seed=2,
+                                          priors={"residual": {"rho": ScaledBeta(190, 10)}})  # ρ ≈ 0.9
+    y = idata["prior_predictive"]["y"].values.reshape(400, 79, 5)
+    mu = idata["prior"]["beta"].values.reshape(400, 2) @ model.spec.X.T
+    e = y - mu.reshape(400, 79, 5)
+    e /= idata["prior"]["sigma"].values.reshape(400, 1, 1)
+    lag_one = np.mean(e[:, :, 1:] * e[:, :, :-1])
+    assert lag_one == pytest.approx(0.9, abs=0.03)

@@ -94,6 +94,15 @@ def test_cli_fit_on_a_csv(capsys, tmp_path):
     assert "maximum likelihood" in capsys.readouterr().out
 
 
+def test_cli_fit_with_a_residual_structure(capsys, tmp_path):
+    path = tmp_path / "sitka.csv"
+    blm.datasets.load("Sitka").to_csv(path, index=False)
+    assert main(["fit", str(path), "size ~ time * treat", "--residual", "ar1(visit | tree)"]) == 0
+    assert "Residual correlation: rho = 0.9502" in capsys.readouterr().out
+    assert main(["fit", str(path), "size ~ time", "--residual", "ar2(visit | tree)"]) == 2
+    assert "is not known" in capsys.readouterr().err
+
+
 def test_cli_reports_bad_input_without_a_traceback(capsys, tmp_path):
     path = tmp_path / "d.csv"
     blm.datasets.load("Dyestuff").to_csv(path, index=False)

@@ -606,13 +606,28 @@ def prior_predictive(setup: BayesSetup, draws: int, random_seed):
     import pymc as pm
 
     check_sampling_arguments(draws, 0, 1)
-    if setup.residual is not None:
-        raise LMMError("prior predictive draws of y are not built for residual structures yet; "
-                       "fit without residual= to see the priors' implications for y")
     model = build_model(setup, marginalize=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        return pm.sample_prior_predictive(draws=draws, model=model, random_seed=random_seed)
+        # with a residual structure the potential is y's likelihood, which prior draws do not involve
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        idata = pm.sample_prior_predictive(draws=draws, model=model, random_seed=random_seed)
+    if setup.residual is not None:  # y is a potential there: draw it here, with the structure's correlation
+        idata["prior_predictive"] = xr.DataTree(_residual_prior_predictive(setup, idata, random_seed))
+    return idata
+
+
+def _residual_prior_predictive(setup: BayesSetup, idata, random_seed) -> xr.Dataset:
+    """y = Xβ + Zb + σ R^{1/2} z per prior draw, R at the draw's structure parameters."""
+    prior, spec = idata["prior"].to_dataset(), setup.spec
+    mu = linear_predictor(setup, prior, spec.X, [(f.codes, f.raw) for f in spec.factors])
+    sigma = prior["sigma"].values.reshape(-1)
+    rng = np.random.default_rng(np.random.SeedSequence(random_seed).spawn(2)[1])
+    y = np.stack([mu[d] + sigma[d] * setup.residual.colour(residual_natural(setup.residual, prior, d),
+                                                           rng.standard_normal((spec.n, 1)))[:, 0]
+                  for d in range(sigma.size)])
+    return xr.Dataset({"y": (("chain", "draw", "obs"), y.reshape(prior.sizes["chain"], prior.sizes["draw"], spec.n))},
+                      coords={"chain": prior["chain"], "draw": prior["draw"], "obs": np.arange(spec.n)})
 
 
 __all__ = ["BayesSetup", "build_model", "sample", "conditional_draws", "prior_predictive"]

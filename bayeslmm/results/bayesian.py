@@ -124,7 +124,7 @@ class BayesResult:
 
     def _diagnose(self) -> dict:
         stats = self.idata["sample_stats"].to_dataset()
-        table = pd.concat([self.fixef(), self.varcorr()])
+        table = pd.concat([self.fixef(), self.varcorr(), self.residual_params()])  # every reported parameter
         chains = stats.sizes["chain"]
         found = {
             "divergences": int(stats["diverging"].values.sum()),
