@@ -54,17 +54,17 @@ class _Blocks:
 
 
 def kenward_roger(fit) -> KenwardRoger:
-    """Kenward–Roger pieces of a REML fit with independent errors."""
+    """Kenward–Roger pieces of a REML fit (a residual structure: :mod:`bayeslmm.kr_blocks`)."""
+    if fit._residual is not None:
+        from .kr_blocks import kenward_roger_blocks
+
+        return kenward_roger_blocks(fit)
     _check_fit(fit)
     blocks = _one_factor_blocks(fit) if len(fit.spec.factors) == 1 else _dense_blocks(fit)
     return _assemble(blocks)
 
 
 def _check_fit(fit) -> None:
-    if fit._residual is not None:
-        raise LMMError("Kenward–Roger is built for independent residual errors only; this model has a "
-                       "residual covariance structure (use ddf='satterthwaite' or 'asymptotic' there, or fit "
-                       "the model without residual=...)")
     if not fit.reml:
         raise LMMError("Kenward–Roger is defined for REML fits; refit with fit.refit('REML') (or "
                        "LMM(...).fit('REML')) and ask again")

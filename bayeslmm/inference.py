@@ -126,8 +126,8 @@ def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataF
     Var ĉ in the variance parameters (θ, σ) and A = 2 H⁻¹ their asymptotic covariance, H the
     Hessian of the deviance — lmerTest's construction, by central differences here.
     ``"kenward-roger"``: pbkrtest's adjusted covariance Φ_A gives the standard errors and the
-    Kenward–Roger df of each unit contrast (REML fits with independent errors only; see
-    :mod:`bayeslmm.ddf`).  ``"asymptotic"``: normal reference (df = ∞).
+    Kenward–Roger df of each unit contrast (REML fits; see :mod:`bayeslmm.ddf`, and
+    :mod:`bayeslmm.kr_blocks` for residual structures, at most one grouping factor there).  ``"asymptotic"``: normal reference (df = ∞).
     """
     from scipy import stats as st
 

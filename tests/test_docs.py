@@ -9,6 +9,7 @@ import pytest
 
 import bayeslmm.datasets
 import bayeslmm.inference
+import bayeslmm.kr_blocks
 import bayeslmm.model
 import bayeslmm.results.bayesian
 import bayeslmm.results.frequentist
@@ -19,7 +20,7 @@ matplotlib.use("Agg")
 
 @pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
 @pytest.mark.parametrize("module", [bayeslmm.model, bayeslmm.results.frequentist, bayeslmm.results.bayesian, bayeslmm.inference,
-                                    bayeslmm.datasets])
+                                    bayeslmm.datasets, bayeslmm.kr_blocks])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
