@@ -15,10 +15,7 @@ differences, about 0.3 s here).  Run with the worktree first on the path, e.g.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -28,11 +25,12 @@ import numpy as np
 import bayeslmm as blm
 
 sys.path.insert(0, str(Path(__file__).parent))
+from rscript import run_r_on_csv  # noqa: E402
 from bench_frequentist import simulate_slopes  # noqa: E402
 
 FORMULA = "y ~ x1 + x2 + (1 + x1 | g)"
 R_SCRIPT = """
-suppressMessages({{library(lmerTest); library(pbkrtest)}})
+suppressMessages({library(lmerTest); library(pbkrtest)})
 d <- read.csv("{path}")
 f <- lmer({formula}, data = d, REML = TRUE)
 t1 <- system.time(s <- summary(f, ddf = "Kenward-Roger"))[["elapsed"]]
@@ -49,18 +47,7 @@ def timed(f):
 
 
 def time_r(data) -> list[float] | None:
-    if shutil.which("Rscript") is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "d.csv"
-        data.to_csv(path, index=False)
-        script = Path(tmp) / "kr.R"
-        script.write_text(R_SCRIPT.format(path=path, formula=FORMULA))
-        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(f"  (R not timed: {out.stderr.strip()[:200]})")
-        return None
-    return [float(v) for v in out.stdout.split()]
+    return run_r_on_csv(R_SCRIPT.replace("{formula}", FORMULA), data, "R")
 
 
 def main() -> None:

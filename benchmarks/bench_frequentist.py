@@ -12,10 +12,7 @@ Rscript on the same data (only the lmer call), if R with lme4 is on the PATH.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +21,9 @@ import numpy as np
 import pandas as pd
 
 import bayeslmm as blm
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rscript import run_r_on_csv  # noqa: E402
 
 GROUPS = {2_000: 200, 20_000: 2_000, 1_000_000: 20_000}
 
@@ -73,19 +73,8 @@ cat(t, as.numeric(logLik(f)), "\\n")
 
 
 def time_lme4(formula: str, data: pd.DataFrame) -> tuple[float, float] | None:
-    if shutil.which("Rscript") is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "d.csv"
-        data.to_csv(path, index=False)
-        script = Path(tmp) / "fit.R"
-        script.write_text(R_SCRIPT.format(path=path, formula=formula))
-        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(f"  (lme4 not timed: {out.stderr.strip()[:200]})")
-        return None
-    seconds, loglik = out.stdout.split()
-    return float(seconds), float(loglik)
+    out = run_r_on_csv(R_SCRIPT.replace("{formula}", formula), data, "lme4")
+    return None if out is None else (out[0], out[1])
 
 
 def second_fit_seconds() -> float:

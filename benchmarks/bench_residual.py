@@ -16,10 +16,7 @@ on those sizes.  Times run from the DataFrame to the fit.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -28,6 +25,9 @@ import numpy as np
 import pandas as pd
 
 import bayeslmm as blm
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rscript import run_r_on_csv  # noqa: E402
 
 
 def simulate_unstructured(subjects: int, visits: int = 10, missing: float = 0.0, seed: int = 3) -> pd.DataFrame:
@@ -77,21 +77,11 @@ NLME = {
 
 
 def time_nlme(call: str, data: pd.DataFrame) -> tuple[float, float] | None:
-    if shutil.which("Rscript") is None:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "d.csv"
-        data.to_csv(path, index=False)
-        script = Path(tmp) / "fit.R"
-        script.write_text(f'suppressMessages(library(nlme)); d <- read.csv("{path}")\n'
-                          f"t <- system.time(f <- {call})[['elapsed']]\n"
-                          'cat(t, as.numeric(logLik(f)), "\\n")\n')
-        out = subprocess.run(["Rscript", str(script)], capture_output=True, text=True)
-    if out.returncode != 0:
-        print(f"  (nlme not timed: {out.stderr.strip()[:200]})")
-        return None
-    seconds, loglik = out.stdout.split()
-    return float(seconds), float(loglik)
+    script = ('suppressMessages(library(nlme)); d <- read.csv("{path}")\n'
+              f"t <- system.time(f <- {call})[['elapsed']]\n"
+              'cat(t, as.numeric(logLik(f)), "\\n")\n')
+    out = run_r_on_csv(script, data, "nlme")
+    return None if out is None else (out[0], out[1])
 
 
 def report(label: str, ours: tuple[float, float], peer: tuple[float, float] | None = None) -> None:
