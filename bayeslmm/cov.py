@@ -192,6 +192,8 @@ class BoundAR1(Bound):
         self.unorder = None if self.order is None else np.argsort(order)
         g, t = groups[order], gaps[order]
         first = np.r_[True, g[1:] != g[:-1]]  # in sorted order, row i − 1 precedes row i
+        self.sorted_groups = g
+        self.rank = np.arange(g.size) - np.maximum.accumulate(np.where(first, np.arange(g.size), 0))  # within group
         distance = np.where(first, 0, t - np.r_[0, t[:-1]])
         self.distances, self.distance_index = np.unique(distance, return_inverse=True)
         self.time_level = positions[order]
@@ -238,24 +240,18 @@ class BoundAR1(Bound):
             return np.zeros(self.time_level.size)
         return np.r_[0.0, params["log_sd"]][self.time_level]
 
-    def _sorted_groups(self) -> np.ndarray:
-        return self.groups if self.order is None else self.groups[self.order]
-
     def group_logdets(self, params: dict, xp=np):
         lag, scale = self._lags(params)
         per_row = np.log(scale**2) + 2.0 * self._row_log_sd(params)
-        return group_sums(per_row, self._sorted_groups(), self.groups.max() + 1)
+        return group_sums(per_row, self.sorted_groups, self.groups.max() + 1)
 
     def colour(self, params: dict, Z: np.ndarray) -> np.ndarray:
         """The inverse of the whitening: e_j = ρ^d e_{j−1} + √(1 − ρ^{2d}) z_j, rank by rank in each group."""
         lag, scale = self._lags(params)
         z = Z if self.order is None else Z[self.order]
-        groups = self._sorted_groups()
-        first = np.r_[True, groups[1:] != groups[:-1]]
-        rank = np.arange(groups.size) - np.maximum.accumulate(np.where(first, np.arange(groups.size), 0))
         e = scale[:, None] * z
-        for k in range(1, rank.max() + 1):
-            rows = np.flatnonzero(rank == k)
+        for k in range(1, self.rank.max() + 1):
+            rows = np.flatnonzero(self.rank == k)
             e[rows] += lag[rows, None] * e[rows - 1]
         e *= np.exp(self._row_log_sd(params))[:, None]
         return e if self.unorder is None else e[self.unorder]

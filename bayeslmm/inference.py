@@ -255,11 +255,9 @@ def _stats_at_phi(model, phi):
     """Cross-products and Σ log|R_i| of the data whitened at φ (the model's own without a structure)."""
     if model.residual is None:
         return model.stats, 0.0
-    from .crossprod import cross_products
-    from .fit.residual import whitened_spec
+    from .fit.residual import whitened_stats
 
-    white, logdet = whitened_spec(model.spec, model.residual, phi)
-    return cross_products(white), logdet
+    return whitened_stats(model.spec, model.residual, phi)
 
 
 def _richardson(derivative, step, levels: int = 3):

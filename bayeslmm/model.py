@@ -13,7 +13,6 @@ from .crossprod import CrossProducts, cross_products
 from .fit import bayes
 from .fit.optimize import fit_theta
 from .formula import build_spec
-from .errors import LMMError
 from .results.bayesian import BayesResult
 from .results.frequentist import LMMResult, check_method, term_labels
 from .spec import ModelSpec
@@ -95,8 +94,8 @@ class LMM:
             return BayesResult(setup, idata, marginalize, sampler)
         if self.residual is not None:
             opt, phi = fit_residual.fit_with_residual(self.spec, self.layout, self.residual, method == "REML")
-            white, _ = fit_residual.whitened_spec(self.spec, self.residual, phi)
-            return LMMResult(self.spec, cross_products(white), self.layout, method, opt, self.residual, phi,
+            stats, _ = fit_residual.whitened_stats(self.spec, self.residual, phi)
+            return LMMResult(self.spec, stats, self.layout, method, opt, self.residual, phi,
                              model=self)
         opt = fit_theta(self.stats, self.layout, method == "REML", start=start)
         return LMMResult(self.spec, self.stats, self.layout, method, opt, model=self)

@@ -42,7 +42,7 @@ class RLRTResult:
         return pd.Series({"RLRT": self.statistic, "p_value": self.p_value, "n_sim": self.n_sim})
 
     def __str__(self) -> str:
-        p = f"p-value < 2.2e-16" if self.p_value < 2.2e-16 else f"p-value = {self.p_value:.4g}"
+        p = "p-value < 2.2e-16" if self.p_value < 2.2e-16 else f"p-value = {self.p_value:.4g}"
         return (f"\n\t{self.method}\n\t\n\t(p-value based on {self.n_sim} simulated values)\n\n"
                 f"data:  {self.data}\nRLRT = {self.statistic:.5g}, {p}\n")
 

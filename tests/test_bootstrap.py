@@ -15,12 +15,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 import bayeslmm as blm
 from bayeslmm import bootstrap as bs
 from bayeslmm import cov
-from bayeslmm.rlrt import eigenvalues, simulate_null
+from bayeslmm.rlrt import eigenvalues
 
 from conftest import PUBLIC, TESTS
 

@@ -76,7 +76,7 @@ def test_ar1_with_missing_visits_equals_the_dense_likelihood(sitka):
     rho = 0.8
     ours = fit_residual.objective(np.array([np.arctanh(rho)]), model.spec, model.layout, model.residual, False)
     X, y = model.spec.X, model.spec.y
-    blocks, logdet = [], 0.0
+    logdet = 0.0
     Vinv = np.zeros((len(y), len(y)))
     rows = data.reset_index(drop=True)
     for _, idx in rows.groupby("tree").groups.items():

@@ -362,11 +362,10 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
         if setup.residual is None:
             opt = fit_theta(stats, layout, reml=True)
         else:
-            from .residual import fit_with_residual, whitened_spec
-            from ..crossprod import cross_products
+            from .residual import fit_with_residual, whitened_stats
 
             opt, phi = fit_with_residual(spec, layout, setup.residual, reml=True)
-            stats = cross_products(whitened_spec(spec, setup.residual, phi)[0])
+            stats = whitened_stats(spec, setup.residual, phi)[0]
             residual = residual_start(setup.residual, phi)
     fact = ld.factorize(opt.theta, stats, layout)
     sigma = float(np.sqrt(ld.sigma2_hat(ld.profile(fact, spec.p), spec.n, True))) or float(np.std(spec.y))
@@ -617,15 +616,23 @@ def prior_predictive(setup: BayesSetup, draws: int, random_seed):
     return idata
 
 
+def residual_noise(setup: BayesSetup, draws: xr.Dataset, z: np.ndarray) -> np.ndarray:
+    """ε = σ_d z_d, or σ_d R_d^{1/2} z_d per residual group with a structure, for every draw d
+    of ``draws`` (posterior or prior); z is (D, n) standard normal."""
+    sigma = draws["sigma"].values.reshape(-1, 1)
+    bound = setup.residual
+    if bound is None:
+        return sigma * z
+    return sigma * np.stack([bound.colour(residual_natural(bound, draws, d), z[d][:, None])[:, 0]
+                             for d in range(z.shape[0])])
+
+
 def _residual_prior_predictive(setup: BayesSetup, idata, random_seed) -> xr.Dataset:
     """y = Xβ + Zb + σ R^{1/2} z per prior draw, R at the draw's structure parameters."""
     prior, spec = idata["prior"].to_dataset(), setup.spec
     mu = linear_predictor(setup, prior, spec.X, [(f.codes, f.raw) for f in spec.factors])
-    sigma = prior["sigma"].values.reshape(-1)
     rng = np.random.default_rng(np.random.SeedSequence(random_seed).spawn(2)[1])
-    y = np.stack([mu[d] + sigma[d] * setup.residual.colour(residual_natural(setup.residual, prior, d),
-                                                           rng.standard_normal((spec.n, 1)))[:, 0]
-                  for d in range(sigma.size)])
+    y = mu + residual_noise(setup, prior, rng.standard_normal(mu.shape))
     return xr.Dataset({"y": (("chain", "draw", "obs"), y.reshape(prior.sizes["chain"], prior.sizes["draw"], spec.n))},
                       coords={"chain": prior["chain"], "draw": prior["draw"], "obs": np.arange(spec.n)})
 

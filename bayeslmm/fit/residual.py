@@ -51,14 +51,20 @@ def whitened_spec(spec: ModelSpec, bound, phi) -> tuple[ModelSpec, float]:
     return dataclasses.replace(spec, y=stacked[:, 0], X=pieces[0], factors=factors), logdet
 
 
+def whitened_stats(spec: ModelSpec, bound, phi):
+    """The sufficient statistics of the data whitened at φ, and Σ log|R_i(φ)|."""
+    white, logdet = whitened_spec(spec, bound, phi)
+    return cross_products(white), logdet
+
+
 def objective(x, spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -> float:
     """−2ℓ (REML or ML, β and σ profiled) at x = (θ, φ)."""
     theta, phi = x[: layout.size], x[layout.size:]
     try:
-        white, logdet = whitened_spec(spec, bound, phi)
+        stats, logdet = whitened_stats(spec, bound, phi)
     except np.linalg.LinAlgError:  # a numerically singular residual covariance
         return np.inf
-    return ld.objective(theta, cross_products(white), layout, reml) + logdet
+    return ld.objective(theta, stats, layout, reml) + logdet
 
 
 class ProfiledPhi:
@@ -72,8 +78,7 @@ class ProfiledPhi:
     def inner_fit(self, phi, rough: bool = True) -> tuple[ThetaFit, float]:
         """θ̂(φ) and Σ log|R_i(φ)|; ``rough``: a looser stop for the search's inner fits, where
         an error in θ̂ moves the profiled value only to second order."""
-        white, logdet = whitened_spec(self.spec, self.bound, phi)
-        stats = cross_products(white)
+        stats, logdet = whitened_stats(self.spec, self.bound, phi)
         tolerances = ROUGH if rough else None
         fit = None
         if self.theta is not None and stats.n_factors == 1:  # None if it cannot finish

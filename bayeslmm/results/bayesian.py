@@ -182,17 +182,10 @@ class BayesResult:
 
     def _residual_draws(self, shape, newdata, rng) -> np.ndarray:
         """ε per draw: σz, or with a residual structure σ·R^{1/2}z per group at the draw's φ."""
-        sigma = self.posterior["sigma"].values.reshape(-1, 1)
-        z = rng.standard_normal(shape)
-        bound = self.setup.residual
-        if bound is None:
-            return sigma * z
-        if newdata is not None:
+        if self.setup.residual is not None and newdata is not None:
             raise LMMError("predictive draws of y for new rows are not built for residual structures "
                            "(their errors correlate with the fitted rows'); use kind='mean' or newdata=None")
-        coloured = np.stack([bound.colour(bayes.residual_natural(bound, self.posterior, d), z[d][:, None])[:, 0]
-                             for d in range(shape[0])])
-        return sigma * coloured
+        return bayes.residual_noise(self.setup, self.posterior, rng.standard_normal(shape))
 
     def _predictive_draws(self, newdata, include_re, allow_new_levels, rng) -> np.ndarray:
         spec = self.spec
