@@ -1,24 +1,10 @@
 #!/usr/bin/env bash
 # Create .venv with Python >= 3.12 and install bayeslmm with its test extra.
-# Finds the interpreter even where `python3` is older: $PYTHON, python3.13/3.12 on PATH, or pyenv's versions.
+# The interpreter is found by scripts/find_python.sh ($PYTHON overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-is_new_enough() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; }
-
-find_python() {
-  local candidate
-  for candidate in "${PYTHON:-}" python3.14 python3.13 python3.12 python3 \
-                   "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python /root/.pyenv/versions/3.1[2-9]*/bin/python; do
-    [ -n "$candidate" ] || continue
-    if command -v "$candidate" >/dev/null 2>&1 && is_new_enough "$candidate"; then
-      command -v "$candidate"
-      return 0
-    fi
-  done
-  echo "error: no Python >= 3.12 found; install one or set PYTHON=/path/to/python3.12" >&2
-  return 1
-}
+source scripts/find_python.sh
 
 stamp=".venv/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)"
 if [ -x .venv/bin/python ] && is_new_enough .venv/bin/python && [ -f "$stamp" ]; then
