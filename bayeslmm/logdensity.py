@@ -96,7 +96,7 @@ def factorize_first(T1, stats: CrossProducts, xp=np):
     Linv = batched.inverse_lower(L, S)
     V = [_sum_terms(T[k, i][..., None] * stats.ZtXY1[:, k, :] for k in range(S)) for i in range(S)]  # T1'Z'[X y]
     R = [_sum_terms(Linv[i, k][..., None] * V[k] for k in range(i + 1)) for i in range(S)]  # rows of R1
-    C = stats.XYtXY - _sum_terms((r[..., :, None] * r[..., None, :]).sum(axis=-3) for r in R)
+    C = stats.XYtXY - _sum_terms(_gram(r, xp) for r in R)
     logdet = 2.0 * _sum_terms(xp.log(L[s, s]).sum(axis=-1) for s in range(S))
     if xp is not np:  # entry dict and rows: what factorize_graph's second block needs
         return None, Linv, R, C, logdet
@@ -141,6 +141,15 @@ def _static_shape(array) -> tuple:
     """The shape as integers, for a NumPy array or a PyTensor variable (whose statistics may
     be formed inside the graph, e.g. from data whitened at the residual structure's φ)."""
     return array.shape if isinstance(array, np.ndarray) else array.type.shape
+
+
+def _gram(rows, xp):
+    """Σ_g r_g r_g' over the levels axis (−2) of ``rows`` (…, G, k): one batched BLAS product
+    in NumPy; in a PyTensor graph, elementwise products, which fuse into a faster and
+    quicker-to-compile log-density than a Dot (measured on sleepstudy)."""
+    if xp is np:
+        return np.matmul(np.swapaxes(rows, -1, -2), rows)
+    return (rows[..., :, None] * rows[..., None, :]).sum(axis=-3)
 
 
 def _sum_terms(terms):
