@@ -78,14 +78,15 @@ def factorize_T(Ts: list[np.ndarray], stats: CrossProducts) -> Factorization | N
     return _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet)
 
 
-def factorize_first(T1, stats: CrossProducts, xp=np):
+def factorize_first(T1, stats: CrossProducts, xp=np, as_entries: bool = False):
     """The first factor's per-level blocks: L1, L1⁻¹, R1, the Schur complement C and log|L1|².
 
     Entry by entry over the S×S blocks (see :mod:`bayeslmm.batched`), against the array
     namespace ``xp``: the Bayesian model builds its graph from this same function, and
     then only C and log|L1|² are used (L1, L1⁻¹, R1 are assembled for NumPy only).
     ``T1`` may carry leading axes (D, 1, S, S) to factorize D parameter values at once;
-    the results then lead with D too.
+    the results then lead with D too.  ``as_entries`` (and any symbolic ``xp``) returns
+    L1⁻¹ as its entry dict and R1 as its list of S rows, unassembled.
     """
     S = _static_shape(stats.ZtZ1)[1]
     T = {(k, i): T1[..., k, i] for k in range(S) for i in range(S)}
@@ -98,7 +99,7 @@ def factorize_first(T1, stats: CrossProducts, xp=np):
     R = [_sum_terms(Linv[i, k][..., None] * V[k] for k in range(i + 1)) for i in range(S)]  # rows of R1
     C = stats.XYtXY - _sum_terms(_gram(r, xp) for r in R)
     logdet = 2.0 * _sum_terms(xp.log(L[s, s]).sum(axis=-1) for s in range(S))
-    if xp is not np:  # entry dict and rows: what factorize_graph's second block needs
+    if xp is not np or as_entries:  # what factorize_graph's second block and the draws need
         return None, Linv, R, C, logdet
     return batched.assemble(L, S), batched.assemble(Linv, S), np.stack(R, axis=-2), C, logdet
 

@@ -466,13 +466,16 @@ def _draws_together(setup: BayesSetup, sigma, chols, rng):
         C = np.broadcast_to(stats.XYtXY, (sigma.size, p + 1, p + 1))
         return _draw_beta(C, sigma, setup.priors.beta, rng), []
     T = np.stack([factor_Ts(setup, chols, sigma, d)[0] for d in range(sigma.size)])
-    _, L1inv, R1, C, _ = ld.factorize_first(T[:, None], stats)
+    # entry by entry, like the factorization: (D, G) arrays per entry, no per-level matrices
+    _, Linv, R, C, _ = ld.factorize_first(T[:, None], stats, as_entries=True)
     beta = _draw_beta(C, sigma, setup.priors.beta, rng)
-    # broadcast products and batched matmul: einsum's generic loop was most of the time here
-    v = R1[..., p] - (R1[..., :p] * beta[:, None, None, :]).sum(axis=-1)
-    v += sigma[:, None, None] * rng.standard_normal(v.shape)
-    u = (L1inv * v[..., :, None]).sum(axis=-2)  # L_g⁻ᵀ v_g
-    return beta, [np.matmul(u, np.swapaxes(T, -1, -2))]  # b_g = T u_g
+    S = len(R)
+    z = rng.standard_normal(R[0].shape[:-1] + (S,))
+    v = [R[s][..., p] - np.matmul(R[s][..., :p], beta[:, :, None])[..., 0] + sigma[:, None] * z[..., s]
+         for s in range(S)]  # c − Rβ + σz
+    u = [sum(Linv[t, s] * v[t] for t in range(s, S)) for s in range(S)]  # L⁻ᵀ v
+    b = [sum(T[:, s, k, None] * u[k] for k in range(S)) for s in range(S)]  # T u
+    return beta, [np.stack(b, axis=-1)]
 
 
 def _draws_one_at_a_time(setup: BayesSetup, sigma, chols, rng):
