@@ -1,5 +1,5 @@
-"""Command line: ``bayeslmm fit DATA.csv "FORMULA" [--method REML|ML] [--residual "ar1(visit | id)"]``
-and ``bayeslmm example NAME``."""
+"""Command line: ``bayeslmm fit DATA.csv "FORMULA" [--method REML|ML|NUTS] [--residual "ar1(visit | id)"]``
+and ``bayeslmm example NAME``; NUTS takes ``--draws --tune --chains --seed``."""
 from __future__ import annotations
 
 import argparse
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             data, formula = _read_csv(args.data), args.formula
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = LMM(formula, data, residual=getattr(args, "residual", None)).fit(method=args.method)
+            model = LMM(formula, data, residual=getattr(args, "residual", None))
+            fit = model.fit(method=args.method, **_sampling_options(args))
         print(fit.summary())
         for warning in caught:
             print(f"warning: {warning.message}", file=sys.stderr)
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def _sampling_options(args) -> dict:
+    if args.method != "NUTS":
+        return {}
+    return {"draws": args.draws, "tune": args.tune, "chains": args.chains, "random_seed": args.seed}
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -62,7 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     example = commands.add_parser("example", help="fit a bundled example and print its summary")
     example.add_argument("name", help=f"one of: {', '.join(EXAMPLES)}")
     for sub in (fit, example):
-        sub.add_argument("--method", default="REML", choices=["REML", "ML"], type=str.upper)
+        sub.add_argument("--method", default="REML", choices=["REML", "ML", "NUTS"], type=str.upper,
+                         help="REML or ML fit, or the Bayesian posterior by NUTS")
+        nuts = sub.add_argument_group("NUTS (with --method NUTS)")
+        nuts.add_argument("--draws", type=int, default=1000, help="draws per chain after tuning")
+        nuts.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
+        nuts.add_argument("--chains", type=int, default=4)
+        nuts.add_argument("--seed", type=int, default=None, help="random seed, for reproducible draws")
     return parser
 
 

@@ -103,6 +103,17 @@ def test_cli_fit_with_a_residual_structure(capsys, tmp_path):
     assert "is not known" in capsys.readouterr().err
 
 
+def test_cli_samples_the_posterior_with_nuts(capsys):
+    args = ["example", "Dyestuff", "--method", "nuts", "--draws", "200", "--tune", "200", "--chains", "2",
+            "--seed", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Bayesian linear mixed model" in out and "Draws: 400 (2 chains)" in out and "Batch" in out
+    assert "None" not in out  # empty var1/var2 cells print blank, as in lme4
+    assert main(args[:3] + ["NUTS", "--draws", "0"]) == 2
+    assert "draws must be a positive integer" in capsys.readouterr().err
+
+
 def test_cli_reports_bad_input_without_a_traceback(capsys, tmp_path):
     path = tmp_path / "d.csv"
     blm.datasets.load("Dyestuff").to_csv(path, index=False)

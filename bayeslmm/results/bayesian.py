@@ -309,9 +309,17 @@ class BayesSummary:
         return "\n".join(self._header() + ["", "Fixed effects:",
                                             self.fixed_effects[cols].to_string(float_format=lambda v: f"{v:.4g}"),
                                             "", "Random effects (sd, correlation) and residual sd:",
-                                            self.variance_components[["grp", "var1", "var2", *cols]].to_string(
-                                                index=False, na_rep="", float_format=lambda v: f"{v:.4g}"),
+                                            self._labelled_blank(self.variance_components)[
+                                                ["grp", "var1", "var2", *cols]].to_string(
+                                                index=False, float_format=lambda v: f"{v:.4g}"),
                                             ""] + self._residual_lines(cols) + self._diagnostic_lines()) + "\n"
+
+    @staticmethod
+    def _labelled_blank(table: pd.DataFrame) -> pd.DataFrame:
+        """Empty label cells printed blank, as lme4 prints them (pandas shows a column of only
+        None as "None" whatever ``na_rep`` says)."""
+        labels = ["grp", "var1", "var2"]
+        return table.assign(**{c: table[c].astype(object).where(table[c].notna(), "") for c in labels})
 
     def _residual_lines(self, cols) -> list[str]:
         if self.residual.empty:
@@ -325,7 +333,8 @@ class BayesSummary:
         parts = [f"<p>{html.escape(line)}</p>" for line in self._header()]
         parts += ["<p><b>Fixed effects</b></p>", self.fixed_effects.to_html(float_format=lambda v: f"{v:.4g}"),
                   "<p><b>Random effects and residual sd</b></p>",
-                  self.variance_components.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")]
+                  self._labelled_blank(self.variance_components).to_html(index=False,
+                                                                         float_format=lambda v: f"{v:.4g}")]
         if not self.residual.empty:
             parts += ["<p><b>Residual structure</b></p>", self.residual.to_html(float_format=lambda v: f"{v:.4g}")]
         parts += [f"<p>{html.escape(line)}</p>" for line in self._diagnostic_lines()]
