@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import numbers
 import warnings
 
 import numpy as np
 import pandas as pd
 
+from .checks import check_count, check_level
 from .crossprod import ResponseProducts
 from .errors import LMMError
 
@@ -28,18 +28,6 @@ REFIT_TOLERANCES = {"ftol": 1e-13, "gtol": 1e-9}
 
 
 # --- checks --------------------------------------------------------------------------------
-
-
-def check_count(n, name: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise LMMError(f"{name} must be a positive integer (e.g. 1000); got {n!r}")
-    return int(n)
-
-
-def check_level(level) -> float:
-    if not isinstance(level, numbers.Real) or not 0 < level < 1:
-        raise LMMError(f"level must be between 0 and 1 (e.g. 0.95); got {level!r}")
-    return float(level)
 
 
 def _needs_model(fit) -> None:

@@ -1,7 +1,9 @@
-"""Checks of the caller's data and of a built spec; each raises LMMError or warns with a count."""
+"""Checks of the caller's data, of a built spec and of counts and levels passed as arguments;
+each raises LMMError or warns with a count."""
 from __future__ import annotations
 
 import difflib
+import numbers
 import warnings
 
 import numpy as np
@@ -10,6 +12,21 @@ import pandas as pd
 from .errors import LMMError
 
 ALIAS_TOLERANCE = 1e-7  # lme4's chkRank.drop.cols: qr(X, tol = 1e-7)
+
+
+def check_count(value, name: str = "n", minimum: int = 1) -> int:
+    """An integer ≥ ``minimum`` (1: draws, refits, simulations; 0: tuning steps), as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        need = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer ≥ {minimum}")
+        raise LMMError(f"{name} must be {need} (e.g. 1000); got {value!r}")
+    return int(value)
+
+
+def check_level(level) -> float:
+    """A confidence level strictly between 0 and 1, as a float."""
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0 < level < 1:
+        raise LMMError(f"level must be between 0 and 1 (e.g. 0.95); got {level!r}")
+    return float(level)
 
 
 def check_dataframe(data) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .checks import check_level
 from .errors import LMMError
 
 
@@ -131,8 +132,7 @@ def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataF
     """
     from scipy import stats as st
 
-    if not 0 < level < 1:
-        raise LMMError(f"level must be between 0 and 1; got {level}")
+    level = check_level(level)
     ddf = check_ddf(ddf)
     estimate, se = fit.fixef.to_numpy(), fit.se.to_numpy()
     if ddf == "kenward-roger":
@@ -296,8 +296,7 @@ def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict |
     """
     from scipy import stats as st
 
-    if not 0 < level < 1:
-        raise LMMError(f"level must be between 0 and 1; got {level}")
+    level = check_level(level)
     if method == "bootstrap":
         from .bootstrap import bootstrap_confint
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import logdensity as ld
-from .bootstrap import check_count
+from .checks import check_count
 from .errors import LMMError
 
 SIMULATION_BATCH = 2000  # simulated statistics per block (bounds memory: batch × (K + grid))

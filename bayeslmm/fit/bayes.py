@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from .. import logdensity as ld
+from ..checks import check_count
 from ..crossprod import CrossProducts, cross_products_of_columns
 from ..errors import LMMError
 from ..priors import Flat, ModelPriors, Normal
@@ -301,9 +302,7 @@ def _centred_beta(setup: BayesSetup):
 
 def check_sampling_arguments(draws, tune, chains) -> None:
     for name, value, minimum in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            need = "a positive integer" if minimum else "a non-negative integer"
-            raise LMMError(f"{name} must be {need}; got {value!r}")
+        check_count(value, name, minimum)
 
 
 def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed, marginalize: bool,
