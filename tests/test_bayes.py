@@ -242,6 +242,26 @@ def test_bad_bayesian_input(model):
         blm.compare({"one": None})
 
 
+def test_sampling_problems_are_warned_and_summarised(model):
+    """Too few draws for a reliable ESS: a PosteriorWarning, and the same text in the summary."""
+    with pytest.warns(blm.PosteriorWarning, match="effective sample size down to"):
+        post = model.fit(method="NUTS", draws=15, tune=15, chains=2, random_seed=3, progressbar=False,
+                         log_likelihood=False)
+    assert any(p.startswith("effective sample size") for p in post.diagnostics["problems"])
+    assert "WARNING: effective sample size down to" in str(post.summary())
+
+
+@pytest.mark.slow
+def test_nutpie_sampler_where_installed(model):
+    pytest.importorskip("nutpie")
+    post = model.fit(method="NUTS", sampler="nutpie", draws=300, tune=300, chains=2, random_seed=1,
+                     progressbar=False)
+    assert post.sampler == "nutpie" and post.posterior.sizes["draw"] == 300
+    assert set(post.posterior["b_Subject"].dims) >= {"Subject", "Subject_effect"}
+    reml = model.fit()
+    np.testing.assert_allclose(post.fixef()["mean"], reml.fixef, atol=2.5 * post.fixef()["sd"].max())
+
+
 def test_several_factors_are_marginalised_by_default():
     """Crossed factors sample the marginalised model and draw b for both factors exactly; the
     posterior medians of σ and the sds sit near the REML estimates (weak priors, 144 rows)."""
