@@ -59,13 +59,23 @@ class ModelSpec:
 
     formula: str
     response_name: str
-    y: np.ndarray  # (n,)
+    y: np.ndarray  # (n,) the working response: the observed response minus the offset, if any
     X: np.ndarray  # (n, p)
     fixef_names: tuple[str, ...]
     factors: tuple[GroupingFactor, ...]  # by decreasing number of levels
     terms: tuple[RandomTerm, ...]  # lme4's order: by decreasing number of levels
     row_labels: pd.Index  # the caller's index labels of the rows used
     design: Any = field(default=None, compare=False, repr=False)  # for new data
+    # offset() terms, summed: their coefficient is fixed at 1, so they are subtracted from
+    # the response once (y above) and added back in fitted values and predictions
+    offset: np.ndarray | None = field(default=None, compare=False, repr=False)  # (n,)
+    # lme4's prior weights: Var(ε_i) = σ² / w_i
+    weights: np.ndarray | None = field(default=None, compare=False, repr=False)  # (n,)
+
+    @property
+    def observed(self) -> np.ndarray:
+        """The response as observed (the offset added back)."""
+        return self.y if self.offset is None else self.y + self.offset
 
     @property
     def n(self) -> int:
