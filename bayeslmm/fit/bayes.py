@@ -337,7 +337,7 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     if marginalize:
         _add_sds_and_correlations(idata, setup)
         _add_conditional_draws(idata, setup, rng)
-    idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.y)},
+    idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.observed)},
                                                     coords={"obs": np.arange(setup.spec.n)}))
     if log_likelihood:
         add_pointwise_log_likelihood(idata, setup)

@@ -28,6 +28,7 @@ class ParsedFormula:
     response: str
     fixed: str  # right-hand side of the fixed part, for formulae
     bars: tuple[RandomBar, ...]
+    offsets: tuple[str, ...] = ()  # the expression inside each top-level offset(...)
 
 
 def parse_formula(text: str) -> ParsedFormula:
@@ -45,15 +46,52 @@ def parse_formula(text: str) -> ParsedFormula:
         raise LMMError(f"formula {text!r} has no response on the left of '~'")
     if not rhs:
         raise LMMError(f"formula {text!r} has nothing on the right of '~'; use '~ 1' for an intercept")
-    fixed_parts, bars = [], []
+    fixed_parts, bars, offsets = [], [], []
     for summand in _split_top_level(rhs, "+"):
         bar = _as_bar(summand, text)
-        if bar is None:
-            fixed_parts.append(summand)
-        else:
+        if bar is not None:
             bars.extend(_expand_bar(*bar, formula=text))
+        elif _offset_argument(summand) is not None:
+            offsets.append(_offset_argument(summand))
+        else:
+            _refuse_hidden_bar(summand, text)
+            fixed_parts.append(summand)
+    _refuse_nested_offsets([*fixed_parts, *(bar.lhs for bar in bars)], text)
     fixed = " + ".join(fixed_parts) if fixed_parts else "1"
-    return ParsedFormula(text=text, response=response, fixed=fixed, bars=tuple(bars))
+    return ParsedFormula(text=text, response=response, fixed=fixed, bars=tuple(bars), offsets=tuple(offsets))
+
+
+_OFFSET = re.compile(r"^offset\s*\(")
+_OFFSET_ANYWHERE = re.compile(r"(?<![\w.])offset\s*\(")
+
+
+def _offset_argument(summand: str) -> str | None:
+    """``'offset(log(e))'`` → ``'log(e)'``; a summand that is not one whole offset call → None."""
+    if not _OFFSET.match(summand):
+        return None
+    call = summand[summand.index("(") :]
+    return call[1:-1].strip() if _matching_close(call) == len(call) - 1 else None
+
+
+def _refuse_hidden_bar(summand: str, formula: str) -> None:
+    """A '|' outside a parenthesised bar: R reads ``y ~ x + 1 | g`` with '|' binding loosest,
+    Python's operators would not; rather than guess, ask for the parentheses."""
+    if "|" in summand:
+        raise LMMError(
+            f"the term {summand!r} in {formula!r} has a '|' outside a parenthesised random-effect term; "
+            "write every random-effect term in its own parentheses, e.g. 'y ~ x + (x | g)' "
+            "or 'y ~ x + (1 | g) + (0 + arm | g)'"
+        )
+
+
+def _refuse_nested_offsets(parts: list[str], formula: str) -> None:
+    for part in parts:
+        if _OFFSET_ANYWHERE.search(part):
+            raise LMMError(
+                f"offset(...) appears inside {part!r} in {formula!r}; an offset must be a term of its own "
+                "in the fixed part, e.g. 'y ~ x + offset(log(exposure)) + (1 | g)' (lme4 allows no offset "
+                "inside a random-effect term or an interaction)"
+            )
 
 
 def _check_parentheses(text: str) -> None:

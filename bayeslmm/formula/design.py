@@ -18,7 +18,8 @@ from .. import checks
 from ..errors import LMMError
 from ..spec import GroupingFactor, ModelSpec, RandomTerm
 from .bars import ParsedFormula, RandomBar, parse_formula
-from .transforms import from_formulae_names, to_formulae_text
+from .frame import LevelColumn, formulae_frame, formulae_texts, used_columns
+from .transforms import R_FUNCTIONS, from_formulae_names
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Design:
     bar_factor: tuple[int, ...]  # factor index of each bar
     factor_groups: tuple[tuple[str, ...], ...]  # grouping variables of each factor
     kept_columns: np.ndarray  # fixed columns kept after dropping aliased ones
+    offsets: tuple[object, ...] = ()  # formulae DesignMatrices of each offset's expression
+    level_columns: tuple[LevelColumn, ...] = ()  # C(x, levels=[...]) columns to derive
 
 
 def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> ModelSpec:
@@ -40,15 +43,21 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
     """
     parsed = parse_formula(formula)
     checks.check_dataframe(data)
-    used = sorted(set(_used_columns(parsed, data)) | set(extra_columns))
+    texts = formulae_texts(parsed)
+    used = sorted(_used_columns(parsed, texts, data) | set(extra_columns))
     checks.check_columns_exist(used, data)
     clean = checks.drop_missing_rows(data, used)
-    fixed = _fixed_design(parsed, clean)
+    frame = formulae_frame(clean, texts.level_columns)
+    fixed = _design(f"{texts.response} ~ {texts.fixed}", frame, parsed.text)
+    offset_designs = tuple(_design(f"0 + {text}", frame, parsed.text) for text in texts.offsets)
+    offset = offset_values(offset_designs, parsed.offsets)
     y = _response(fixed, parsed)
     X, names, kept = _fixed_matrix(fixed)
-    factors, terms, bar_designs, bar_factor, groups = _random_part(parsed, clean)
-    design = Design(fixed, bar_designs, bar_factor, groups, kept)
-    spec = ModelSpec(parsed.text, parsed.response, y, X, names, factors, terms, clean.index, design)
+    factors, terms, bar_designs, bar_factor, groups = _random_part(parsed, texts, clean, frame)
+    design = Design(fixed, bar_designs, bar_factor, groups, kept, offset_designs, texts.level_columns)
+    working = y if offset is None else y - offset
+    spec = ModelSpec(parsed.text, parsed.response, working, X, names, factors, terms, clean.index, design,
+                     offset=offset)
     checks.check_levels(spec)
     return spec
 
@@ -56,36 +65,45 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
 # --- variables -----------------------------------------------------------------
 
 
-def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
-    names = _var_names(f"{parsed.response} ~ {parsed.fixed}", parsed.text)
+def _used_columns(parsed: ParsedFormula, texts, data: pd.DataFrame) -> set[str]:
+    names = used_columns(texts, data, parsed.text)
     for bar in parsed.bars:
-        names |= _var_names(bar.lhs, parsed.text) | set(bar.group)
-    used = sorted(names)
-    checks.check_columns_exist(used, data)
-    return used
+        names |= set(bar.group)
+    return names
 
 
-def _var_names(text: str, formula: str) -> set[str]:
+def _design(text: str, frame: pd.DataFrame, formula: str):
     try:
-        return set(fm.model_description(to_formulae_text(text)).var_names)
-    except Exception as err:  # formulae raises several parse error types
-        raise LMMError(f"could not parse formula {formula!r} near {text!r}: {err}") from None
-
-
-def _design(text: str, data: pd.DataFrame, formula: str):
-    try:
-        return fm.design_matrices(to_formulae_text(text), data, na_action="error")
+        return fm.design_matrices(text, frame, na_action="error", extra_namespace=R_FUNCTIONS)
     except LMMError:
         raise
+    except KeyError as err:  # formulae's lookup of an unknown function or name
+        raise LMMError(
+            f"{err.args[0]!r} in formula {formula!r} is neither a column of the data nor a known function; "
+            f"known functions are {', '.join(sorted(R_FUNCTIONS))}, I, poly, scale, C, offset and np.*"
+        ) from None
     except Exception as err:
         raise LMMError(f"could not evaluate {text!r} of formula {formula!r}: {err}") from None
 
 
+# --- offsets ---------------------------------------------------------------------
+
+
+def offset_values(designs, expressions) -> np.ndarray | None:
+    """The sum of the offsets' values (None without offsets); each must be one numeric column."""
+    if not designs:
+        return None
+    total = 0.0
+    for design, expression in zip(designs, expressions):
+        values = np.asarray(design.common.design_matrix, dtype=float)
+        if values.shape[1] != 1 or design.common.terms[list(design.common.terms)[0]].kind == "categoric":
+            raise LMMError(f"offset({expression}) must be one numeric column; it gives {values.shape[1]} columns")
+        checks.check_finite(values[:, 0], f"offset({expression})")
+        total = total + values[:, 0]
+    return total
+
+
 # --- fixed part ----------------------------------------------------------------
-
-
-def _fixed_design(parsed: ParsedFormula, data: pd.DataFrame):
-    return _design(f"{parsed.response} ~ {parsed.fixed}", data, parsed.text)
 
 
 def _response(fixed, parsed: ParsedFormula) -> np.ndarray:
@@ -131,14 +149,14 @@ def _lme4_names(columns) -> list[str]:
 # --- random part ---------------------------------------------------------------
 
 
-def _random_part(parsed: ParsedFormula, data: pd.DataFrame):
+def _random_part(parsed: ParsedFormula, texts, data: pd.DataFrame, frame: pd.DataFrame):
     """Code each grouping factor once and stack the columns of all its bars."""
     groups: list[tuple[str, ...]] = []
     for bar in parsed.bars:
         if bar.group not in groups:
             groups.append(bar.group)
     coded = [group_codes(data, g) for g in groups]
-    bar_designs = [_design(bar.lhs, data, parsed.text) for bar in parsed.bars]
+    bar_designs = [_design(lhs, frame, parsed.text) for lhs in texts.bars]
     order = sorted(range(len(groups)), key=lambda f: -len(coded[f][1]))  # stable
     rank = {f: i for i, f in enumerate(order)}
     bar_factor = tuple(rank[groups.index(bar.group)] for bar in parsed.bars)

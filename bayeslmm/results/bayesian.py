@@ -190,10 +190,12 @@ class BayesResult:
     def _predictive_draws(self, newdata, include_re, allow_new_levels, rng) -> np.ndarray:
         spec = self.spec
         if newdata is None:
-            X, factors = spec.X, [(f.codes, f.raw) for f in spec.factors]
+            X, offset, factors = spec.X, spec.offset, [(f.codes, f.raw) for f in spec.factors]
         else:
-            X, factors = new_data_matrices(spec, newdata, allow_new_levels, include_re)
+            X, offset, factors = new_data_matrices(spec, newdata, allow_new_levels, include_re)
         mu = bayes.linear_predictor(self.setup, self.posterior, X, factors if include_re else [])
+        if offset is not None:
+            mu += offset
         if include_re and factors:
             mu += self._new_level_effects(factors, rng)
         return mu

@@ -14,7 +14,7 @@ from ..fit.optimize import ThetaFit
 from ..spec import ModelSpec
 from ..theta import ThetaLayout
 from . import printing
-from .newdata import new_data_matrices
+from .newdata import new_data_matrices, with_offset
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
 
@@ -275,27 +275,31 @@ class LMMResult:
         return total
 
     def fitted(self) -> pd.Series:
-        """Xβ̂ + Zb̂ for the rows used in the fit (indexed by the caller's row labels)."""
-        values = self.spec.X @ self._profile.beta + self._random_part(
-            [(f.codes, f.raw) for f in self.spec.factors])
+        """Xβ̂ + Zb̂ (+ the offset) for the rows used in the fit (indexed by the caller's row labels)."""
+        values = self._population() + self._random_part([(f.codes, f.raw) for f in self.spec.factors])
         return pd.Series(values, index=self.spec.row_labels, name="fitted")
 
+    def _population(self) -> np.ndarray:
+        """Xβ̂ plus the offset, for the rows used in the fit."""
+        return with_offset(self.spec.X @ self._profile.beta, self.spec.offset)
+
     def residuals(self) -> pd.Series:
-        return pd.Series(self.spec.y - self.fitted().to_numpy(), index=self.spec.row_labels, name="residuals")
+        return pd.Series(self.spec.observed - self.fitted().to_numpy(), index=self.spec.row_labels,
+                         name="residuals")
 
     def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True,
                 allow_new_levels: bool = False) -> pd.Series:
         """Predictions for ``newdata`` (the fitted rows when None).
 
-        ``include_re=False`` gives the population-level prediction Xβ̂.  A level not
-        seen in the fit is an error unless ``allow_new_levels``, when its random
-        effects are 0 (the population prediction), as in lme4.
+        ``include_re=False`` gives the population-level prediction Xβ̂ (plus any offset,
+        evaluated on ``newdata``).  A level not seen in the fit is an error unless
+        ``allow_new_levels``, when its random effects are 0 (the population prediction), as in lme4.
         """
         if newdata is None:
-            return self.fitted() if include_re else pd.Series(self.spec.X @ self._profile.beta,
-                                                               index=self.spec.row_labels, name="predicted")
-        X, factors_codes_raw = new_data_matrices(self.spec, newdata, allow_new_levels, include_re)
-        values = X @ self._profile.beta
+            return self.fitted() if include_re else pd.Series(self._population(), index=self.spec.row_labels,
+                                                               name="predicted")
+        X, offset, factors_codes_raw = new_data_matrices(self.spec, newdata, allow_new_levels, include_re)
+        values = with_offset(X @ self._profile.beta, offset)
         if include_re:
             values = values + self._random_part(factors_codes_raw)
         return pd.Series(values, index=newdata.index, name="predicted")

@@ -7,22 +7,27 @@ import pandas as pd
 from .. import checks
 from ..errors import LMMError
 from ..formula.design import level_labels
+from ..formula.frame import formulae_frame
 from ..spec import ModelSpec
 
 
 def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: bool, include_re: bool = True):
-    """X for ``newdata`` and, per grouping factor, (level codes, raw columns).
+    """X, the offset (None without one) for ``newdata`` and, per grouping factor, (level codes, raw columns).
 
-    Levels not seen in the fit get codes G, G+1, … (one per distinct new level).
+    Levels not seen in the fit get codes G, G+1, … (one per distinct new level).  Every
+    transform (``scale``, ``poly``, contrasts) uses what it learnt from the training data.
     """
     checks.check_dataframe(newdata)
     design = spec.design
-    X = _evaluate(design.fixed.common, newdata)[:, design.kept_columns]
+    checks.check_columns_exist([column.source for column in design.level_columns], newdata)
+    frame = formulae_frame(newdata, design.level_columns, fitting=False)
+    X = _evaluate(design.fixed.common, frame)[:, design.kept_columns]
+    offset = _new_offset(design, frame)
     factors = []
     for f, factor in enumerate(spec.factors if include_re else ()):
         group = design.factor_groups[f]
         checks.check_columns_exist(list(group), newdata)
-        raw = np.column_stack([_evaluate(design.bars[b].common, newdata)
+        raw = np.column_stack([_evaluate(design.bars[b].common, frame)
                                for b, owner in enumerate(design.bar_factor) if owner == f])
         labels = level_labels(newdata, group)
         codes = pd.Index(factor.levels).get_indexer(labels)
@@ -30,7 +35,18 @@ def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: 
         new = codes < 0
         codes[new] = factor.n_levels + pd.factorize(labels[new])[0]
         factors.append((codes, raw))
-    return X, factors
+    return X, offset, factors
+
+
+def with_offset(values: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
+    """``values`` plus the offset, if the model has one (its coefficient is 1)."""
+    return values if offset is None else values + offset
+
+
+def _new_offset(design, frame: pd.DataFrame) -> np.ndarray | None:
+    if not design.offsets:
+        return None
+    return sum(_evaluate(offset.common, frame)[:, 0] for offset in design.offsets)
 
 
 def _evaluate(common, newdata: pd.DataFrame) -> np.ndarray:

@@ -1,0 +1,160 @@
+"""The texts and the frame formulae evaluates, with R's meaning made explicit.
+
+R reads a formula against a model frame whose factors carry their levels in order
+(the first is the reference) and drop unused levels; formulae sorts the levels of an
+unordered categorical and knows no ``levels=``.  So, before formulae sees them:
+
+- every formula text is rewritten once (:func:`~bayeslmm.formula.transforms.to_formulae_text`);
+- ``C(x, levels=[...])`` becomes a derived column, an ordered categorical with those
+  levels, named by the text as written (so its columns read ``C(x, levels=[...])[b]``);
+- categorical columns become ordered categoricals with their unused levels dropped, so
+  that formulae keeps the caller's order, as R keeps a factor's.
+
+Ordered and unordered categoricals alike get treatment contrasts in level order (R would
+give an ordered factor ``contr.poly``); ``C(x, Sum)`` and ``C(x, Treatment("b"))`` choose others.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+import formulae as fm
+import pandas as pd
+
+from ..errors import LMMError
+from .bars import ParsedFormula
+from .transforms import to_formulae_text
+
+
+@dataclass(frozen=True)
+class LevelColumn:
+    """``C(source, levels=[...])``: a derived categorical column with the levels in this order."""
+
+    name: str  # the call as written, the derived column's name
+    source: str
+    levels: tuple
+
+
+@dataclass(frozen=True)
+class FormulaeTexts:
+    """Every piece of a parsed formula as formulae will evaluate it."""
+
+    response: str
+    fixed: str
+    bars: tuple[str, ...]  # each bar's left-hand side
+    offsets: tuple[str, ...]
+    level_columns: tuple[LevelColumn, ...]
+
+
+_LEVELS_CALL = re.compile(r"(?<![\w.])C\(\s*(`[^`]+`|[A-Za-z_.][\w.]*)\s*,\s*levels\s*=\s*(\[[^\]]*\])\s*\)")
+
+
+def formulae_texts(parsed: ParsedFormula) -> FormulaeTexts:
+    found: dict[str, LevelColumn] = {}
+
+    def rewrite(text: str) -> str:
+        return _LEVELS_CALL.sub(lambda m: _level_column(m, found, parsed.text), to_formulae_text(text))
+
+    return FormulaeTexts(rewrite(parsed.response), rewrite(parsed.fixed), tuple(rewrite(b.lhs) for b in parsed.bars),
+                         tuple(rewrite(o) for o in parsed.offsets), tuple(found.values()))
+
+
+def _level_column(match: re.Match, found: dict, formula: str) -> str:
+    name = match.group(0)
+    try:
+        levels = tuple(ast.literal_eval(match.group(2)))
+    except (ValueError, SyntaxError):
+        raise LMMError(f"the levels in {name!r} of {formula!r} must be a list of literal values, "
+                       "e.g. C(dose, levels=['low', 'mid', 'high'])") from None
+    if len(set(levels)) != len(levels) or not levels:
+        raise LMMError(f"the levels in {name!r} of {formula!r} must be distinct and not empty")
+    found[name] = LevelColumn(name, match.group(1).strip("`"), levels)
+    return f"`{name}`"
+
+
+def formulae_frame(data: pd.DataFrame, level_columns: tuple[LevelColumn, ...], fitting: bool = True) -> pd.DataFrame:
+    """A copy of ``data`` with the level columns added and categoricals in their given order."""
+    frame = data.copy()
+    for name in frame.columns:
+        if isinstance(frame[name].dtype, pd.CategoricalDtype):
+            frame[name] = _in_order(frame[name].array, fitting)
+    for column in level_columns:
+        frame[column.name] = _in_order(_with_levels(frame[column.source], column), fitting)
+    return frame
+
+
+def _in_order(values: pd.Categorical, fitting: bool) -> pd.Categorical:
+    # model.frame(drop.unused.levels = TRUE), as lme4 builds it; new data keep every level
+    values = values.remove_unused_categories() if fitting else values
+    return values.as_ordered()
+
+
+def _with_levels(source: pd.Series, column: LevelColumn) -> pd.Categorical:
+    values = pd.Categorical(source.astype(object), categories=list(column.levels))
+    unknown = pd.unique(source[pd.isna(values) & source.notna().to_numpy()])
+    if len(unknown):
+        raise LMMError(
+            f"column {column.source!r} has value(s) {', '.join(map(repr, unknown[:5]))} not among the levels of "
+            f"{column.name!r}; list every value that occurs (levels {list(column.levels)})"
+        )
+    return values
+
+
+# --- the columns a formula uses ----------------------------------------------------------
+
+
+def used_columns(texts: FormulaeTexts, data: pd.DataFrame, formula: str) -> set[str]:
+    """The data columns the formula reads (for dropping rows with missing values)."""
+    names = {column.source for column in texts.level_columns}
+    derived = {column.name for column in texts.level_columns}
+    for text in (f"{texts.response} ~ {texts.fixed}", *texts.bars, *texts.offsets):
+        names |= _columns_of(text, data, formula)
+    return names - derived
+
+
+def _columns_of(text: str, data: pd.DataFrame, formula: str) -> set[str]:
+    try:
+        description = fm.model_description(text)
+    except Exception as err:  # formulae raises several parse error types
+        raise LMMError(f"could not parse formula {formula!r} near {text!r}: {err}") from None
+    terms = list(description.common_terms) + ([description.response.term] if description.response else [])
+    names = set()
+    for term in terms:
+        for component in getattr(term, "components", []):
+            if type(component).__name__ == "Variable":
+                names.add(component.name)
+            else:
+                names |= _call_columns(component.name, data)
+    return names
+
+
+_BACKTICKED = re.compile(r"`([^`]*)`")
+
+
+def _call_columns(call: str, data: pd.DataFrame) -> set[str]:
+    """Data columns named in a call such as ``I(x ** 2)`` or ``log(`my col`)``: the names (dotted
+    ones included, as R allows) that are columns, not the functions called."""
+    quoted = _BACKTICKED.findall(call)
+    names = {name for name in quoted if name in data.columns}
+    tree = ast.parse(_BACKTICKED.sub("_", call), mode="eval")
+    stack = [tree.body]
+    while stack:
+        node = stack.pop()
+        dotted = _dotted_name(node)
+        if dotted is not None and dotted in data.columns:
+            names.add(dotted)
+        elif isinstance(node, ast.Call):
+            stack += list(node.args) + [keyword.value for keyword in node.keywords]
+        else:
+            stack += list(ast.iter_child_nodes(node))
+    return names
+
+
+def _dotted_name(node) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted_name(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
