@@ -110,3 +110,52 @@ def test_no_dense_level_matrices_are_built():
     spec = build_spec("y ~ x + (1 | f1) + (1 | f2) + (1 | f3)", data)
     for factor in spec.factors:
         assert factor.raw.shape == (spec.n, 1) and factor.codes.shape == (spec.n,)
+
+
+@pytest.mark.parametrize("formula, named", [
+    ("Reaction ~ Days + 1 | Subject", "'1 | Subject'"),
+    ("Reaction ~ (1 | Subject) + Days | Subject", "'Days | Subject'"),
+    ("Reaction ~ Days + (1 | Subject) - 1", "'(1 | Subject) - 1'"),
+])
+def test_a_bar_outside_parentheses_is_refused_not_dropped(formula, named):
+    with pytest.raises(blm.LMMError, match="outside a parenthesised") as err:
+        parse_formula(formula)
+    assert named in str(err.value)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x:offset(z)", "y ~ x + (offset(z) | g)", "y ~ x * offset(z)"])
+def test_an_offset_inside_another_term_is_refused(formula):
+    with pytest.raises(blm.LMMError, match="offset"):
+        parse_formula(formula)
+
+
+def test_offsets_are_taken_out_of_the_fixed_part():
+    parsed = parse_formula("y ~ x + offset(log(e)) + offset(w) + (1 | g)")
+    assert parsed.fixed == "x" and parsed.offsets == ("log(e)", "w")
+
+
+def test_unknown_functions_and_levels_are_lmm_errors():
+    data = blm.datasets.load("sleepstudy").assign(dose=lambda d: np.array(["a", "b", "c"])[d["Days"] % 3])
+    with pytest.raises(blm.LMMError, match="'foo'.*neither a column"):
+        blm.LMM("Reaction ~ foo(Days) + (1 | Subject)", data)
+    with pytest.raises(blm.LMMError, match="'c' not among the levels"):
+        blm.LMM("Reaction ~ C(dose, levels=['a', 'b']) + (1 | Subject)", data)
+    with pytest.raises(blm.LMMError, match="Python list"):
+        blm.LMM("Reaction ~ factor(dose, levels=c('a', 'b', 'c')) + (1 | Subject)", data)
+    with pytest.raises(blm.LMMError, match="one numeric column"):
+        blm.LMM("Reaction ~ Days + offset(dose) + (1 | Subject)", data)
+
+
+def test_columns_inside_calls_take_part_in_dropping_missing_rows():
+    data = blm.datasets.load("sleepstudy").assign(**{"my col": lambda d: d["Days"] * 1.0})
+    data.loc[[3, 7], "my col"] = np.nan
+    with pytest.warns(UserWarning, match="dropped 2 of 180 rows"):
+        model = blm.LMM('Reaction ~ I(Q("my col") ** 2) + (1 | Subject)', data)
+    assert model.spec.n == 178
+
+
+def test_transforms_in_random_terms_and_for_new_data():
+    data = blm.datasets.load("sleepstudy")
+    fit = blm.LMM("Reaction ~ Days + (log(Days + 1) | Subject)", data).fit()
+    assert fit.varcorr["var1"].tolist()[:2] == ["(Intercept)", "log(Days + 1)"]
+    np.testing.assert_allclose(fit.predict(data.head(5)), fit.fitted().head(5), rtol=1e-10)

@@ -91,14 +91,13 @@ def _in_order(values: pd.Categorical, fitting: bool) -> pd.Categorical:
 
 
 def _with_levels(source: pd.Series, column: LevelColumn) -> pd.Categorical:
-    values = pd.Categorical(source.astype(object), categories=list(column.levels))
-    unknown = pd.unique(source[pd.isna(values) & source.notna().to_numpy()])
+    unknown = pd.unique(source[~source.isin(column.levels) & source.notna()])
     if len(unknown):
         raise LMMError(
             f"column {column.source!r} has value(s) {', '.join(map(repr, unknown[:5]))} not among the levels of "
             f"{column.name!r}; list every value that occurs (levels {list(column.levels)})"
         )
-    return values
+    return pd.Categorical(source.astype(object), categories=list(column.levels))
 
 
 # --- the columns a formula uses ----------------------------------------------------------
@@ -125,36 +124,20 @@ def _columns_of(text: str, data: pd.DataFrame, formula: str) -> set[str]:
             if type(component).__name__ == "Variable":
                 names.add(component.name)
             else:
-                names |= _call_columns(component.name, data)
+                names |= _call_columns(component.call, data)
     return names
 
 
-_BACKTICKED = re.compile(r"`([^`]*)`")
-
-
-def _call_columns(call: str, data: pd.DataFrame) -> set[str]:
-    """Data columns named in a call such as ``I(x ** 2)`` or ``log(`my col`)``: the names (dotted
-    ones included, as R allows) that are columns, not the functions called."""
-    quoted = _BACKTICKED.findall(call)
-    names = {name for name in quoted if name in data.columns}
-    tree = ast.parse(_BACKTICKED.sub("_", call), mode="eval")
-    stack = [tree.body]
+def _call_columns(call, data: pd.DataFrame) -> set[str]:
+    """Data columns read by formulae's lazy call (``I(x ** 2)``, ``log(`my col`)``): its variables,
+    not the functions it calls (formulae's own list loses the variables inside ``I()``)."""
+    names, stack = set(), [call]
     while stack:
         node = stack.pop()
-        dotted = _dotted_name(node)
-        if dotted is not None and dotted in data.columns:
-            names.add(dotted)
-        elif isinstance(node, ast.Call):
-            stack += list(node.args) + [keyword.value for keyword in node.keywords]
-        else:
-            stack += list(ast.iter_child_nodes(node))
+        if hasattr(node, "callee"):  # a call: its arguments, not the function
+            stack += list(node.args) + list(node.kwargs.values())
+        elif hasattr(node, "op"):  # an operator
+            stack += list(node.args)
+        elif hasattr(node, "name") and node.name in data.columns:
+            names.add(node.name)
     return names
-
-
-def _dotted_name(node) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        base = _dotted_name(node.value)
-        return None if base is None else f"{base}.{node.attr}"
-    return None
