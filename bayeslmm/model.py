@@ -25,9 +25,11 @@ class LMM:
     Parameters
     ----------
     formula : str
-        lme4 syntax: fixed effects as in R (``a*b``, ``0 +``, ``np.log(x)``,
-        ``scale(x)``, ``C(x)``) and random terms ``(1|g)``, ``(x|g)``, ``(0 + x|g)``,
-        ``(x||g)``, ``(1|a/b)``, ``(1|a:b)``, crossed ``(1|a) + (1|b)``.
+        lme4 syntax: fixed effects as in R (``a*b``, ``0 +``, ``I(x^2)``, ``poly(x, 2)``,
+        ``log(x)``, ``scale(x)``, ``offset(x)``, ``C(x, Sum)``, ``C(x, levels=[...])``,
+        ``Q("my col")``) and random terms ``(1|g)``, ``(x|g)``, ``(0 + x|g)``, ``(x||g)``,
+        ``(1|a/b)``, ``(1|a:b)``, crossed ``(1|a) + (1|b)``.  The README's formula table
+        lists every feature with its lme4 equivalent; anything else is an LMMError.
     data : pandas.DataFrame
         Never modified.  Rows missing a used value are dropped with a warning.
     residual : bayeslmm.cov structure or str, optional
