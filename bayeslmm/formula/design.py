@@ -119,6 +119,9 @@ def _response(fixed, parsed: ParsedFormula) -> np.ndarray:
 
 def _fixed_matrix(fixed) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
     """X in R's column order, aliased columns dropped; also the formulae columns it keeps."""
+    if fixed.common is None:  # y ~ 0 (+ random terms): no fixed effects at all
+        n = np.asarray(fixed.response.design_matrix).shape[0]
+        return np.zeros((n, 0)), (), np.zeros(0, dtype=int)
     full = np.asarray(fixed.common.design_matrix, dtype=float)
     names = _lme4_names(fixed.common.as_dataframe().columns)
     order = _r_term_order(fixed.common)

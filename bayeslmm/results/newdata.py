@@ -21,7 +21,8 @@ def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: 
     design = spec.design
     checks.check_columns_exist([column.source for column in design.level_columns], newdata)
     frame = formulae_frame(newdata, design.level_columns, fitting=False)
-    X = _evaluate(design.fixed.common, frame)[:, design.kept_columns]
+    X = (np.zeros((len(frame), 0)) if design.fixed.common is None
+         else _evaluate(design.fixed.common, frame)[:, design.kept_columns])
     offset = _new_offset(design, frame)
     factors = []
     for f, factor in enumerate(spec.factors if include_re else ()):
