@@ -159,3 +159,12 @@ def test_transforms_in_random_terms_and_for_new_data():
     fit = blm.LMM("Reaction ~ Days + (log(Days + 1) | Subject)", data).fit()
     assert fit.varcorr["var1"].tolist()[:2] == ["(Intercept)", "log(Days + 1)"]
     np.testing.assert_allclose(fit.predict(data.head(5)), fit.fitted().head(5), rtol=1e-10)
+
+
+def test_grouping_columns_with_spaces_in_backticks_or_q():
+    data = blm.datasets.load("sleepstudy").rename(columns={"Subject": "the subject"})
+    plain = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy")).fit()
+    for formula in ["Reaction ~ Days + (Days | `the subject`)", 'Reaction ~ Days + (Days | Q("the subject"))']:
+        fit = blm.LMM(formula, data).fit()
+        assert fit.loglik == pytest.approx(plain.loglik, abs=1e-8)
+        assert fit.varcorr["grp"].iloc[0] == "the subject"

@@ -168,24 +168,32 @@ def _expand_bar(lhs: str, group: str, double: bool, formula: str) -> list[Random
 
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+_QUOTED_NAME = re.compile(r"""^(?:`([^`]+)`|Q\(\s*"([^"]+)"\s*\)|Q\(\s*'([^']+)'\s*\))$""")
 
 
 def _expand_groups(group: str, formula: str) -> list[tuple[str, ...]]:
     """``a/b/c`` → ``[(a,), (b, a), (c, b, a)]`` (lme4 labels them a, b:a, c:b:a)."""
-    nested = [g.strip() for g in group.split("/")]
-    for piece in nested:
-        for name in piece.split(":"):
-            if not _NAME.match(name.strip()):
-                raise LMMError(
-                    f"grouping factor {group!r} in {formula!r} must be column names joined by "
-                    "':' (interaction) or '/' (nesting), e.g. '(1 | school/class)'"
-                )
-    chain = [tuple(n.strip() for n in piece.split(":")) for piece in nested]
+    chain = [tuple(_group_name(name, group, formula) for name in piece.split(":")) for piece in group.split("/")]
     expanded, outer = [], ()
     for piece in chain:
         outer = piece + outer
         expanded.append(outer)
     return expanded
+
+
+def _group_name(text: str, group: str, formula: str) -> str:
+    """A grouping column's name: plain, in backticks or in ``Q("...")``."""
+    text = text.strip()
+    quoted = _QUOTED_NAME.match(text)
+    if quoted:
+        return next(name for name in quoted.groups() if name)
+    if not _NAME.match(text):
+        raise LMMError(
+            f"grouping factor {group!r} in {formula!r} must be column names joined by "
+            "':' (interaction) or '/' (nesting), e.g. '(1 | school/class)'; quote a name with "
+            "spaces as `my group` or Q(\"my group\")"
+        )
+    return text
 
 
 def _expand_double_vert(lhs: str) -> list[str]:
