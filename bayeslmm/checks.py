@@ -29,13 +29,6 @@ def check_level(level) -> float:
     return float(level)
 
 
-def check_dataframe(data) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise LMMError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    if data.shape[0] == 0:
-        raise LMMError("data has no rows; a model needs observations to fit")
-
-
 def check_columns_exist(names: list[str], data: pd.DataFrame) -> None:
     columns = [str(c) for c in data.columns]
     for name in names:

@@ -6,7 +6,7 @@ from functools import cached_property
 
 import pandas as pd
 
-from . import cov
+from . import cov, frames
 from . import priors as priors_module
 from .fit import residual as fit_residual
 from .crossprod import CrossProducts, cross_products
@@ -28,8 +28,11 @@ class LMM:
         lme4 syntax: fixed effects as in R (``a*b``, ``0 +``, ``np.log(x)``,
         ``scale(x)``, ``C(x)``) and random terms ``(1|g)``, ``(x|g)``, ``(0 + x|g)``,
         ``(x||g)``, ``(1|a/b)``, ``(1|a:b)``, crossed ``(1|a) + (1|b)``.
-    data : pandas.DataFrame
-        Never modified.  Rows missing a used value are dropped with a warning.
+    data : data frame
+        pandas (numpy- or pyarrow-backed), polars, a pyarrow Table, or any frame narwhals or
+        the dataframe interchange protocol reads; converted once to pandas, never modified.
+        Rows missing a used value are dropped with a warning.  Covariate and response
+        columns holding only numbers written as text are read as numbers (with a warning).
     residual : bayeslmm.cov structure or str, optional
         The within-group covariance of the errors, e.g. ``cov.AR1(time="visit", group="tree")``
         or the shorthand ``"ar1(visit | tree)"``; independent errors by default.
@@ -45,6 +48,7 @@ class LMM:
 
     def __init__(self, formula: str, data: pd.DataFrame, residual=None):
         residual = cov.parse(residual) if isinstance(residual, str) else (residual or cov.Independent())
+        data = frames.to_pandas(data)  # any data frame, converted once here
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns))
         rows = data.loc[self.spec.row_labels, list(residual.columns)] if residual.columns else None
         self.residual = residual.bind(rows) if rows is not None else None

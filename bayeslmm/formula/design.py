@@ -14,7 +14,7 @@ import formulae as fm
 import numpy as np
 import pandas as pd
 
-from .. import checks
+from .. import checks, frames
 from ..errors import LMMError
 from ..spec import GroupingFactor, ModelSpec, RandomTerm
 from .bars import ParsedFormula, RandomBar, parse_formula
@@ -30,6 +30,19 @@ class Design:
     bar_factor: tuple[int, ...]  # factor index of each bar
     factor_groups: tuple[tuple[str, ...], ...]  # grouping variables of each factor
     kept_columns: np.ndarray  # fixed columns kept after dropping aliased ones
+    # what the formulae designs are rebuilt from after unpickling: they hold the module
+    # namespace formulae evaluates in, which cannot be pickled
+    parsed: ParsedFormula | None = None
+    data: pd.DataFrame | None = None  # the cleaned training rows of the used columns
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "fixed": None, "bars": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        # same formula, same rows: stateful transforms (scale, …) learn the same parameters
+        self.__dict__.update(fixed=_fixed_design(self.parsed, self.data),
+                             bars=_bar_designs(self.parsed, self.data))
 
 
 def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> ModelSpec:
@@ -39,15 +52,15 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
     rows with missing values, so that every part of the model sees the same rows.
     """
     parsed = parse_formula(formula)
-    checks.check_dataframe(data)
+    data = frames.to_pandas(data)
     used = sorted(set(_used_columns(parsed, data)) | set(extra_columns))
     checks.check_columns_exist(used, data)
-    clean = checks.drop_missing_rows(data, used)
+    clean = frames.read_numeric_strings(checks.drop_missing_rows(data, used), covariate_columns(parsed))
     fixed = _fixed_design(parsed, clean)
     y = _response(fixed, parsed)
     X, names, kept = _fixed_matrix(fixed)
     factors, terms, bar_designs, bar_factor, groups = _random_part(parsed, clean)
-    design = Design(fixed, bar_designs, bar_factor, groups, kept)
+    design = Design(fixed, bar_designs, bar_factor, groups, kept, parsed, clean)
     spec = ModelSpec(parsed.text, parsed.response, y, X, names, factors, terms, clean.index, design)
     checks.check_levels(spec)
     return spec
@@ -57,12 +70,18 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
 
 
 def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
-    names = _var_names(f"{parsed.response} ~ {parsed.fixed}", parsed.text)
-    for bar in parsed.bars:
-        names |= _var_names(bar.lhs, parsed.text) | set(bar.group)
-    used = sorted(names)
+    used = sorted(set(covariate_columns(parsed)).union(*(bar.group for bar in parsed.bars)))
     checks.check_columns_exist(used, data)
     return used
+
+
+def covariate_columns(parsed: ParsedFormula) -> list[str]:
+    """Columns read as numbers or as fixed-effect factors: the response's, the fixed part's
+    and the random terms' left-hand sides (not the grouping factors)."""
+    names = _var_names(f"{parsed.response} ~ {parsed.fixed}", parsed.text)
+    for bar in parsed.bars:
+        names |= _var_names(bar.lhs, parsed.text)
+    return sorted(names)
 
 
 def _var_names(text: str, formula: str) -> set[str]:
@@ -138,7 +157,7 @@ def _random_part(parsed: ParsedFormula, data: pd.DataFrame):
         if bar.group not in groups:
             groups.append(bar.group)
     coded = [group_codes(data, g) for g in groups]
-    bar_designs = [_design(bar.lhs, data, parsed.text) for bar in parsed.bars]
+    bar_designs = _bar_designs(parsed, data)
     order = sorted(range(len(groups)), key=lambda f: -len(coded[f][1]))  # stable
     rank = {f: i for i, f in enumerate(order)}
     bar_factor = tuple(rank[groups.index(bar.group)] for bar in parsed.bars)
@@ -146,6 +165,10 @@ def _random_part(parsed: ParsedFormula, data: pd.DataFrame):
     terms = _terms(parsed.bars, bar_designs, bar_factor, factors)
     _check_repeated_columns(parsed, factors)
     return tuple(factors), terms, tuple(bar_designs), bar_factor, tuple(groups[f] for f in order)
+
+
+def _bar_designs(parsed: ParsedFormula, data: pd.DataFrame) -> tuple:
+    return tuple(_design(bar.lhs, data, parsed.text) for bar in parsed.bars)
 
 
 def _factor(parsed, group, coded, bar_designs, bar_factor, index) -> GroupingFactor:

@@ -10,7 +10,7 @@ import xarray as xr
 
 from ..errors import LMMError
 from ..fit import bayes
-from .newdata import new_data_matrices
+from .newdata import new_data_matrices, read_newdata
 
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk/tail ESS below 100 per chain is reported as low (Vehtari et al. 2021)
@@ -158,7 +158,7 @@ class BayesResult:
 
     # --- prediction and model comparison -------------------------------------------------
 
-    def predict(self, newdata: pd.DataFrame | None = None, kind: str = "mean", include_re: bool = True,
+    def predict(self, newdata=None, kind: str = "mean", include_re: bool = True,
                 allow_new_levels: bool = True, random_seed=None, summary: bool = True, ci_prob=None):
         """Posterior predictions for ``newdata`` (the fitted rows when None).
 
@@ -169,6 +169,7 @@ class BayesResult:
         if kind not in ("mean", "pps"):
             raise LMMError(f"kind must be 'mean' or 'pps'; got {kind!r}")
         rng = np.random.default_rng(random_seed)
+        newdata = None if newdata is None else read_newdata(self.spec, newdata)
         draws = self._predictive_draws(newdata, include_re, allow_new_levels, rng)
         if kind == "pps":
             draws = draws + self._residual_draws(draws.shape, newdata, rng)

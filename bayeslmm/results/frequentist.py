@@ -14,7 +14,7 @@ from ..fit.optimize import ThetaFit
 from ..spec import ModelSpec
 from ..theta import ThetaLayout
 from . import printing
-from .newdata import new_data_matrices
+from .newdata import new_data_matrices, read_newdata
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
 
@@ -283,7 +283,7 @@ class LMMResult:
     def residuals(self) -> pd.Series:
         return pd.Series(self.spec.y - self.fitted().to_numpy(), index=self.spec.row_labels, name="residuals")
 
-    def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True,
+    def predict(self, newdata=None, include_re: bool = True,
                 allow_new_levels: bool = False) -> pd.Series:
         """Predictions for ``newdata`` (the fitted rows when None).
 
@@ -294,6 +294,7 @@ class LMMResult:
         if newdata is None:
             return self.fitted() if include_re else pd.Series(self.spec.X @ self._profile.beta,
                                                                index=self.spec.row_labels, name="predicted")
+        newdata = read_newdata(self.spec, newdata)
         X, factors_codes_raw = new_data_matrices(self.spec, newdata, allow_new_levels, include_re)
         values = X @ self._profile.beta
         if include_re:

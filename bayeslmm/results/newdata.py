@@ -4,10 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import checks
+from .. import checks, frames
 from ..errors import LMMError
-from ..formula.design import level_labels
+from ..formula.design import covariate_columns, level_labels
 from ..spec import ModelSpec
+
+
+def read_newdata(spec: ModelSpec, newdata) -> pd.DataFrame:
+    """``newdata`` (any data frame) as pandas, read as the training data were (numbers
+    stored as text in covariates read as numbers); the entry point of every ``predict``."""
+    newdata = frames.to_pandas(newdata, "newdata")
+    return frames.read_numeric_strings(newdata, covariate_columns(spec.design.parsed))
 
 
 def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: bool, include_re: bool = True):
@@ -15,7 +22,6 @@ def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: 
 
     Levels not seen in the fit get codes G, G+1, … (one per distinct new level).
     """
-    checks.check_dataframe(newdata)
     design = spec.design
     X = _evaluate(design.fixed.common, newdata)[:, design.kept_columns]
     factors = []
