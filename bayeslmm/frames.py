@@ -48,7 +48,9 @@ def _foreign_to_pandas(data, name: str) -> pd.DataFrame:
     except TypeError:
         pass  # narwhals does not know this type; the interchange protocol may
     if hasattr(data, "__dataframe__"):
-        return pd.api.interchange.from_dataframe(data)
+        with warnings.catch_warnings():  # pandas deprecates the protocol; it is our last resort
+            warnings.filterwarnings("ignore", message=".*Interchange Protocol is deprecated")
+            return pd.api.interchange.from_dataframe(data)
     raise LMMError(f"{name} must be a data frame: {ACCEPTED}; got {type(data).__name__}"
                    + (" (wrap a dict of columns as pandas.DataFrame(...))" if isinstance(data, dict) else ""))
 
@@ -85,7 +87,8 @@ def _numpy_backed(column: pd.Series) -> pd.Series:
         return pd.Series(column.to_numpy(dtype=target, na_value=np.nan) if target is float
                          else column.to_numpy(dtype=target), index=column.index, name=column.name)
     if dtype.kind in "OU" or isinstance(dtype, pd.StringDtype) or "string" in str(dtype):
-        return pd.Series(np.where(column.isna(), np.nan, column.astype(object)).astype(object),
+        # dtype=object explicitly: pandas ≥ 3 would infer its string dtype again
+        return pd.Series(np.where(column.isna(), np.nan, column.astype(object)), dtype=object,
                          index=column.index, name=column.name)
     return column.astype(object)
 

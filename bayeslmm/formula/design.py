@@ -76,12 +76,12 @@ def _used_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
 
 
 def covariate_columns(parsed: ParsedFormula) -> list[str]:
-    """Columns read as numbers or as fixed-effect factors: the response's, the fixed part's
-    and the random terms' left-hand sides (not the grouping factors)."""
+    """The columns of the response, the fixed part and the random terms' left-hand sides,
+    less the grouping factors': a column that groups is a factor throughout the model."""
     names = _var_names(f"{parsed.response} ~ {parsed.fixed}", parsed.text)
     for bar in parsed.bars:
         names |= _var_names(bar.lhs, parsed.text)
-    return sorted(names)
+    return sorted(names.difference(*(bar.group for bar in parsed.bars)))
 
 
 def _var_names(text: str, formula: str) -> set[str]:
