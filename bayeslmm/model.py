@@ -6,7 +6,7 @@ from functools import cached_property
 
 import pandas as pd
 
-from . import cov, frames
+from . import checks, cov, frames
 from . import priors as priors_module
 from .fit import residual as fit_residual
 from .crossprod import CrossProducts, cross_products
@@ -46,7 +46,8 @@ class LMM:
     25.5918
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, residual=None):
+    def __init__(self, formula: str, data: pd.DataFrame, residual=None, **unknown):
+        checks.check_arguments(unknown, LMM.__init__)
         residual = cov.parse(residual) if isinstance(residual, str) else (residual or cov.Independent())
         data = frames.to_pandas(data)  # any data frame, converted once here
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns))
@@ -67,7 +68,7 @@ class LMM:
     def fit(self, method: str = "REML", *, start=None, priors: dict | None = None, draws: int = 1000,
             tune: int = 1000, chains: int = 4, random_seed=None, marginalize: bool | None = None,
             sampler: str = "pymc", progressbar: bool = True, target_accept: float = 0.8,
-            log_likelihood: bool = True, cores: int | None = None) -> LMMResult | BayesResult:
+            log_likelihood: bool = True, cores: int | None = None, **unknown) -> LMMResult | BayesResult:
         """Fit by ``"REML"`` (default) or ``"ML"``, or sample the posterior with ``"NUTS"``.
 
         REML/ML: ``start`` is an optional θ to start from.
@@ -83,6 +84,7 @@ class LMM:
         run in parallel processes (PyMC's default here is one per two CPUs); worth it when
         sampling takes much longer than starting the workers, e.g. on large data.
         """
+        checks.check_arguments(unknown, LMM.fit)
         method = check_method(method)
         if method == "NUTS" and marginalize is None:
             marginalize = len(self.spec.factors) <= 1 or self.residual is None

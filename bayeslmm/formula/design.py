@@ -62,6 +62,7 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
     factors, terms, bar_designs, bar_factor, groups = _random_part(parsed, clean)
     design = Design(fixed, bar_designs, bar_factor, groups, kept, parsed, clean)
     spec = ModelSpec(parsed.text, parsed.response, y, X, names, factors, terms, clean.index, design)
+    checks.check_response_varies(spec)
     checks.check_levels(spec)
     return spec
 
