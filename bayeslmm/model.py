@@ -50,6 +50,7 @@ class LMM:
         checks.check_arguments(unknown, LMM.__init__)
         residual = cov.parse(residual) if isinstance(residual, str) else (residual or cov.Independent())
         data = frames.to_pandas(data)  # any data frame, converted once here
+        self.structure = residual  # unbound: what a saved posterior rebuilds the model with
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns))
         rows = data.loc[self.spec.row_labels, list(residual.columns)] if residual.columns else None
         self.residual = residual.bind(rows) if rows is not None else None
@@ -97,7 +98,7 @@ class LMM:
             idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                  marginalize=marginalize, sampler=sampler, progressbar=progressbar,
                                  target_accept=target_accept, log_likelihood=log_likelihood, cores=cores)
-            return BayesResult(setup, idata, marginalize, sampler)
+            return BayesResult(setup, idata, marginalize, sampler, model=self)
         if self.residual is not None:
             opt, phi = fit_residual.fit_with_residual(self.spec, self.layout, self.residual, method == "REML")
             stats, _ = fit_residual.whitened_stats(self.spec, self.residual, phi)

@@ -52,6 +52,21 @@ class LMMResult:
                 stacklevel=3,
             )
 
+    def save(self, path):
+        """Pickle this fit to ``path``; :func:`bayeslmm.load` reads it back.  Returns the path.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import bayeslmm as blm
+        >>> fit = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy")).fit()
+        >>> blm.load(fit.save(pathlib.Path(tempfile.mkdtemp()) / "fit.pkl")).sigma == fit.sigma
+        True
+        """
+        from ..persist import save_pickle
+
+        return save_pickle(self, path)
+
     def coef_table(self, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
         """t tests of the fixed effects: ``estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
 
