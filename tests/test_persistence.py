@@ -114,6 +114,18 @@ def test_reml_fit_saved_in_one_process_loads_in_another(tmp_path, sleep, reml):
 
 def test_posterior_pickles(posterior, sleep):
     _assert_same(_bayes_tables(_round_trip(posterior), sleep.head(6)), _bayes_tables(posterior, sleep.head(6)))
+    assert str(_round_trip(posterior.summary())) == str(posterior.summary())
+
+
+def test_results_after_cached_inference_pickle(sleep):
+    fit = blm.LMM(FORMULA, sleep).fit()
+    fit.coef_table(ddf="kenward-roger"), fit.confint(method="wald")  # fills caches
+    small = blm.LMM("Reaction ~ Days + (1 | Subject)", sleep).fit()
+    rlrt = blm.exact_rlrt(small, n_sim=50, seed=1)
+    assert _round_trip(fit).coef_table(ddf="kenward-roger").equals(fit.coef_table(ddf="kenward-roger"))
+    loaded = _round_trip(rlrt)
+    assert (loaded.statistic, loaded.p_value, str(loaded)) == (rlrt.statistic, rlrt.p_value, str(rlrt))
+    np.testing.assert_array_equal(loaded.sample, rlrt.sample)
 
 
 def test_posterior_saved_to_netcdf_loads_in_another_process(tmp_path, posterior, sleep):
