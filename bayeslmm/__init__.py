@@ -5,9 +5,10 @@ from .errors import ConvergenceWarning, LMMError, SingularFitWarning
 from .inference import anova
 from .rlrt import exact_rlrt
 from .model import LMM
+from .persist import load
 from .results.bayesian import BayesResult, PosteriorWarning, compare
 from .results.frequentist import LMMResult
 
-__all__ = ["LMM", "LMMResult", "anova", "exact_rlrt", "BayesResult", "compare", "cov", "priors", "LMMError", "ConvergenceWarning",
+__all__ = ["LMM", "LMMResult", "load", "anova", "exact_rlrt", "BayesResult", "compare", "cov", "priors", "LMMError", "ConvergenceWarning",
            "SingularFitWarning", "PosteriorWarning", "datasets"]
 __version__ = "0.1.0"

@@ -29,11 +29,38 @@ def check_level(level) -> float:
     return float(level)
 
 
-def check_dataframe(data) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise LMMError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-    if data.shape[0] == 0:
-        raise LMMError("data has no rows; a model needs observations to fit")
+# arguments users bring from R (lme4, brms, rstanarm) and PyMC, with what to write instead
+_FOREIGN_ARGUMENTS = {
+    "REML": lambda v: f"use fit(method={'REML' if v else 'ML'!r})",
+    "control": lambda v: "optimizer settings are not exposed; REML/ML use lme4's optimisers and "
+                         "convergence checks (pass start=θ to start elsewhere)",
+    "family": lambda v: "bayeslmm fits Gaussian linear mixed models only (no GLMMs); "
+                        "transform the response in the formula, e.g. 'np.log(y) ~ …'",
+    "subset": lambda v: "select the rows before, e.g. LMM(formula, data[data.x > 0])",
+    "na_action": lambda v: "rows missing a used value are always dropped, with a warning that counts them",
+    "iter": lambda v: "use draws= (draws after tuning, per chain) and tune=",
+    "warmup": lambda v: "use tune=",
+    "seed": lambda v: "use random_seed=",
+    "verbose": lambda v: "use progressbar=",
+}
+
+
+def check_arguments(extra: dict, function) -> None:
+    """LMMError for the first argument in ``extra`` that ``function`` does not take, with
+    the right spelling: advice for names from R and PyMC, else the closest valid name."""
+    if not extra:
+        return
+    import inspect
+
+    name, value = next(iter(extra.items()))
+    valid = [p.name for p in inspect.signature(function).parameters.values()
+             if p.name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    if name in _FOREIGN_ARGUMENTS:
+        advice = _FOREIGN_ARGUMENTS[name](value)
+    else:
+        near = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        advice = (f"did you mean {near[0]!r}? " if near else "") + f"valid arguments: {', '.join(valid)}"
+    raise LMMError(f"{function.__qualname__.removesuffix('.__init__')}() got an unknown argument {name}={value!r}: {advice}")
 
 
 def check_columns_exist(names: list[str], data: pd.DataFrame) -> None:
@@ -72,6 +99,9 @@ def drop_missing_rows(data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
         subset = subset.loc[~missing]
     if subset.shape[0] == 0:
         raise LMMError("no rows are left after dropping rows with missing values")
+    if subset.shape[0] == 1:
+        raise LMMError(f"the model has 1 observation{' left after dropping missing values' if missing.any() else ''}; "
+                       "a linear mixed model needs several observations per group")
     return subset
 
 
@@ -100,6 +130,36 @@ def non_aliased_columns(X: np.ndarray) -> np.ndarray:
     return np.asarray(kept, dtype=int)
 
 
+def check_response_varies(spec) -> None:
+    """A constant response leaves nothing to model: σ would be 0 and the REML criterion infinite."""
+    if np.ptp(spec.y) == 0:
+        what = (f"constant ({spec.observed[0]:g} in every row)" if spec.offset is None
+                else f"the offset plus a constant ({spec.y[0]:g})")
+        raise LMMError(f"the response {spec.response_name!r} is {what}, so there is no variation to model; "
+                       "check the response column")
+
+
+PRECISION_LOST = 1e-9  # the sufficient statistics keep ~16 digits of y'y; below this ratio < 7 remain
+
+
+def check_response_precision(spec) -> None:
+    """Before fitting: the residual sum of squares of least squares on X against y'y."""
+    fitted = spec.X @ np.linalg.lstsq(spec.X, spec.y, rcond=None)[0] if spec.p else 0.0
+    check_residual_precision(float(np.sum((spec.y - fitted) ** 2)), float(spec.y @ spec.y), spec)
+
+
+def check_residual_precision(r2: float, yty: float, spec) -> None:
+    """The log-density works from cross-products such as y'y; the residual sum of squares r² is
+    their difference, and loses its digits when the response's variation is tiny against its
+    size (e.g. 20000 ± 1e-4).  Refuse rather than report a likelihood with no correct digits."""
+    if yty > 0 and r2 < PRECISION_LOST * yty:
+        raise LMMError(
+            f"the response {spec.response_name!r} varies by about {np.sqrt(r2 / spec.n):.3g} (residual sd) around "
+            f"values of size {np.sqrt(yty / spec.n):.3g}: too little for double precision to fit it reliably; "
+            "subtract a constant near its mean (and rescale) before fitting, e.g. I(y - 20000)"
+        )
+
+
 def check_levels(spec) -> None:
     for factor in spec.factors:
         if factor.n_levels < 2:
@@ -113,3 +173,17 @@ def check_levels(spec) -> None:
                 "the number of levels of each grouping factor must be < the number of observations "
                 "(its variance cannot be told apart from the residual variance)"
             )
+    for term in spec.terms:
+        _check_random_effect_count(spec, term)
+
+
+def _check_random_effect_count(spec, term) -> None:
+    """lme4's check.nobs.vs.nRE: stop when n ≤ q, the term's levels × columns."""
+    q = spec.factors[term.factor].n_levels * term.size
+    if spec.n <= q:
+        raise LMMError(
+            f"number of observations (={spec.n}) <= number of random effects (={q}) for term "
+            f"({' + '.join(term.column_names)} | {term.group_name}); the random-effects parameters and the "
+            "residual variance are probably unidentifiable: use fewer random-effect columns "
+            f"(e.g. (1 | {term.group_name})) or more observations per group"
+        )

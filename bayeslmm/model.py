@@ -6,7 +6,7 @@ from functools import cached_property
 
 import pandas as pd
 
-from . import cov
+from . import checks, cov, frames
 from . import priors as priors_module
 from .fit import residual as fit_residual
 from .crossprod import CrossProducts, cross_products
@@ -30,8 +30,11 @@ class LMM:
         ``Q("my col")``) and random terms ``(1|g)``, ``(x|g)``, ``(0 + x|g)``, ``(x||g)``,
         ``(1|a/b)``, ``(1|a:b)``, crossed ``(1|a) + (1|b)``.  The README's formula table
         lists every feature with its lme4 equivalent; anything else is an LMMError.
-    data : pandas.DataFrame
-        Never modified.  Rows missing a used value are dropped with a warning.
+    data : data frame
+        pandas (numpy- or pyarrow-backed), polars, a pyarrow Table, or any frame narwhals or
+        the dataframe interchange protocol reads; converted once to pandas, never modified.
+        Rows missing a used value are dropped with a warning.  Covariate and response
+        columns holding only numbers written as text are read as numbers (with a warning).
     residual : bayeslmm.cov structure or str, optional
         The within-group covariance of the errors, e.g. ``cov.AR1(time="visit", group="tree")``
         or the shorthand ``"ar1(visit | tree)"``; independent errors by default.
@@ -45,8 +48,11 @@ class LMM:
     25.5918
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, residual=None):
+    def __init__(self, formula: str, data: pd.DataFrame, residual=None, **unknown):
+        checks.check_arguments(unknown, LMM.__init__)
         residual = cov.parse(residual) if isinstance(residual, str) else (residual or cov.Independent())
+        data = frames.to_pandas(data)  # any data frame, converted once here
+        self.structure = residual  # unbound: what a saved posterior rebuilds the model with
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns))
         rows = data.loc[self.spec.row_labels, list(residual.columns)] if residual.columns else None
         self.residual = residual.bind(rows) if rows is not None else None
@@ -65,7 +71,7 @@ class LMM:
     def fit(self, method: str = "REML", *, start=None, priors: dict | None = None, draws: int = 1000,
             tune: int = 1000, chains: int = 4, random_seed=None, marginalize: bool | None = None,
             sampler: str = "pymc", progressbar: bool = True, target_accept: float = 0.8,
-            log_likelihood: bool = True, cores: int | None = None) -> LMMResult | BayesResult:
+            log_likelihood: bool = True, cores: int | None = None, **unknown) -> LMMResult | BayesResult:
         """Fit by ``"REML"`` (default) or ``"ML"``, or sample the posterior with ``"NUTS"``.
 
         REML/ML: ``start`` is an optional θ to start from.
@@ -81,6 +87,7 @@ class LMM:
         run in parallel processes (PyMC's default here is one per two CPUs); worth it when
         sampling takes much longer than starting the workers, e.g. on large data.
         """
+        checks.check_arguments(unknown, LMM.fit)
         method = check_method(method)
         if method == "NUTS" and marginalize is None:
             marginalize = len(self.spec.factors) <= 1 or self.residual is None
@@ -93,7 +100,7 @@ class LMM:
             idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                                  marginalize=marginalize, sampler=sampler, progressbar=progressbar,
                                  target_accept=target_accept, log_likelihood=log_likelihood, cores=cores)
-            return BayesResult(setup, idata, marginalize, sampler)
+            return BayesResult(setup, idata, marginalize, sampler, model=self)
         if self.residual is not None:
             opt, phi = fit_residual.fit_with_residual(self.spec, self.layout, self.residual, method == "REML")
             stats, _ = fit_residual.whitened_stats(self.spec, self.residual, phi)

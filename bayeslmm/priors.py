@@ -33,12 +33,28 @@ LOG_2PI = np.log(2 * np.pi)
 # --- the prior objects users write ---------------------------------------------------
 
 
+def _check_parameters(prior, positive: tuple[str, ...], real: tuple[str, ...] = ()) -> None:
+    """LMMError at construction for a scale or shape that is not a positive finite number, or
+    a location that is not finite (PyMC would only fail, less clearly, when sampling)."""
+    for name in positive + real:
+        value = getattr(prior, name)
+        values = np.asarray(value)  # arrays too: priors of several columns are built at once
+        finite = values.dtype.kind in "iuf" and np.isfinite(values).all()
+        if not finite or (name in positive and (values <= 0).any()):
+            need = "a positive finite number" if name in positive else "a finite number"
+            raise LMMError(f"{type(prior).__name__}: {name} must be {need} (e.g. "
+                           f"{type(prior).__name__}({name}=1)); got {value!r}")
+
+
 @dataclass(frozen=True)
 class Normal:
     """Normal(mu, sigma) prior on one fixed effect."""
 
     mu: float = 0.0
     sigma: float = 1.0
+
+    def __post_init__(self):
+        _check_parameters(self, ("sigma",), ("mu",))
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,9 @@ class HalfStudentT:
     nu: float = 3.0
     sigma: float = 1.0
 
+    def __post_init__(self):
+        _check_parameters(self, ("nu", "sigma"))
+
     def dist(self, size=None):
         import pymc as pm
 
@@ -65,6 +84,9 @@ class HalfNormal:
 
     sigma: float = 1.0
 
+    def __post_init__(self):
+        _check_parameters(self, ("sigma",))
+
     def dist(self, size=None):
         import pymc as pm
 
@@ -76,6 +98,9 @@ class Exponential:
     """Exponential prior on a standard deviation, with the given mean (``scale``)."""
 
     scale: float = 1.0
+
+    def __post_init__(self):
+        _check_parameters(self, ("scale",))
 
     def dist(self, size=None):
         import pymc as pm
@@ -90,6 +115,9 @@ class ScaledBeta:
 
     a: float = 1.0
     b: float = 1.0
+
+    def __post_init__(self):
+        _check_parameters(self, ("a", "b"))
 
 
 SCALE_PRIORS = (HalfStudentT, HalfNormal, Exponential)

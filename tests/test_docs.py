@@ -8,9 +8,11 @@ import matplotlib
 import pytest
 
 import bayeslmm.datasets
+import bayeslmm.frames
 import bayeslmm.inference
 import bayeslmm.kr_blocks
 import bayeslmm.model
+import bayeslmm.persist
 import bayeslmm.results.bayesian
 import bayeslmm.results.frequentist
 from conftest import REPO
@@ -20,7 +22,8 @@ matplotlib.use("Agg")
 
 @pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
 @pytest.mark.parametrize("module", [bayeslmm.model, bayeslmm.results.frequentist, bayeslmm.results.bayesian, bayeslmm.inference,
-                                    bayeslmm.datasets, bayeslmm.kr_blocks])
+                                    bayeslmm.datasets, bayeslmm.kr_blocks, bayeslmm.frames,
+                                    bayeslmm.persist])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0

@@ -127,3 +127,64 @@ def test_predict_with_a_missing_column(sleepstudy):
     fit = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy).fit()
     with pytest.raises(blm.LMMError):
         fit.predict(pd.DataFrame({"Subject": ["308"]}))
+
+
+# --- degenerate data and arguments -------------------------------------------------------
+
+
+def test_constant_response(sleepstudy):
+    with pytest.raises(blm.LMMError, match=r"response 'Reaction' is constant \(250 in every row\)"):
+        blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy.assign(Reaction=250.0))
+
+
+def test_single_row(sleepstudy):
+    with pytest.raises(blm.LMMError, match="the model has 1 observation; .*several observations"):
+        blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy.iloc[:1])
+
+
+def test_as_many_random_effects_as_observations():
+    """lme4: 'number of observations (=8) <= number of random effects (=12) for term (1 + x + x2 | g)'."""
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"y": rng.normal(size=8), "x": rng.normal(size=8), "x2": rng.normal(size=8),
+                         "g": np.repeat(list("abcd"), 2)})
+    with pytest.raises(blm.LMMError, match=r"number of observations \(=8\) <= number of random effects "
+                                           r"\(=12\) for term \(\(Intercept\) \+ x \+ x2 \| g\)"):
+        blm.LMM("y ~ x + (1 + x + x2 | g)", data)
+    with pytest.raises(blm.LMMError, match=r"\(=8\) <= number of random effects \(=8\)"):
+        blm.LMM("y ~ x + (1 + x | g)", data)  # n = q is unidentifiable too (lme4: n <= q stops)
+
+
+@pytest.mark.parametrize("argument, advice", [
+    ({"REML": False}, r"REML=False: use fit\(method='ML'\)"),
+    ({"REML": True}, r"use fit\(method='REML'\)"),
+    ({"family": "binomial"}, "Gaussian linear mixed models only"),
+    ({"control": {}}, "optimizer settings are not exposed"),
+    ({"draw": 100}, r"did you mean 'draws'\?.*valid arguments: method, start"),
+    ({"frobnicate": 1}, "valid arguments: method"),
+])
+def test_unknown_fit_arguments_name_the_right_one(sleepstudy, argument, advice):
+    model = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    with pytest.raises(blm.LMMError, match=r"LMM\.fit\(\) got an unknown argument .*" + advice):
+        model.fit(**argument)
+
+
+def test_unknown_model_arguments_name_the_right_one(sleepstudy):
+    with pytest.raises(blm.LMMError, match=r"LMM\(\) got an unknown argument REML=False: use fit\(method='ML'\)"):
+        blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy, REML=False)
+    with pytest.raises(blm.LMMError, match=r"did you mean 'residual'\?"):
+        blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy, residuals="ar1(Days | Subject)")
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda p: p.HalfNormal(-1), r"HalfNormal: sigma must be a positive finite number.*got -1"),
+    (lambda p: p.Normal(0, -1), r"Normal: sigma must be a positive finite number.*got -1"),
+    (lambda p: p.Normal(np.nan, 1), r"Normal: mu must be a finite number.*got nan"),
+    (lambda p: p.HalfStudentT(0, 1), r"HalfStudentT: nu must be a positive"),
+    (lambda p: p.HalfStudentT(3, np.inf), r"HalfStudentT: sigma must be a positive finite number.*inf"),
+    (lambda p: p.Exponential(0), r"Exponential: scale must be a positive"),
+    (lambda p: p.ScaledBeta(1, -2), r"ScaledBeta: b must be a positive"),
+    (lambda p: p.HalfNormal("1"), r"HalfNormal: sigma must be a positive finite number.*got '1'"),
+])
+def test_prior_parameters_are_checked_at_construction(make, named):
+    with pytest.raises(blm.LMMError, match=named):
+        make(blm.priors)

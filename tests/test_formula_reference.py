@@ -66,6 +66,7 @@ def test_offset_is_added_to_fitted_values_and_predictions(data):
     np.testing.assert_allclose(fit.residuals(), data["Reaction"] - fit.fitted(), atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore::bayeslmm.PosteriorWarning")  # a short run: diagnostics are not the point
 def test_the_bayesian_fit_honours_the_offset(data):
     model = blm.LMM("Reaction ~ Days + offset(off) + (Days | Subject)", data)
     post = model.fit(method="NUTS", draws=200, tune=300, chains=2, random_seed=5, progressbar=False)

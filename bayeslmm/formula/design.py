@@ -14,7 +14,7 @@ import formulae as fm
 import numpy as np
 import pandas as pd
 
-from .. import checks
+from .. import checks, frames
 from ..errors import LMMError
 from ..spec import GroupingFactor, ModelSpec, RandomTerm
 from .bars import ParsedFormula, RandomBar, parse_formula
@@ -33,6 +33,19 @@ class Design:
     kept_columns: np.ndarray  # fixed columns kept after dropping aliased ones
     offsets: tuple[object, ...] = ()  # formulae DesignMatrices of each offset's expression
     level_columns: tuple[LevelColumn, ...] = ()  # C(x, levels=[...]) columns to derive
+    # what the formulae designs are rebuilt from after unpickling: they hold the module
+    # namespace formulae evaluates in, which cannot be pickled
+    parsed: ParsedFormula | None = None
+    data: pd.DataFrame | None = None  # the cleaned training rows of the used columns
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "fixed": None, "bars": None, "offsets": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        # same formula, same rows: stateful transforms (scale, poly, …) learn the same parameters
+        fixed, bars, offsets = formulae_designs(self.parsed, formulae_frame(self.data, self.level_columns))
+        self.__dict__.update(fixed=fixed, bars=bars, offsets=offsets)
 
 
 def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> ModelSpec:
@@ -42,22 +55,23 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
     rows with missing values, so that every part of the model sees the same rows.
     """
     parsed = parse_formula(formula)
-    checks.check_dataframe(data)
+    data = frames.to_pandas(data)
     texts = formulae_texts(parsed)
     used = sorted(_used_columns(parsed, texts, data) | set(extra_columns))
     checks.check_columns_exist(used, data)
-    clean = checks.drop_missing_rows(data, used)
+    clean = frames.read_numeric_strings(checks.drop_missing_rows(data, used), covariate_columns(parsed, data))
     frame = formulae_frame(clean, texts.level_columns)
-    fixed = _design(f"{texts.response} ~ {texts.fixed}", frame, parsed.text)
-    offset_designs = tuple(_design(f"0 + {text}", frame, parsed.text) for text in texts.offsets)
+    fixed, bar_designs, offset_designs = formulae_designs(parsed, frame)
     offset = offset_values(offset_designs, parsed.offsets)
     y = _response(fixed, parsed)
     X, names, kept = _fixed_matrix(fixed)
-    factors, terms, bar_designs, bar_factor, groups = _random_part(parsed, texts, clean, frame)
-    design = Design(fixed, bar_designs, bar_factor, groups, kept, offset_designs, texts.level_columns)
+    factors, terms, bar_factor, groups = _random_part(parsed, clean, bar_designs)
+    design = Design(fixed, bar_designs, bar_factor, groups, kept, offset_designs, texts.level_columns, parsed, clean)
     working = y if offset is None else y - offset
     spec = ModelSpec(parsed.text, parsed.response, working, X, names, factors, terms, clean.index, design,
                      offset=offset)
+    checks.check_response_varies(spec)
+    checks.check_response_precision(spec)
     checks.check_levels(spec)
     return spec
 
@@ -70,6 +84,22 @@ def _used_columns(parsed: ParsedFormula, texts, data: pd.DataFrame) -> set[str]:
     for bar in parsed.bars:
         names |= set(bar.group)
     return names
+
+
+def covariate_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+    """The columns of the response, the fixed part, the offsets and the random terms'
+    left-hand sides, less the grouping factors': a column that groups is a factor throughout."""
+    names = used_columns(formulae_texts(parsed), data, parsed.text)
+    return sorted(names.difference(*(bar.group for bar in parsed.bars)))
+
+
+def formulae_designs(parsed: ParsedFormula, frame: pd.DataFrame) -> tuple:
+    """formulae's designs of the fixed part, of each bar's left-hand side and of each offset."""
+    texts = formulae_texts(parsed)
+    fixed = _design(f"{texts.response} ~ {texts.fixed}", frame, parsed.text)
+    bars = tuple(_design(lhs, frame, parsed.text) for lhs in texts.bars)
+    offsets = tuple(_design(f"0 + {text}", frame, parsed.text) for text in texts.offsets)
+    return fixed, bars, offsets
 
 
 def _design(text: str, frame: pd.DataFrame, formula: str):
@@ -152,21 +182,20 @@ def _lme4_names(columns) -> list[str]:
 # --- random part ---------------------------------------------------------------
 
 
-def _random_part(parsed: ParsedFormula, texts, data: pd.DataFrame, frame: pd.DataFrame):
+def _random_part(parsed: ParsedFormula, data: pd.DataFrame, bar_designs):
     """Code each grouping factor once and stack the columns of all its bars."""
     groups: list[tuple[str, ...]] = []
     for bar in parsed.bars:
         if bar.group not in groups:
             groups.append(bar.group)
     coded = [group_codes(data, g) for g in groups]
-    bar_designs = [_design(lhs, frame, parsed.text) for lhs in texts.bars]
     order = sorted(range(len(groups)), key=lambda f: -len(coded[f][1]))  # stable
     rank = {f: i for i, f in enumerate(order)}
     bar_factor = tuple(rank[groups.index(bar.group)] for bar in parsed.bars)
     factors = [_factor(parsed, groups[f], coded[f], bar_designs, bar_factor, rank[f]) for f in order]
     terms = _terms(parsed.bars, bar_designs, bar_factor, factors)
     _check_repeated_columns(parsed, factors)
-    return tuple(factors), terms, tuple(bar_designs), bar_factor, tuple(groups[f] for f in order)
+    return tuple(factors), terms, bar_factor, tuple(groups[f] for f in order)
 
 
 def _factor(parsed, group, coded, bar_designs, bar_factor, index) -> GroupingFactor:

@@ -10,7 +10,7 @@ import xarray as xr
 
 from ..errors import LMMError
 from ..fit import bayes
-from .newdata import new_data_matrices
+from .newdata import new_data_matrices, read_newdata
 
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk/tail ESS below 100 per chain is reported as low (Vehtari et al. 2021)
@@ -36,14 +36,40 @@ class BayesResult:
     ['(Intercept)', 'Days']
     """
 
-    def __init__(self, setup: bayes.BayesSetup, idata, marginalize: bool, sampler: str):
-        self.setup, self.idata = setup, idata
+    def __init__(self, setup: bayes.BayesSetup, idata, marginalize: bool, sampler: str, model=None):
+        self.setup, self.idata, self._model = setup, idata, model
         self.marginalize, self.sampler = marginalize, sampler
         self.diagnostics = self._diagnose()
 
     @property
     def spec(self):
         return self.setup.spec
+
+    @property
+    def structure(self):
+        """The residual structure as written (unbound), e.g. ``cov.AR1(time=..., group=...)``."""
+        return self._model.structure
+
+    def save(self, path):
+        """Write the posterior and the model to one netCDF file; :func:`bayeslmm.load` reads it.
+
+        The draws go through exactly (ArviZ's groups, h5netcdf); the model is rebuilt on
+        loading from the formula, the training rows, the residual structure and the priors
+        stored beside them (docs/design.md, "Saved posteriors").  Returns the path.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import bayeslmm as blm
+        >>> model = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy"))
+        >>> post = model.fit(method="NUTS", draws=100, tune=100, chains=2, random_seed=1, progressbar=False)
+        >>> path = post.save(pathlib.Path(tempfile.mkdtemp()) / "posterior.nc")
+        >>> blm.load(path).fixef().equals(post.fixef())
+        True
+        """
+        from ..persist import save_posterior
+
+        return save_posterior(self, path)
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -158,7 +184,7 @@ class BayesResult:
 
     # --- prediction and model comparison -------------------------------------------------
 
-    def predict(self, newdata: pd.DataFrame | None = None, kind: str = "mean", include_re: bool = True,
+    def predict(self, newdata=None, kind: str = "mean", include_re: bool = True,
                 allow_new_levels: bool = True, random_seed=None, summary: bool = True, ci_prob=None):
         """Posterior predictions for ``newdata`` (the fitted rows when None).
 
@@ -169,6 +195,7 @@ class BayesResult:
         if kind not in ("mean", "pps"):
             raise LMMError(f"kind must be 'mean' or 'pps'; got {kind!r}")
         rng = np.random.default_rng(random_seed)
+        newdata = None if newdata is None else read_newdata(self.spec, newdata)
         draws = self._predictive_draws(newdata, include_re, allow_new_levels, rng)
         if kind == "pps":
             draws = draws + self._residual_draws(draws.shape, newdata, rng)

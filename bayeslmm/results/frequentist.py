@@ -7,6 +7,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from .. import checks
 from .. import logdensity as ld
 from ..crossprod import CrossProducts
 from ..errors import LMMError, SingularFitWarning
@@ -14,7 +15,7 @@ from ..fit.optimize import ThetaFit
 from ..spec import ModelSpec
 from ..theta import ThetaLayout
 from . import printing
-from .newdata import new_data_matrices, with_offset
+from .newdata import new_data_matrices, read_newdata, with_offset
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
 
@@ -41,6 +42,7 @@ class LMMResult:
         self.converged, self.message = opt.converged, opt.message
         self._factorization = ld.factorize(opt.theta, stats, layout)
         self._profile = ld.profile(self._factorization, spec.p)
+        checks.check_residual_precision(self._profile.r2, float(stats.XYtXY[-1, -1]), spec)
         self.deviance = float(opt.deviance)
         self.sigma = float(np.sqrt(ld.sigma2_hat(self._profile, spec.n, self.reml)))
         self.is_singular = bool(np.any(opt.theta[layout.diagonal] < SINGULAR_TOLERANCE))
@@ -51,6 +53,21 @@ class LMMResult:
                 SingularFitWarning,
                 stacklevel=3,
             )
+
+    def save(self, path):
+        """Pickle this fit to ``path``; :func:`bayeslmm.load` reads it back.  Returns the path.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> import bayeslmm as blm
+        >>> fit = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy")).fit()
+        >>> blm.load(fit.save(pathlib.Path(tempfile.mkdtemp()) / "fit.pkl")).sigma == fit.sigma
+        True
+        """
+        from ..persist import save_pickle
+
+        return save_pickle(self, path)
 
     def coef_table(self, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
         """t tests of the fixed effects: ``estimate, std_error, statistic, df, p_value, conf_low, conf_high``.
@@ -287,7 +304,7 @@ class LMMResult:
         return pd.Series(self.spec.observed - self.fitted().to_numpy(), index=self.spec.row_labels,
                          name="residuals")
 
-    def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True,
+    def predict(self, newdata=None, include_re: bool = True,
                 allow_new_levels: bool = False) -> pd.Series:
         """Predictions for ``newdata`` (the fitted rows when None).
 
@@ -298,6 +315,7 @@ class LMMResult:
         if newdata is None:
             return self.fitted() if include_re else pd.Series(self._population(), index=self.spec.row_labels,
                                                                name="predicted")
+        newdata = read_newdata(self.spec, newdata)
         X, offset, factors_codes_raw = new_data_matrices(self.spec, newdata, allow_new_levels, include_re)
         values = with_offset(X @ self._profile.beta, offset)
         if include_re:

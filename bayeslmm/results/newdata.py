@@ -4,11 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import checks
+from .. import checks, frames
 from ..errors import LMMError
-from ..formula.design import level_labels
+from ..formula.design import covariate_columns, level_labels
 from ..formula.frame import formulae_frame
 from ..spec import ModelSpec
+
+
+def read_newdata(spec: ModelSpec, newdata) -> pd.DataFrame:
+    """``newdata`` (any data frame) as pandas, read as the training data were (numbers
+    stored as text in covariates read as numbers); the entry point of every ``predict``."""
+    newdata = frames.to_pandas(newdata, "newdata")
+    return frames.read_numeric_strings(newdata, covariate_columns(spec.design.parsed, newdata))
 
 
 def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: bool, include_re: bool = True):
@@ -17,7 +24,6 @@ def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: 
     Levels not seen in the fit get codes G, G+1, … (one per distinct new level).  Every
     transform (``scale``, ``poly``, contrasts) uses what it learnt from the training data.
     """
-    checks.check_dataframe(newdata)
     design = spec.design
     checks.check_columns_exist([column.source for column in design.level_columns], newdata)
     frame = formulae_frame(newdata, design.level_columns, fitting=False)
