@@ -113,3 +113,35 @@ def check_levels(spec) -> None:
                 "the number of levels of each grouping factor must be < the number of observations "
                 "(its variance cannot be told apart from the residual variance)"
             )
+
+
+def weight_values(weights, data: pd.DataFrame) -> np.ndarray:
+    """The prior weights as floats aligned to ``data``'s rows: a column name or an array-like
+    of length len(data); their positivity is checked on the rows the model keeps
+    (:func:`check_weights`), after rows missing a value in the weight column are dropped."""
+    if isinstance(weights, str):
+        check_columns_exist([weights], data)
+        values = data[weights]
+        what = f"weight column {weights!r}"
+    else:
+        values = np.asarray(weights) if not isinstance(weights, pd.Series) else weights.to_numpy()
+        what = "weights"
+        if values.ndim != 1 or values.shape[0] != len(data):
+            raise LMMError(f"weights must be a column name or one number per row of data ({len(data)}); "
+                           f"got an array of shape {values.shape}")
+    try:
+        return pd.to_numeric(pd.Series(values), errors="raise").to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise LMMError(f"{what} must be numeric (positive numbers, one per row); "
+                       f"got values of type {pd.Series(values).dtype}") from None
+
+
+def check_weights(values: np.ndarray) -> None:
+    """Prior weights must be positive and finite: Var(ε_i) = σ²/w_i."""
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        kinds = {"missing (NaN)": np.isnan(values), "infinite": np.isinf(values),
+                 "zero": values == 0, "negative": values < 0}
+        found = ", ".join(f"{int(mask.sum())} {kind}" for kind, mask in kinds.items() if mask.any())
+        raise LMMError(f"weights must be positive and finite numbers (Var(ε_i) = σ²/w_i); "
+                       f"{int(bad.sum())} of {values.size} are not ({found}); drop those rows or fix their weights")
