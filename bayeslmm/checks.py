@@ -145,3 +145,14 @@ def check_weights(values: np.ndarray) -> None:
         found = ", ".join(f"{int(mask.sum())} {kind}" for kind, mask in kinds.items() if mask.any())
         raise LMMError(f"weights must be positive and finite numbers (Var(ε_i) = σ²/w_i); "
                        f"{int(bad.sum())} of {values.size} are not ({found}); drop those rows or fix their weights")
+
+
+def check_same_weights(first, other, models: str = "models") -> None:
+    """Likelihoods are comparable only under the same prior weights (or none): ``first`` and
+    ``other`` are ModelSpecs, ``models`` names them in the message."""
+    a, b = first.weights, other.weights
+    if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+        describe = lambda w: "no weights" if w is None else "weights"  # noqa: E731
+        raise LMMError(f"{models} were fitted with different prior weights ({describe(a)} and {describe(b)}"
+                       f"{', unequal values' if a is not None and b is not None else ''}); compare models "
+                       "fitted with the same weights=")
