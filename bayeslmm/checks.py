@@ -36,14 +36,14 @@ def check_dataframe(data) -> None:
         raise LMMError("data has no rows; a model needs observations to fit")
 
 
-def check_columns_exist(names: list[str], data: pd.DataFrame) -> None:
+def check_columns_exist(names: list[str], data: pd.DataFrame, role: str = "named in the formula") -> None:
     columns = [str(c) for c in data.columns]
     for name in names:
         if name not in data.columns:
             near = difflib.get_close_matches(name, columns, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in near)}?" if near else ""
             raise LMMError(
-                f"column {name!r} named in the formula is not in the data{hint} "
+                f"column {name!r} {role} is not in the data{hint} "
                 f"(columns: {', '.join(columns[:20])}{' …' if len(columns) > 20 else ''})"
             )
 
@@ -120,7 +120,7 @@ def weight_values(weights, data: pd.DataFrame) -> np.ndarray:
     of length len(data); their positivity is checked on the rows the model keeps
     (:func:`check_weights`), after rows missing a value in the weight column are dropped."""
     if isinstance(weights, str):
-        check_columns_exist([weights], data)
+        check_columns_exist([weights], data, role="given as weights")
         values = data[weights]
         what = f"weight column {weights!r}"
     else:

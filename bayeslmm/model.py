@@ -10,7 +10,7 @@ import pandas as pd
 from . import cov
 from . import priors as priors_module
 from .fit import residual as fit_residual
-from .checks import check_weights, weight_values
+from .checks import check_dataframe, check_weights, weight_values
 from .crossprod import CrossProducts, cross_products
 from .errors import LMMError
 from .fit import bayes
@@ -58,6 +58,9 @@ class LMM:
                            "covariance); fit either weights=... with independent errors, or the residual "
                            "structure alone (cov.Heteroscedastic estimates unequal variances by group)")
         weight_column = (weights,) if isinstance(weights, str) else ()
+        if weights is not None:  # the argument's own errors first
+            check_dataframe(data)
+            weights = weight_values(weights, data)
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns) + weight_column)
         if weights is not None:
             self.spec = _with_weights(self.spec, weights, data)
@@ -133,9 +136,9 @@ class LMM:
         return f"LMM({self.spec.formula!r}; {self.spec.n} observations; groups: {groups})"
 
 
-def _with_weights(spec: ModelSpec, weights, data: pd.DataFrame) -> ModelSpec:
-    """The spec with the prior weights of its rows (checked positive and finite)."""
-    values = weight_values(weights, data)
+def _with_weights(spec: ModelSpec, values, data: pd.DataFrame) -> ModelSpec:
+    """The spec with the prior weights of its rows (``values``: one per row of ``data``), checked
+    positive and finite."""
     if spec.n < len(data):  # rows were dropped: pick the kept ones by their labels
         if not data.index.is_unique:
             raise LMMError("weights with rows dropped for missing values need a DataFrame with unique index "
