@@ -19,6 +19,9 @@ from bayeslmm.crossprod import factor_matrix
 from bayeslmm.errors import LMMError
 from bayeslmm.fit import bayes
 from bayeslmm.priors import Flat
+from conftest import pymc_values
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "weights_reference.json").read_text())
 SLOPES = "Reaction ~ Days + (Days | Subject)"
@@ -343,6 +346,34 @@ def test_marginal_likelihood_with_flat_beta_is_the_dense_reml_density():
         assert ours == pytest.approx(dense_deviance(model, theta, sigma, reml=True), rel=1e-10)
 
 
+@pytest.mark.parametrize("formula, make", [(SLOPES, sleep_subset), (CROSSED, penicillin_weighted),
+                                           ("Reaction ~ Days", sleep_subset)])
+def test_marginal_pymc_graph_is_the_weighted_log_density(formula, make):
+    """The PyMC graph's likelihood (factorize_graph, with the weights' log-determinant) equals the
+    NumPy deviance_beta_integrated on the weighted statistics, which the dense test checks."""
+    model = blm.LMM(formula, make(), weights="w")
+    pm_model = model.pymc_model(marginalize=True)
+    setup, values_at = model._bayes_setup(None), pymc_values(pm_model)
+    prior, rng = setup.priors.beta, np.random.default_rng(8)
+    for _ in range(2):
+        point = {k: v + rng.normal(0, 0.5, np.shape(v)) for k, v in pm_model.initial_point().items()}
+        values = values_at(point)
+        chols = [_packed_chol(values, term, label) for term, label in zip(model.spec.terms, setup.labels)]
+        sigma = np.array([values["sigma"]])
+        fact = ld.factorize_T(bayes.factor_Ts(setup, chols, sigma, 0), model.stats)
+        likelihood = -0.5 * ld.deviance_beta_integrated(fact.C, fact.logdet, model.spec.n, sigma[0] ** 2,
+                                                        prior.precision, prior.shift, prior.constant)
+        prior_part = pm_model.compile_logp(vars=pm_model.free_RVs)(point)
+        assert pm_model.compile_logp()(point) == pytest.approx(prior_part + likelihood, abs=1e-8, rel=1e-12)
+
+
+def _packed_chol(values: dict, term, label: str) -> np.ndarray:
+    """A term's Cholesky factor (1, S, S) from the PyMC variables: sd_… (scalar) or chol_…."""
+    L = np.zeros((term.size, term.size))
+    L[np.tril_indices(term.size)] = values[f"chol_{label}"] if term.size > 1 else values[f"sd_{label}"]
+    return L[None]
+
+
 def test_hierarchical_likelihood_uses_sigma_over_sqrt_w():
     model = blm.LMM("Reaction ~ Days + (1 | Subject)", sleep_subset(), weights="w")
     pm_model = model.pymc_model(marginalize=False)
@@ -351,9 +382,7 @@ def test_hierarchical_likelihood_uses_sigma_over_sqrt_w():
     point["sigma_log__"] = np.log(17.0)
     point["beta_centred"] = np.array([290.0, 9.0])
     point["z_Subject"] = np.linspace(-1, 1, 6)[:, None]
-    values = dict(zip([v.name for v in pm_model.unobserved_value_vars],
-                      pm_model.compile_fn(pm_model.unobserved_value_vars, inputs=pm_model.value_vars,
-                                          on_unused_input="ignore")(point)))
+    values = pymc_values(pm_model)(point)
     spec = model.spec
     mu = spec.X @ values["beta"] + values["b_Subject"][spec.factors[0].codes, 0]
     sd = 17.0 / np.sqrt(spec.weights)
@@ -361,7 +390,7 @@ def test_hierarchical_likelihood_uses_sigma_over_sqrt_w():
     assert float(loglik(point)) == pytest.approx(expected, rel=1e-10)
 
 
-@pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
+@pytest.mark.filterwarnings("ignore::bayeslmm.PosteriorWarning")
 def test_nuts_with_weights(sleep, slopes_reml):
     model = blm.LMM(SLOPES, sleep, weights="w")
     result = model.fit(method="NUTS", draws=200, tune=200, chains=2, random_seed=7, progressbar=False)
