@@ -87,6 +87,13 @@ def test_matches_lme4(case):
     np.testing.assert_allclose(fit.residuals(), ref["residuals"], rtol=1e-5, atol=1e-4)
 
 
+def test_summary_scaled_residuals_are_lme4s_pearson_residuals(slopes_reml):
+    """lme4's summary prints quantiles of residuals(type = "pearson") / σ: (y − fitted)√w / σ."""
+    ref = REFERENCE["sleep_slopes_reml"]
+    expected = np.quantile(np.array(ref["residuals_pearson"]) / ref["sigma"], [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(slopes_reml.summary().scaled_residuals, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_anova_chisq_matches_lme4_loglik_difference(sleep):
     small = blm.LMM("Reaction ~ Days + (1 | Subject)", sleep, weights="w").fit("ML")
     large = blm.LMM(SLOPES, sleep, weights="w").fit("ML")
