@@ -312,6 +312,17 @@ def test_comparisons_need_the_same_weights(sleep, slopes_reml):
                        mA=slopes_reml, m0=other_reml, n_sim=10)
 
 
+def test_exact_rlrt_is_that_of_the_rows_scaled_by_root_w(sleep):
+    """With W^½ applied, the weighted model is an unweighted one on √w-scaled rows (its random
+    intercept's column is √w): the same statistic, eigenvalues and simulated null sample."""
+    weighted = blm.exact_rlrt(blm.LMM("Reaction ~ Days + (1 | Subject)", sleep, weights="w"), n_sim=500, seed=2)
+    root = np.sqrt(sleep["w"])
+    scaled = sleep.assign(y_w=sleep["Reaction"] * root, sw=root, days_w=sleep["Days"] * root)
+    plain = blm.exact_rlrt(blm.LMM("y_w ~ 0 + sw + days_w + (0 + sw | Subject)", scaled), n_sim=500, seed=2)
+    assert weighted.statistic == pytest.approx(plain.statistic, rel=1e-6)
+    np.testing.assert_allclose(weighted.sample, plain.sample, rtol=1e-8, atol=1e-10)
+
+
 # --- simulation and the bootstrap ----------------------------------------------------------------
 
 
