@@ -47,7 +47,8 @@ def simulate(fit, n: int = 1, seed=None) -> pd.DataFrame:
 
 
 def draw_responses(fit, n: int, rng: np.random.Generator) -> np.ndarray:
-    """(nobs, n) responses: Xβ̂ + Σ_f Z_f b_f* + ε*, each part drawn in that order."""
+    """(nobs, n) responses: Xβ̂ + Σ_f Z_f b_f* + ε*, each part drawn in that order (ε*_i with
+    sd σ̂/√w_i under prior weights)."""
     spec = fit.spec
     Y = np.repeat((spec.X @ fit.fixef.to_numpy())[:, None], n, axis=1)
     for factor, T in zip(spec.factors, fit._factorization.T):
@@ -56,6 +57,8 @@ def draw_responses(fit, n: int, rng: np.random.Generator) -> np.ndarray:
         for s in range(S):
             Y += factor.raw[:, s, None] * b[factor.codes, s, :]
     noise = fit.sigma * rng.standard_normal((spec.n, n))
+    if spec.weights is not None:  # Var(ε_i) = σ²/w_i
+        noise *= spec.noise_scale[:, None]
     if fit._residual is not None:
         noise = fit._residual.colour(fit._residual.natural(fit._phi), noise)  # N(0, σ̂²R_i) per group
     return Y + noise

@@ -63,14 +63,14 @@ def check_arguments(extra: dict, function) -> None:
     raise LMMError(f"{function.__qualname__.removesuffix('.__init__')}() got an unknown argument {name}={value!r}: {advice}")
 
 
-def check_columns_exist(names: list[str], data: pd.DataFrame) -> None:
+def check_columns_exist(names: list[str], data: pd.DataFrame, role: str = "named in the formula") -> None:
     columns = [str(c) for c in data.columns]
     for name in names:
         if name not in data.columns:
             near = difflib.get_close_matches(name, columns, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(c) for c in near)}?" if near else ""
             raise LMMError(
-                f"column {name!r} named in the formula is not in the data{hint} "
+                f"column {name!r} {role} is not in the data{hint} "
                 f"(columns: {', '.join(columns[:20])}{' …' if len(columns) > 20 else ''})"
             )
 
@@ -187,3 +187,46 @@ def _check_random_effect_count(spec, term) -> None:
             "residual variance are probably unidentifiable: use fewer random-effect columns "
             f"(e.g. (1 | {term.group_name})) or more observations per group"
         )
+
+
+def weight_values(weights, data: pd.DataFrame) -> np.ndarray:
+    """The prior weights as floats aligned to ``data``'s rows: a column name or an array-like
+    of length len(data); their positivity is checked on the rows the model keeps
+    (:func:`check_weights`), after rows missing a value in the weight column are dropped."""
+    if isinstance(weights, str):
+        check_columns_exist([weights], data, role="given as weights")
+        values = data[weights]
+        what = f"weight column {weights!r}"
+    else:
+        values = np.asarray(weights) if not isinstance(weights, pd.Series) else weights.to_numpy()
+        what = "weights"
+        if values.ndim != 1 or values.shape[0] != len(data):
+            raise LMMError(f"weights must be a column name or one number per row of data ({len(data)}); "
+                           f"got an array of shape {values.shape}")
+    try:
+        return pd.to_numeric(pd.Series(values), errors="raise").to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise LMMError(f"{what} must be numeric (positive numbers, one per row); "
+                       f"got values of type {pd.Series(values).dtype}") from None
+
+
+def check_weights(values: np.ndarray) -> None:
+    """Prior weights must be positive and finite: Var(ε_i) = σ²/w_i."""
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        kinds = {"missing (NaN)": np.isnan(values), "infinite": np.isinf(values),
+                 "zero": values == 0, "negative": values < 0}
+        found = ", ".join(f"{int(mask.sum())} {kind}" for kind, mask in kinds.items() if mask.any())
+        raise LMMError(f"weights must be positive and finite numbers (Var(ε_i) = σ²/w_i); "
+                       f"{int(bad.sum())} of {values.size} are not ({found}); drop those rows or fix their weights")
+
+
+def check_same_weights(first, other, models: str = "models") -> None:
+    """Likelihoods are comparable only under the same prior weights (or none): ``first`` and
+    ``other`` are ModelSpecs, ``models`` names them in the message."""
+    a, b = first.weights, other.weights
+    if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+        describe = lambda w: "no weights" if w is None else "weights"  # noqa: E731
+        raise LMMError(f"{models} were fitted with different prior weights ({describe(a)} and {describe(b)}"
+                       f"{', unequal values' if a is not None and b is not None else ''}); compare models "
+                       "fitted with the same weights=")

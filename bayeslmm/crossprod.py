@@ -27,6 +27,7 @@ class CrossProducts:
     Z2tZ1: sp.csr_matrix | None  # (Q2, Q1) sparse
     levels: tuple[int, ...] = ()  # G_f of every factor
     pairs: "DowndatePairs | None" = None  # for Z2'Z1 D Z1'Z2 with D block diagonal
+    log_weights: float = 0.0  # Σ log w_i of the prior weights (the rows above are scaled by √w)
 
     @property
     def n_factors(self) -> int:
@@ -42,6 +43,14 @@ def factor_matrix(factor: GroupingFactor) -> sp.csr_matrix:
 
 
 def cross_products(spec: ModelSpec) -> CrossProducts:
+    """The cross-products of [Z X y] with every row scaled by √w_i (X'WX, Z'WX, y'Wy, …) when the
+    spec has prior weights: the weighted model is then the unweighted one on these statistics,
+    and its log-likelihood's extra ½ Σ log w_i travels with them as ``log_weights``."""
+    stats = _unweighted_cross_products(spec.weighted())
+    return dataclasses.replace(stats, log_weights=spec.log_weights) if spec.weights is not None else stats
+
+
+def _unweighted_cross_products(spec: ModelSpec) -> CrossProducts:
     XY = np.column_stack([spec.X, spec.y])
     XYtXY = XY.T @ XY
     if not spec.factors:
@@ -149,6 +158,8 @@ class ResponseProducts:
     """
 
     def __init__(self, spec: ModelSpec):
+        self.root_weights = None if spec.weights is None else np.sqrt(spec.weights)[:, None]
+        spec = spec.weighted()
         self.Xt = np.ascontiguousarray(spec.X.T)
         self.Z1t = factor_matrix(spec.factors[0]).T.tocsr() if spec.factors else None
         self.Z2t = (sp.hstack([factor_matrix(f) for f in spec.factors[1:]], format="csr").T.tocsr()
@@ -157,6 +168,8 @@ class ResponseProducts:
     def with_responses(self, stats: CrossProducts, Y: np.ndarray) -> list[CrossProducts]:
         """One CrossProducts per column of ``Y`` (n × k), sharing every y-free array of ``stats``."""
         Y = np.asarray(Y, dtype=float)
+        if self.root_weights is not None:  # the responses' rows scaled by √w, as the statistics' are
+            Y = Y * self.root_weights
         XtY, yty = self.Xt @ Y, np.einsum("ik,ik->k", Y, Y)
         Z1tY = None if self.Z1t is None else np.asarray(self.Z1t @ Y).reshape(stats.ZtXY1.shape[0], -1, Y.shape[1])
         Z2tY = None if self.Z2t is None else np.asarray(self.Z2t @ Y)

@@ -65,6 +65,9 @@ def kenward_roger(fit) -> KenwardRoger:
 
 
 def _check_fit(fit) -> None:
+    if fit.spec.weights is not None:
+        raise LMMError("Kenward–Roger is not built for models with prior weights; use ddf='satterthwaite' "
+                       "(which supports them) or ddf='asymptotic'")
     if not fit.reml:
         raise LMMError("Kenward–Roger is defined for REML fits; refit with fit.refit('REML') (or "
                        "LMM(...).fit('REML')) and ask again")

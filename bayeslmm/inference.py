@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .checks import check_level
+from .checks import check_level, check_same_weights
 from .errors import LMMError
 
 
@@ -69,6 +69,7 @@ def _check_same_data(fits) -> None:
         if fit.spec.n != first.n or not np.array_equal(fit.spec.y, first.y):
             raise LMMError(f"models were fitted to different rows ({first.n} and {fit.spec.n} observations); "
                            "fit them to the same data (drop missing values first)")
+        check_same_weights(first, fit.spec)
 
 
 def _refit_by_ml_if_needed(fits: list) -> list:

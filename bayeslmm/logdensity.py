@@ -47,7 +47,7 @@ class Factorization:
     L22: np.ndarray | None  # (Q2, Q2)
     R2: np.ndarray | None  # (Q2, p+1)
     C: np.ndarray  # (p+1, p+1)
-    logdet: float  # log |L_θ|²
+    logdet: float  # log |L_θ|² − Σ log w_i = log|ZΛΛ'Z' + W⁻¹| (prior weights W; Σ log w_i = 0 without)
     levels: tuple[int, ...] = ()  # G_f of every factor
 
 
@@ -69,10 +69,11 @@ def factorize(theta: np.ndarray, stats: CrossProducts, layout: ThetaLayout) -> F
 def factorize_T(Ts: list[np.ndarray], stats: CrossProducts) -> Factorization | None:
     """Blocked Cholesky given each factor's relative covariance factor T_f."""
     if stats.n_factors == 0:
-        return Factorization(Ts, None, None, None, None, None, None, None, stats.XYtXY.copy(), 0.0)
+        return Factorization(Ts, None, None, None, None, None, None, None, stats.XYtXY.copy(), -stats.log_weights)
     L1, L1inv, R1, C, logdet = factorize_first(Ts[0], stats)
     if not np.isfinite(logdet):
         return None
+    logdet = logdet - stats.log_weights  # |V| = |L|² / |W|: the weights' log-determinant enters here once
     if stats.n_factors == 1:
         return Factorization(Ts, L1, L1inv, R1, None, None, None, None, C, logdet, stats.levels)
     return _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet)
@@ -110,6 +111,7 @@ def factorize_graph(Ts, stats: CrossProducts, xp):
     the others as in :func:`_factorize_other_factors` — the downdate by the same fixed
     scatter of pairs, then a dense Cholesky of the second block."""
     _, Linv, R, C, logdet = factorize_first(Ts[0], stats, xp=xp)
+    logdet = logdet - stats.log_weights  # as in factorize_T
     if stats.n_factors == 1:
         return C, logdet
     S, T1 = len(R), Ts[0]
@@ -406,15 +408,18 @@ def beta_conditional(C, sigma2, precision: np.ndarray, shift: np.ndarray):
     return np.linalg.solve(H, h)[..., 0], np.linalg.cholesky(H)
 
 
-def group_deviances(fact: Factorization, XYtXY_g: np.ndarray, n_g: np.ndarray, sigma2: float, beta) -> np.ndarray:
+def group_deviances(fact: Factorization, XYtXY_g: np.ndarray, n_g: np.ndarray, sigma2: float, beta,
+                    log_weights_g=0.0) -> np.ndarray:
     """−2 log p(y_g | β, θ, σ) of each level of a single grouping factor, b_g integrated out.
 
-    log|A_g| + n_g log(2πσ²) + (e_g'e_g − ‖L_g⁻¹T'Z_g'e_g‖²)/σ², e_g = y_g − X_gβ (Woodbury),
-    where L_g⁻¹T'Z_g'e_g is the same c − Rβ the conditional modes use.
+    log|A_g| + n_g log(2πσ²) + (e_g'e_g − ‖L_g⁻¹T'Z_g'e_g‖²)/σ² − Σ_{i∈g} log w_i, e_g = y_g − X_gβ
+    (Woodbury), where L_g⁻¹T'Z_g'e_g is the same c − Rβ the conditional modes use; with prior
+    weights, ``XYtXY_g`` are of the rows scaled by √w and ``log_weights_g`` is Σ_{i∈g} log w_i.
     """
     p = beta.shape[0]
     coef = np.append(-np.asarray(beta, float), 1.0)
     residual_ss = np.einsum("i,gij,j->g", coef, XYtXY_g, coef)
     v = fact.R1[:, :, p] - fact.R1[:, :, :p] @ beta
     logdet_g = 2.0 * np.log(np.diagonal(fact.L1, axis1=1, axis2=2)).sum(axis=1)
-    return logdet_g + n_g * (LOG_2PI + np.log(sigma2)) + (residual_ss - (v**2).sum(axis=1)) / sigma2
+    return (logdet_g - log_weights_g + n_g * (LOG_2PI + np.log(sigma2))
+            + (residual_ss - (v**2).sum(axis=1)) / sigma2)

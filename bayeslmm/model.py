@@ -1,6 +1,7 @@
 """LMM: one model specification, fitted by REML or ML (and, later, sampled)."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from functools import cached_property
 
@@ -9,7 +10,9 @@ import pandas as pd
 from . import checks, cov, frames
 from . import priors as priors_module
 from .fit import residual as fit_residual
+from .checks import check_weights, weight_values
 from .crossprod import CrossProducts, cross_products
+from .errors import LMMError
 from .fit import bayes
 from .fit.optimize import fit_theta
 from .formula import build_spec
@@ -38,6 +41,11 @@ class LMM:
     residual : bayeslmm.cov structure or str, optional
         The within-group covariance of the errors, e.g. ``cov.AR1(time="visit", group="tree")``
         or the shorthand ``"ar1(visit | tree)"``; independent errors by default.
+    weights : str or array-like, optional
+        lme4's prior weights, Var(ε_i) = σ²/w_i: a column of ``data`` (whose missing values
+        drop their rows, as for the formula's columns) or one positive number per row of
+        ``data``.  They scale every row of [y X Z] by √w_i in the sufficient statistics and
+        add ½ Σ log w_i to the log-likelihood, as in lme4.  Not combined with ``residual``.
 
     Examples
     --------
@@ -48,12 +56,21 @@ class LMM:
     25.5918
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, residual=None, **unknown):
+    def __init__(self, formula: str, data: pd.DataFrame, residual=None, weights=None, **unknown):
         checks.check_arguments(unknown, LMM.__init__)
         residual = cov.parse(residual) if isinstance(residual, str) else (residual or cov.Independent())
+        if weights is not None and residual.columns:
+            raise LMMError("weights cannot be combined with a residual structure yet (both set the errors' "
+                           "covariance); fit either weights=... with independent errors, or the residual "
+                           "structure alone (cov.Heteroscedastic estimates unequal variances by group)")
         data = frames.to_pandas(data)  # any data frame, converted once here
         self.structure = residual  # unbound: what a saved posterior rebuilds the model with
-        self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns))
+        weight_column = (weights,) if isinstance(weights, str) else ()
+        if weights is not None:  # the argument's own errors first
+            weights = weight_values(weights, data)
+        self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns) + weight_column)
+        if weights is not None:
+            self.spec = _with_weights(self.spec, weights, data)
         rows = data.loc[self.spec.row_labels, list(residual.columns)] if residual.columns else None
         self.residual = residual.bind(rows) if rows is not None else None
         if self.residual is not None:
@@ -125,3 +142,15 @@ class LMM:
     def __repr__(self) -> str:
         groups = ", ".join(f"{f.name} ({f.n_levels})" for f in self.spec.factors) or "none"
         return f"LMM({self.spec.formula!r}; {self.spec.n} observations; groups: {groups})"
+
+
+def _with_weights(spec: ModelSpec, values, data: pd.DataFrame) -> ModelSpec:
+    """The spec with the prior weights of its rows (``values``: one per row of ``data``), checked
+    positive and finite."""
+    if spec.n < len(data):  # rows were dropped: pick the kept ones by their labels
+        if not data.index.is_unique:
+            raise LMMError("weights with rows dropped for missing values need a DataFrame with unique index "
+                           "labels, to tell which weights belong to the kept rows; call data.reset_index() first")
+        values = values[data.index.get_indexer(spec.row_labels)]
+    check_weights(values)
+    return dataclasses.replace(spec, weights=values)

@@ -88,7 +88,9 @@ def _load_posterior(path: Path):
     if attrs["version"] > VERSION:
         raise LMMError(f"{str(path)!r} was saved by a newer bayeslmm (format version {attrs['version']}); upgrade")
     del tree[MODEL_GROUP]
-    model = LMM(attrs["formula"], rows_frame(model_data), residual=decode(attrs["residual"]))
+    rows = rows_frame(model_data)
+    weights = rows.pop(WEIGHTS).to_numpy() if WEIGHTS in rows.columns else None
+    model = LMM(attrs["formula"], rows, residual=decode(attrs["residual"]), weights=weights)
     setup = bayes.BayesSetup(model.spec, model.stats, decode(attrs["priors"]), model.residual)
     return BayesResult(setup, tree, bool(attrs["marginalize"]), attrs["sampler"], model=model)
 
@@ -96,9 +98,15 @@ def _load_posterior(path: Path):
 # --- the model group -------------------------------------------------------------------------
 
 
+WEIGHTS = "(prior weights)"  # the rows' weights= values, stored as one more column
+
+
 def _model_dataset(result) -> xr.Dataset:
-    """The training rows, and the rest of the model as attributes."""
-    dataset = rows_dataset(result.spec.design.data)
+    """The training rows (and their prior weights), and the rest of the model as attributes."""
+    rows = result.spec.design.data
+    if result.spec.weights is not None:
+        rows = rows.assign(**{WEIGHTS: result.spec.weights})
+    dataset = rows_dataset(rows)
     dataset.attrs.update(format=FORMAT, version=VERSION, formula=result.spec.formula,
                          residual=encode(result.structure), priors=encode(result.setup.priors),
                          marginalize=int(result.marginalize), sampler=result.sampler)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import logdensity as ld
-from .checks import check_count
+from .checks import check_count, check_same_weights
 from .errors import LMMError
 
 SIMULATION_BATCH = 2000  # simulated statistics per block (bounds memory: batch × (K + grid))
@@ -134,6 +134,7 @@ def _two_model_statistic(fit, mA, m0) -> float:
         raise LMMError("fixed effects of mA and m0 differ: REML-based inference needs the same fixed effects")
     if mA.spec.n != m0.spec.n or not np.array_equal(mA.spec.y, m0.spec.y):
         raise LMMError("mA and m0 were fitted to different data; fit them to the same rows")
+    check_same_weights(mA.spec, m0.spec, "mA and m0")
     if mA.npar - m0.npar != 1:
         raise LMMError(f"mA and m0 differ by {mA.npar - m0.npar} parameters; exact_rlrt tests a single "
                        "variance (covariances set to 0 under H0 are not allowed)")

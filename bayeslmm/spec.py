@@ -5,7 +5,7 @@ the Bayesian model, the result tables) reads only this.  No pymc, no scipy.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,26 @@ class ModelSpec:
     def observed(self) -> np.ndarray:
         """The response as observed (the offset added back)."""
         return self.y if self.offset is None else self.y + self.offset
+
+    @property
+    def log_weights(self) -> float:
+        """Σ log w_i: the prior weights add ½ Σ log w_i to the Gaussian log-likelihood (0 without)."""
+        return 0.0 if self.weights is None else float(np.log(self.weights).sum())
+
+    @property
+    def noise_scale(self) -> np.ndarray | float:
+        """sd(ε_i) / σ = 1/√w_i (1.0 without weights): what simulated noise and pointwise
+        densities scale σ by."""
+        return 1.0 if self.weights is None else 1.0 / np.sqrt(self.weights)
+
+    def weighted(self) -> "ModelSpec":
+        """This spec with y, X and every factor's columns scaled by √w and no weights: an
+        unweighted model whose log-likelihood differs from this one's only by ½ Σ log w_i."""
+        if self.weights is None:
+            return self
+        root = np.sqrt(self.weights)
+        factors = tuple(replace(f, raw=f.raw * root[:, None]) for f in self.factors)
+        return replace(self, y=self.y * root, X=self.X * root[:, None], factors=factors, weights=None)
 
     @property
     def n(self) -> int:

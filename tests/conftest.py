@@ -61,3 +61,12 @@ def our_group(lme4_group: str) -> str:
 @pytest.fixture(scope="session")
 def sleepstudy() -> pd.DataFrame:
     return blm.datasets.load("sleepstudy")
+
+
+def pymc_values(pm_model):
+    """A function from a point of ``pm_model``'s value variables to every unobserved variable's
+    value by name (σ, sds, Cholesky factors on their natural scale)."""
+    names = [v.name for v in pm_model.unobserved_value_vars]
+    values_of = pm_model.compile_fn(pm_model.unobserved_value_vars, inputs=pm_model.value_vars,
+                                    on_unused_input="ignore")
+    return lambda point: dict(zip(names, values_of(point)))

@@ -199,3 +199,15 @@ def test_caller_data_is_not_modified_by_fit_pickle_or_save(tmp_path, sleep):
     _round_trip(fit).predict(frame.head(3))
     assert frame.equals(before)
     pd.testing.assert_frame_equal(sleep, pandas_before)
+
+
+@pytest.mark.filterwarnings("ignore::bayeslmm.PosteriorWarning")  # a tiny run: diagnostics are not the point
+def test_a_weighted_posterior_round_trips_with_its_weights(tmp_path):
+    data = blm.datasets.load("sleepstudy")
+    weights = 1 + (data["Days"] % 3) / 2
+    post = blm.LMM("Reaction ~ Days + (1 | Subject)", data, weights=weights.to_numpy()).fit(
+        method="NUTS", draws=50, tune=50, chains=1, random_seed=2, progressbar=False)
+    post.save(tmp_path / "weighted.nc")
+    loaded = blm.load(tmp_path / "weighted.nc")
+    np.testing.assert_array_equal(loaded.spec.weights, post.spec.weights)
+    pd.testing.assert_frame_equal(loaded.fixef(), post.fixef())

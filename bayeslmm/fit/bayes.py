@@ -237,7 +237,7 @@ def _marginal_likelihood(setup: BayesSetup, sigma, factor_chols, residual=None) 
     if factor_chols:
         C, logdet = ld.factorize_graph([chol / sigma for chol in factor_chols], stats, xp=pt)
     else:
-        C, logdet = pt.as_tensor(stats.XYtXY), 0.0
+        C, logdet = pt.as_tensor(stats.XYtXY), -stats.log_weights  # log|W⁻¹|, as factorize_T's
     deviance = ld.deviance_beta_integrated(C, logdet, stats.n, sigma**2, beta.precision, beta.shift,
                                            beta.constant, xp=pt)
     pm.Potential("marginal_loglik", -0.5 * (deviance + residual_logdet))
@@ -273,7 +273,7 @@ def _hierarchical_likelihood(setup: BayesSetup, sigma, factor_chols, residual=No
         b = pm.Deterministic(f"b_{factor.name}", pt.dot(z, chol.T), dims=dims)
         mu = mu + (b[factor.codes] * factor.raw).sum(axis=1)
     if residual is None:
-        pm.Normal("y", mu=mu, sigma=sigma, observed=spec.y, dims="obs")
+        pm.Normal("y", mu=mu, sigma=sigma * spec.noise_scale, observed=spec.y, dims="obs")
         return
     # y ~ N(μ, σ²R): the whitened residual is N(0, σ²I), plus the Jacobian −½ log|R|
     white, logdet = setup.residual.whiten_natural(residual, (spec.y - mu)[:, None], pt)
@@ -543,7 +543,8 @@ def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, fa
 
 
 def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
-    """log N(y_i | x_iβ + z_i b, σ²) per observation and draw, ArviZ's ``log_likelihood`` group."""
+    """log N(y_i | x_iβ + z_i b, σ²/w_i) per observation and draw, ArviZ's ``log_likelihood`` group
+    (w_i = 1 without prior weights)."""
     posterior = idata["posterior"].to_dataset()
     spec = setup.spec
     mu = linear_predictor(setup, posterior, spec.X, [(f.codes, f.raw) for f in spec.factors])
@@ -552,9 +553,9 @@ def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
         idata["log_likelihood"] = xr.DataTree(_residual_group_log_likelihood(setup, posterior, mu, sigma))
         return
     loglik = np.subtract(spec.y, mu, out=mu)  # in place: (draws, n) can be large
-    loglik /= sigma
+    loglik /= sigma * spec.noise_scale
     loglik **= 2
-    loglik += ld.LOG_2PI + 2 * np.log(sigma)
+    loglik += ld.LOG_2PI + 2 * np.log(sigma * spec.noise_scale)
     loglik *= -0.5
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], spec.n)
     idata["log_likelihood"] = xr.DataTree(xr.Dataset(
@@ -595,12 +596,14 @@ def group_log_likelihood(idata, setup: BayesSetup) -> xr.Dataset:
     sigma, chols = posterior_parameters(posterior, setup)
     beta = posterior["beta"].values.reshape(sigma.size, -1)
     factor = spec.factors[0]
-    XYtXY_g = _per_group_cross_products(spec)
+    XYtXY_g = _per_group_cross_products(spec.weighted())
     n_g = np.bincount(factor.codes, minlength=factor.n_levels)
+    log_weights_g = 0.0 if spec.weights is None else np.bincount(factor.codes, np.log(spec.weights),
+                                                                 minlength=factor.n_levels)
     out = np.empty((sigma.size, factor.n_levels))
     for d in range(sigma.size):
         fact = ld.factorize_T(factor_Ts(setup, chols, sigma, d), stats)
-        out[d] = -0.5 * ld.group_deviances(fact, XYtXY_g, n_g, sigma[d] ** 2, beta[d])
+        out[d] = -0.5 * ld.group_deviances(fact, XYtXY_g, n_g, sigma[d] ** 2, beta[d], log_weights_g)
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], factor.n_levels)
     return xr.Dataset({"y": (("chain", "draw", factor.name), out.reshape(shape))},
                       coords={"chain": posterior["chain"], "draw": posterior["draw"],
@@ -633,12 +636,12 @@ def prior_predictive(setup: BayesSetup, draws: int, random_seed):
 
 
 def residual_noise(setup: BayesSetup, draws: xr.Dataset, z: np.ndarray) -> np.ndarray:
-    """ε = σ_d z_d, or σ_d R_d^{1/2} z_d per residual group with a structure, for every draw d
-    of ``draws`` (posterior or prior); z is (D, n) standard normal."""
+    """ε = σ_d z_d (σ_d z_d/√w with prior weights), or σ_d R_d^{1/2} z_d per residual group with a
+    structure, for every draw d of ``draws`` (posterior or prior); z is (D, n) standard normal."""
     sigma = draws["sigma"].values.reshape(-1, 1)
     bound = setup.residual
     if bound is None:
-        return sigma * z
+        return sigma * setup.spec.noise_scale * z
     return sigma * np.stack([bound.colour(residual_natural(bound, draws, d), z[d][:, None])[:, 0]
                              for d in range(z.shape[0])])
 

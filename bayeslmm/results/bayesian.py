@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..checks import check_same_weights
 from ..errors import LMMError
 from ..fit import bayes
 from .newdata import new_data_matrices, read_newdata
@@ -212,6 +213,9 @@ class BayesResult:
         if self.setup.residual is not None and newdata is not None:
             raise LMMError("predictive draws of y for new rows are not built for residual structures "
                            "(their errors correlate with the fitted rows'); use kind='mean' or newdata=None")
+        if self.spec.weights is not None and newdata is not None:
+            raise LMMError("predictive draws of y for new rows of a model with prior weights need those rows' "
+                           "weights, which are not taken yet; use kind='mean', or newdata=None for the fitted rows")
         return bayes.residual_noise(self.setup, self.posterior, rng.standard_normal(shape))
 
     def _predictive_draws(self, newdata, include_re, allow_new_levels, rng) -> np.ndarray:
@@ -284,6 +288,7 @@ def compare(results: dict, by: str = "obs") -> pd.DataFrame:
     for name, result in results.items():
         if result.spec.n != first.spec.n or not np.array_equal(result.spec.y, first.spec.y):
             raise LMMError(f"{name!r} was fitted to other data than the first model; LOO compares models of the same y")
+        check_same_weights(first.spec, result.spec, f"the first model and {name!r}")
     return az.compare({name: result._loo_data(by) for name, result in results.items()})
 
 

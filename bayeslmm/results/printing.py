@@ -83,7 +83,8 @@ def _criteria_text(criteria: pd.DataFrame) -> str:
 
 
 def _scaled_residuals(fit) -> pd.Series:
-    scaled = fit.residuals().to_numpy() / fit.sigma
+    """Quantiles of lme4's Pearson residuals scaled by σ̂: (y − fitted)√w_i / σ̂."""
+    scaled = fit.residuals().to_numpy() / (fit.sigma * fit.spec.noise_scale)
     return pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1]), index=["Min", "1Q", "Median", "3Q", "Max"])
 
 
