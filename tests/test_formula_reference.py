@@ -64,6 +64,9 @@ def test_offset_is_added_to_fitted_values_and_predictions(data):
     expected = without.predict(rows, include_re=False) - 0.5 * rows["Days"] - 3 + rows["off"]
     np.testing.assert_allclose(fit.predict(rows, include_re=False), expected, rtol=1e-6)
     np.testing.assert_allclose(fit.residuals(), data["Reaction"] - fit.fitted(), atol=1e-9)
+    # an offset is evaluated as R evaluates a call's argument: '/' is division, not nesting
+    scaled = blm.LMM("Reaction ~ Days + offset(off * 2 / 2) + (Days | Subject)", data).fit()
+    np.testing.assert_allclose(scaled.fixef, fit.fixef, rtol=1e-8)
 
 
 @pytest.mark.filterwarnings("ignore::bayeslmm.PosteriorWarning")  # a short run: diagnostics are not the point

@@ -57,7 +57,8 @@ def formulae_texts(parsed: ParsedFormula) -> FormulaeTexts:
         return _LEVELS_CALL.sub(lambda m: _level_column(m, found, parsed.text), to_formulae_text(text))
 
     return FormulaeTexts(rewrite(parsed.response), rewrite(parsed.fixed), tuple(rewrite(b.lhs) for b in parsed.bars),
-                         tuple(rewrite(o) for o in parsed.offsets), tuple(found.values()))
+                         # offset(off / 1000) is arithmetic in R, as inside I(): formulae's '/' would nest
+                         tuple(f"I({rewrite(o)})" for o in parsed.offsets), tuple(found.values()))
 
 
 def _level_column(match: re.Match, found: dict, formula: str) -> str:
