@@ -75,6 +75,8 @@ def dense_loglik(formula: str, data: pd.DataFrame, terms: list[str], fit) -> flo
     # ML: β̂ is generalised least squares over the span of X (its coding does not matter)
     L = np.linalg.cholesky(V)
     Xw, yw = np.linalg.solve(L, X), np.linalg.solve(L, y)
+    # columns scaled to unit norm first: x and x² at 1e-5 differ in size, not in rank (R's qr, too)
+    Xw = Xw / np.maximum(np.linalg.norm(Xw, axis=0), np.finfo(float).tiny)
     residual = yw - Xw @ np.linalg.lstsq(Xw, yw, rcond=1e-9)[0]
     return -0.5 * (len(y) * np.log(2 * np.pi) + 2 * np.log(np.diag(L)).sum() + residual @ residual)
 
