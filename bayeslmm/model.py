@@ -10,7 +10,6 @@ import pandas as pd
 from . import checks, cov, frames
 from . import priors as priors_module
 from .fit import residual as fit_residual
-from .checks import check_weights, weight_values
 from .crossprod import CrossProducts, cross_products
 from .errors import LMMError
 from .fit import bayes
@@ -67,7 +66,7 @@ class LMM:
         self.structure = residual  # unbound: what a saved posterior rebuilds the model with
         weight_column = (weights,) if isinstance(weights, str) else ()
         if weights is not None:  # the argument's own errors first
-            weights = weight_values(weights, data)
+            weights = checks.weight_values(weights, data)
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns) + weight_column)
         if weights is not None:
             self.spec = _with_weights(self.spec, weights, data)
@@ -152,5 +151,5 @@ def _with_weights(spec: ModelSpec, values, data: pd.DataFrame) -> ModelSpec:
             raise LMMError("weights with rows dropped for missing values need a DataFrame with unique index "
                            "labels, to tell which weights belong to the kept rows; call data.reset_index() first")
         values = values[data.index.get_indexer(spec.row_labels)]
-    check_weights(values)
+    checks.check_weights(values)
     return dataclasses.replace(spec, weights=values)

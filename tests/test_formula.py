@@ -168,3 +168,23 @@ def test_grouping_columns_with_spaces_in_backticks_or_q():
         fit = blm.LMM(formula, data).fit()
         assert fit.loglik == pytest.approx(plain.loglik, abs=1e-8)
         assert fit.varcorr["grp"].iloc[0] == "the subject"
+
+
+def test_r_function_names_are_numpys_and_backticks_name_columns():
+    data = blm.datasets.load("sleepstudy").assign(**{"days plus": lambda d: d["Days"] + 1.0})
+    r_names = blm.LMM("Reaction ~ exp(Days / 10) + sqrt(Days) + abs(Days - 4) + (1 | Subject)", data).fit()
+    numpy = blm.LMM("Reaction ~ np.exp(Days / 10) + np.sqrt(Days) + np.abs(Days - 4) + (1 | Subject)", data).fit()
+    np.testing.assert_allclose(r_names.fixef.to_numpy(), numpy.fixef.to_numpy(), rtol=1e-12)
+    quoted = blm.LMM("Reaction ~ `days plus` + (1 | Subject)", data).fit()
+    plain = blm.LMM("Reaction ~ Days + (1 | Subject)", data).fit()
+    assert quoted.fixef["days plus"] == pytest.approx(plain.fixef["Days"], rel=1e-10)
+
+
+def test_an_ordered_categorical_gets_treatment_contrasts_in_level_order():
+    data = blm.datasets.load("sleepstudy")
+    data["dose"] = pd.Categorical(np.array(["low", "mid", "high"])[data["Days"] % 3],
+                                  categories=["low", "mid", "high"], ordered=True)
+    fit = blm.LMM("Reaction ~ dose + (1 | Subject)", data).fit()
+    assert list(fit.fixef.index) == ["(Intercept)", "dose[mid]", "dose[high]"]
+    means = data.groupby("dose", observed=True)["Reaction"].mean()  # balanced: the contrasts are mean differences
+    np.testing.assert_allclose(fit.fixef.iloc[1:], means.iloc[1:] - means.iloc[0], rtol=1e-8)

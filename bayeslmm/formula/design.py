@@ -18,7 +18,7 @@ from .. import checks, frames
 from ..errors import LMMError
 from ..spec import GroupingFactor, ModelSpec, RandomTerm
 from .bars import ParsedFormula, RandomBar, parse_formula
-from .frame import LevelColumn, formulae_frame, formulae_texts, used_columns
+from .frame import FormulaeTexts, LevelColumn, formulae_frame, formulae_texts, used_columns
 from .transforms import R_FUNCTIONS, from_formulae_names
 
 
@@ -32,11 +32,16 @@ class Design:
     factor_groups: tuple[tuple[str, ...], ...]  # grouping variables of each factor
     kept_columns: np.ndarray  # fixed columns kept after dropping aliased ones
     offsets: tuple[object, ...] = ()  # formulae DesignMatrices of each offset's expression
-    level_columns: tuple[LevelColumn, ...] = ()  # C(x, levels=[...]) columns to derive
+    parsed: ParsedFormula | None = None
+    texts: FormulaeTexts | None = None  # the formula as formulae evaluates it, rewritten once
     # what the formulae designs are rebuilt from after unpickling: they hold the module
     # namespace formulae evaluates in, which cannot be pickled
-    parsed: ParsedFormula | None = None
     data: pd.DataFrame | None = None  # the cleaned training rows of the used columns
+
+    @property
+    def level_columns(self) -> tuple[LevelColumn, ...]:
+        """The ``C(x, levels=[...])`` columns to derive, in training and new data alike."""
+        return self.texts.level_columns
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "fixed": None, "bars": None, "offsets": None}
@@ -44,7 +49,8 @@ class Design:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         # same formula, same rows: stateful transforms (scale, poly, …) learn the same parameters
-        fixed, bars, offsets = formulae_designs(self.parsed, formulae_frame(self.data, self.level_columns))
+        frame = formulae_frame(self.data, self.level_columns)
+        fixed, bars, offsets = formulae_designs(self.texts, frame, self.parsed.text)
         self.__dict__.update(fixed=fixed, bars=bars, offsets=offsets)
 
 
@@ -57,16 +63,18 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
     parsed = parse_formula(formula)
     data = frames.to_pandas(data)
     texts = formulae_texts(parsed)
-    used = sorted(_used_columns(parsed, texts, data) | set(extra_columns))
+    covariates = covariate_columns(parsed, texts, data)
+    grouping = {name for bar in parsed.bars for name in bar.group}
+    used = sorted(set(covariates) | grouping | set(extra_columns))
     checks.check_columns_exist(used, data)
-    clean = frames.read_numeric_strings(checks.drop_missing_rows(data, used), covariate_columns(parsed, data))
+    clean = frames.read_numeric_strings(checks.drop_missing_rows(data, used), covariates)
     frame = formulae_frame(clean, texts.level_columns)
-    fixed, bar_designs, offset_designs = formulae_designs(parsed, frame)
+    fixed, bar_designs, offset_designs = formulae_designs(texts, frame, parsed.text)
     offset = offset_values(offset_designs, parsed.offsets)
     y = _response(fixed, parsed)
     X, names, kept = _fixed_matrix(fixed)
     factors, terms, bar_factor, groups = _random_part(parsed, clean, bar_designs)
-    design = Design(fixed, bar_designs, bar_factor, groups, kept, offset_designs, texts.level_columns, parsed, clean)
+    design = Design(fixed, bar_designs, bar_factor, groups, kept, offset_designs, parsed, texts, clean)
     working = y if offset is None else y - offset
     spec = ModelSpec(parsed.text, parsed.response, working, X, names, factors, terms, clean.index, design,
                      offset=offset)
@@ -79,26 +87,18 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
 # --- variables -----------------------------------------------------------------
 
 
-def _used_columns(parsed: ParsedFormula, texts, data: pd.DataFrame) -> set[str]:
-    names = used_columns(texts, data, parsed.text)
-    for bar in parsed.bars:
-        names |= set(bar.group)
-    return names
-
-
-def covariate_columns(parsed: ParsedFormula, data: pd.DataFrame) -> list[str]:
+def covariate_columns(parsed: ParsedFormula, texts: FormulaeTexts, data: pd.DataFrame) -> list[str]:
     """The columns of the response, the fixed part, the offsets and the random terms'
     left-hand sides, less the grouping factors': a column that groups is a factor throughout."""
-    names = used_columns(formulae_texts(parsed), data, parsed.text)
+    names = used_columns(texts, data, parsed.text)
     return sorted(names.difference(*(bar.group for bar in parsed.bars)))
 
 
-def formulae_designs(parsed: ParsedFormula, frame: pd.DataFrame) -> tuple:
+def formulae_designs(texts: FormulaeTexts, frame: pd.DataFrame, formula: str) -> tuple:
     """formulae's designs of the fixed part, of each bar's left-hand side and of each offset."""
-    texts = formulae_texts(parsed)
-    fixed = _design(f"{texts.response} ~ {texts.fixed}", frame, parsed.text)
-    bars = tuple(_design(lhs, frame, parsed.text) for lhs in texts.bars)
-    offsets = tuple(_design(f"0 + {text}", frame, parsed.text) for text in texts.offsets)
+    fixed = _design(f"{texts.response} ~ {texts.fixed}", frame, formula)
+    bars = tuple(_design(lhs, frame, formula) for lhs in texts.bars)
+    offsets = tuple(_design(f"0 + {text}", frame, formula) for text in texts.offsets)
     return fixed, bars, offsets
 
 
@@ -126,7 +126,7 @@ def offset_values(designs, expressions) -> np.ndarray | None:
     total = 0.0
     for design, expression in zip(designs, expressions):
         values = np.asarray(design.common.design_matrix, dtype=float)
-        if values.shape[1] != 1 or design.common.terms[list(design.common.terms)[0]].kind == "categoric":
+        if values.shape[1] != 1 or any(term.kind == "categoric" for term in design.common.terms.values()):
             raise LMMError(f"offset({expression}) must be one numeric column; it gives {values.shape[1]} columns")
         checks.check_finite(values[:, 0], f"offset({expression})")
         total = total + values[:, 0]

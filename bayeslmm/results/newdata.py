@@ -15,7 +15,7 @@ def read_newdata(spec: ModelSpec, newdata) -> pd.DataFrame:
     """``newdata`` (any data frame) as pandas, read as the training data were (numbers
     stored as text in covariates read as numbers); the entry point of every ``predict``."""
     newdata = frames.to_pandas(newdata, "newdata")
-    return frames.read_numeric_strings(newdata, covariate_columns(spec.design.parsed, newdata))
+    return frames.read_numeric_strings(newdata, covariate_columns(spec.design.parsed, spec.design.texts, newdata))
 
 
 def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: bool, include_re: bool = True):
