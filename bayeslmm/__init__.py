@@ -1,13 +1,13 @@
 """bayeslmm: linear mixed models from lme4 formulas — REML/ML fits that match lme4 and
 Bayesian fits with PyMC, from one model specification and one log-density."""
-from . import cov, datasets, priors
-from .errors import ConvergenceWarning, LMMError, SingularFitWarning
-from .inference import anova
-from .rlrt import exact_rlrt
-from .model import LMM
-from .persist import load
-from .results.bayesian import BayesResult, PosteriorWarning, compare
-from .results.frequentist import LMMResult
+from bayeslmm import cov, datasets, priors
+from bayeslmm.errors import ConvergenceWarning, LMMError, SingularFitWarning
+from bayeslmm.inference.core import anova
+from bayeslmm.inference.rlrt import exact_rlrt
+from bayeslmm.lmm import LMM
+from bayeslmm.persist import load
+from bayeslmm.results.bayesian import BayesResult, PosteriorWarning, compare
+from bayeslmm.results.frequentist import LMMResult
 
 __all__ = ["LMM", "LMMResult", "load", "anova", "exact_rlrt", "BayesResult", "compare", "cov", "priors", "LMMError", "ConvergenceWarning",
            "SingularFitWarning", "PosteriorWarning", "datasets"]

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .errors import LMMError
+from bayeslmm.errors import LMMError
 
 ALIAS_TOLERANCE = 1e-7  # lme4's chkRank.drop.cols: qr(X, tol = 1e-7)
 

@@ -8,9 +8,9 @@ import warnings
 
 import pandas as pd
 
-from . import datasets
-from .errors import LMMError
-from .model import LMM
+from bayeslmm import datasets
+from bayeslmm.errors import LMMError
+from bayeslmm.lmm import LMM
 
 EXAMPLES = {
     "sleepstudy": "Reaction ~ Days + (Days | Subject)",

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .errors import LMMError
+from bayeslmm.errors import LMMError
 
 ACCEPTED = ("a pandas DataFrame (numpy- or pyarrow-backed), a polars DataFrame, a pyarrow Table, "
             "or any data frame that narwhals or the dataframe interchange protocol (__dataframe__) reads")

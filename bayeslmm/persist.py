@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .errors import LMMError
+from bayeslmm.errors import LMMError
 
 FORMAT = "bayeslmm-posterior"
 VERSION = 1
@@ -75,9 +75,9 @@ def load(path):
 
 
 def _load_posterior(path: Path):
-    from .fit import bayes
-    from .model import LMM
-    from .results.bayesian import BayesResult
+    from bayeslmm.bayes import model as bayes
+    from bayeslmm.lmm import LMM
+    from bayeslmm.results.bayesian import BayesResult
 
     with xr.open_datatree(path, engine=ENGINE) as stored:
         tree = stored.load()
@@ -186,14 +186,17 @@ def _plain(value):
 
 
 def _owner(cls) -> str:
-    module = cls.__module__.rsplit(".", 1)[-1]
-    if module not in _modules():
-        raise LMMError(f"cannot save a {cls.__name__}: only bayeslmm.priors and bayeslmm.cov objects are saved")
-    return module
+    # saved under the public namespace that exports the class (blm.cov, blm.priors), so the
+    # file does not depend on which internal module defines it
+    for module, namespace in _modules().items():
+        if getattr(namespace, cls.__name__, None) is cls:
+            return module
+    raise LMMError(f"cannot save a {cls.__name__}: only bayeslmm.priors and bayeslmm.cov objects are saved")
 
 
 def _modules() -> dict:  # imported when used: the package's __init__ imports this module
-    from . import cov, priors
+    from bayeslmm.model import residual as cov
+    from bayeslmm.model import priors
 
     return {"cov": cov, "priors": priors}
 

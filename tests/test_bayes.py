@@ -10,9 +10,9 @@ import pytest
 from scipy.optimize import minimize
 
 import bayeslmm as blm
-from bayeslmm import logdensity as ld
-from bayeslmm.fit import bayes
-from bayeslmm.priors import Flat, HalfNormal, Normal
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.bayes import model as bayes
+from bayeslmm.model.priors import Flat, HalfNormal, Normal
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
-from bayeslmm import logdensity as ld
-from bayeslmm.crossprod import cross_products
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg.crossprod import cross_products
 from bayeslmm.fit import residual as fit_residual
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning",
@@ -167,7 +167,7 @@ def _ess(draws) -> np.ndarray:
 def test_prior_predictive_with_a_structure(sitka):
     """Prior draws of y carry the prior's residual correlation: with ρ's prior concentrated near
     0.9, consecutive visits' deviations from the prior mean correlate strongly."""
-    from bayeslmm.priors import ScaledBeta
+    from bayeslmm.model.priors import ScaledBeta
 
     model = blm.LMM("size ~ time", sitka, residual="ar1(visit | tree)")
     idata = model.sample_prior_predictive(draws=400, random_seed=2,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
-from bayeslmm import ddf
+from bayeslmm.inference import ddf
 from conftest import PUBLIC, TESTS, case_data
 
 KR = json.loads((TESTS / "reference" / "kr_reference.json").read_text())
@@ -170,7 +170,7 @@ def test_bad_input(fits):
 
 
 def test_residual_structures_have_both_methods():
-    from bayeslmm import cov
+    from bayeslmm.model import residual as cov
 
     sitka = blm.datasets.load("Sitka")
     fit = blm.LMM("size ~ time * treat + (1 | tree)", sitka, residual=cov.AR1(time="visit", group="tree")).fit()

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
-from bayeslmm import ddf, kr_blocks
+from bayeslmm.inference import ddf
+from bayeslmm.inference import kr_blocks
 
 
 @pytest.fixture(scope="module")

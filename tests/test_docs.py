@@ -9,9 +9,9 @@ import pytest
 
 import bayeslmm.datasets
 import bayeslmm.frames
-import bayeslmm.inference
-import bayeslmm.kr_blocks
-import bayeslmm.model
+import bayeslmm.inference.core
+import bayeslmm.inference.kr_blocks
+import bayeslmm.lmm
 import bayeslmm.persist
 import bayeslmm.results.bayesian
 import bayeslmm.results.frequentist
@@ -21,8 +21,8 @@ matplotlib.use("Agg")
 
 
 @pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
-@pytest.mark.parametrize("module", [bayeslmm.model, bayeslmm.results.frequentist, bayeslmm.results.bayesian, bayeslmm.inference,
-                                    bayeslmm.datasets, bayeslmm.kr_blocks, bayeslmm.frames,
+@pytest.mark.parametrize("module", [bayeslmm.lmm, bayeslmm.results.frequentist, bayeslmm.results.bayesian, bayeslmm.inference.core,
+                                    bayeslmm.datasets, bayeslmm.inference.kr_blocks, bayeslmm.frames,
                                     bayeslmm.persist])
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

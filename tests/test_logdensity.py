@@ -7,8 +7,8 @@ import pytest
 from scipy.linalg import block_diag
 
 import bayeslmm as blm
-from bayeslmm import logdensity as ld
-from bayeslmm.crossprod import factor_matrix
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg.crossprod import factor_matrix
 from conftest import REPO
 
 MODELS = {

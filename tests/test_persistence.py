@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 import bayeslmm as blm
-from bayeslmm import cov, persist, priors
+from bayeslmm.model import residual as cov
+from bayeslmm import persist
+from bayeslmm.model import priors
 from conftest import REPO
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"

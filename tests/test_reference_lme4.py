@@ -138,7 +138,7 @@ def test_sitka_slope_reaches_the_nlme_optimum():
 
 
 def _deviance(model, theta) -> float:
-    from bayeslmm.logdensity import objective
+    from bayeslmm.linalg.logdensity import objective
 
     return objective(theta, model.stats, model.layout, reml=True)
 

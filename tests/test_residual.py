@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
-from bayeslmm import cov
+from bayeslmm.model import residual as cov
 from bayeslmm.fit import residual as fit_residual
 from conftest import PUBLIC, our_name
 

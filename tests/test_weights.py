@@ -13,12 +13,12 @@ import pytest
 from scipy.linalg import block_diag
 
 import bayeslmm as blm
-from bayeslmm import logdensity as ld
-from bayeslmm.bootstrap import refits
-from bayeslmm.crossprod import factor_matrix
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.inference.bootstrap import refits
+from bayeslmm.linalg.crossprod import factor_matrix
 from bayeslmm.errors import LMMError
-from bayeslmm.fit import bayes
-from bayeslmm.priors import Flat
+from bayeslmm.bayes import model as bayes
+from bayeslmm.model.priors import Flat
 from conftest import pymc_values
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")

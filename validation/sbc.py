@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats
 
 import bayeslmm as blm
-from bayeslmm.priors import HalfNormal, Normal
+from bayeslmm.model.priors import HalfNormal, Normal
 
 GROUPS, PER_GROUP, THIN_TO = 30, 8, 100
 BETA_PRIORS = {"(Intercept)": Normal(0, 1), "x": Normal(0, 1), "sigma": HalfNormal(1.0)}

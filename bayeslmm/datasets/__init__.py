@@ -5,7 +5,7 @@ from importlib import resources
 
 import pandas as pd
 
-from ..errors import LMMError
+from bayeslmm.errors import LMMError
 
 NAMES = ("sleepstudy", "Dyestuff", "Penicillin", "Pastes", "Sitka")
 

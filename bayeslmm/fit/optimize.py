@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from .. import logdensity as ld
-from ..crossprod import CrossProducts
-from ..errors import ConvergenceWarning
-from ..theta import ThetaLayout
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg.crossprod import CrossProducts
+from bayeslmm.errors import ConvergenceWarning
+from bayeslmm.model.covariance import ThetaLayout
 
 GRADIENT_TOLERANCE = 2e-3  # lme4's check.conv.grad tolerance, here on the scaled gradient
 

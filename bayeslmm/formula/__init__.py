@@ -1,5 +1,5 @@
 """Formula stage: lme4 formula text + data → ModelSpec (no math)."""
-from .bars import ParsedFormula, RandomBar, parse_formula
-from .design import build_spec
+from bayeslmm.formula.bars import ParsedFormula, RandomBar, parse_formula
+from bayeslmm.formula.design import build_spec
 
 __all__ = ["ParsedFormula", "RandomBar", "parse_formula", "build_spec"]

@@ -14,12 +14,13 @@ import formulae as fm
 import numpy as np
 import pandas as pd
 
-from .. import checks, frames
-from ..errors import LMMError
-from ..spec import GroupingFactor, ModelSpec, RandomTerm
-from .bars import ParsedFormula, RandomBar, parse_formula
-from .frame import FormulaeTexts, LevelColumn, formulae_frame, formulae_texts, used_columns
-from .transforms import R_FUNCTIONS, from_formulae_names
+from bayeslmm import checks
+from bayeslmm import frames
+from bayeslmm.errors import LMMError
+from bayeslmm.model.spec import GroupingFactor, ModelSpec, RandomTerm
+from bayeslmm.formula.bars import ParsedFormula, RandomBar, parse_formula
+from bayeslmm.formula.frame import FormulaeTexts, LevelColumn, formulae_frame, formulae_texts, used_columns
+from bayeslmm.formula.transforms import R_FUNCTIONS, from_formulae_names
 
 
 @dataclass(frozen=True)

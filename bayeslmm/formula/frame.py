@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import formulae as fm
 import pandas as pd
 
-from ..errors import LMMError
-from .bars import ParsedFormula
-from .transforms import to_formulae_text
+from bayeslmm.errors import LMMError
+from bayeslmm.formula.bars import ParsedFormula
+from bayeslmm.formula.transforms import to_formulae_text
 
 
 @dataclass(frozen=True)

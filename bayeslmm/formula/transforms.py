@@ -15,7 +15,7 @@ import re
 import numpy as np
 from formulae.transforms import register_stateful_transform
 
-from ..errors import LMMError
+from bayeslmm.errors import LMMError
 
 _OURS = "bayeslmm_r_scale"
 _SCALE_CALL = re.compile(r"(?<![\w.])scale\(")

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..checks import check_same_weights
-from ..errors import LMMError
-from ..fit import bayes
-from .newdata import new_data_matrices, read_newdata
+from bayeslmm.checks import check_same_weights
+from bayeslmm.errors import LMMError
+from bayeslmm.bayes import model as bayes
+from bayeslmm.results.newdata import new_data_matrices, read_newdata
 
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk/tail ESS below 100 per chain is reported as low (Vehtari et al. 2021)
@@ -68,7 +68,7 @@ class BayesResult:
         >>> blm.load(path).fixef().equals(post.fixef())
         True
         """
-        from ..persist import save_posterior
+        from bayeslmm.persist import save_posterior
 
         return save_posterior(self, path)
 

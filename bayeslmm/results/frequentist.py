@@ -7,15 +7,15 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .. import checks
-from .. import logdensity as ld
-from ..crossprod import CrossProducts
-from ..errors import LMMError, SingularFitWarning
-from ..fit.optimize import ThetaFit
-from ..spec import ModelSpec
-from ..theta import ThetaLayout
-from . import printing
-from .newdata import new_data_matrices, read_newdata, with_offset
+from bayeslmm import checks
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg.crossprod import CrossProducts
+from bayeslmm.errors import LMMError, SingularFitWarning
+from bayeslmm.fit.optimize import ThetaFit
+from bayeslmm.model.spec import ModelSpec
+from bayeslmm.model.covariance import ThetaLayout
+from bayeslmm.results import printing
+from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
 
@@ -65,7 +65,7 @@ class LMMResult:
         >>> blm.load(fit.save(pathlib.Path(tempfile.mkdtemp()) / "fit.pkl")).sigma == fit.sigma
         True
         """
-        from ..persist import save_pickle
+        from bayeslmm.persist import save_pickle
 
         return save_pickle(self, path)
 
@@ -82,7 +82,7 @@ class LMMResult:
         >>> fit.coef_table(ddf="kenward-roger")["df"].round(3).tolist()
         [17.0, 17.0]
         """
-        from ..inference import coef_table
+        from bayeslmm.inference.core import coef_table
 
         return coef_table(self, ddf=ddf, level=level)
 
@@ -103,7 +103,7 @@ class LMMResult:
         >>> fit.anova(ddf="kenward-roger")["F value"].round(2).tolist()
         [2191.89, 1.41, 14.65]
         """
-        from ..inference import f_tests
+        from bayeslmm.inference.core import f_tests
 
         return f_tests(self, type=type, ddf=ddf)
 
@@ -113,7 +113,7 @@ class LMMResult:
         ``method``: ``"profile"``, ``"wald"`` or ``"bootstrap"`` (percentiles of ``n`` parametric
         bootstrap refits drawn with ``seed``).
         """
-        from ..inference import confint
+        from bayeslmm.inference.core import confint
 
         extra = {"bootstrap": {"n": n, "seed": seed}} if method == "bootstrap" else {}
         return confint(self, method=method, level=level, **extra)
@@ -131,7 +131,7 @@ class LMMResult:
         >>> fit.simulate(2, seed=1).shape
         (180, 2)
         """
-        from ..bootstrap import simulate
+        from bayeslmm.inference.bootstrap import simulate
 
         return simulate(self, n, seed=seed)
 
@@ -149,13 +149,13 @@ class LMMResult:
         >>> list(fit.bootstrap(5, seed=1).columns)
         ['sd_(Intercept)|Subject', 'sigma', '(Intercept)', 'Days']
         """
-        from ..bootstrap import bootstrap
+        from bayeslmm.inference.bootstrap import bootstrap
 
         return bootstrap(self, n, seed=seed, statistic=statistic)
 
     def variance_components(self, level: float = 0.95) -> pd.DataFrame:
         """Variance, sd with profile interval, share of variance and ICC per random effect."""
-        from ..inference import variance_components
+        from bayeslmm.inference.core import variance_components
 
         return variance_components(self, level=level)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import checks, frames
-from ..errors import LMMError
-from ..formula.design import covariate_columns, level_labels
-from ..formula.frame import formulae_frame
-from ..spec import ModelSpec
+from bayeslmm import checks
+from bayeslmm import frames
+from bayeslmm.errors import LMMError
+from bayeslmm.formula.design import covariate_columns, level_labels
+from bayeslmm.formula.frame import formulae_frame
+from bayeslmm.model.spec import ModelSpec
 
 
 def read_newdata(spec: ModelSpec, newdata) -> pd.DataFrame:

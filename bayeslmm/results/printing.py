@@ -91,7 +91,7 @@ def _scaled_residuals(fit) -> pd.Series:
 def random_effects_table(fit) -> pd.DataFrame:
     """lme4's printed VarCorr: Groups, Name, Variance, Std.Dev., Corr (lower triangle)."""
     rows, width = [], max([t.size for t in fit.spec.terms], default=1)
-    from .frequentist import term_labels  # local: printing is imported by frequentist
+    from bayeslmm.results.frequentist import term_labels  # local: printing is imported by frequentist
 
     for label, term, cov in zip(term_labels(fit.spec.terms), fit.spec.terms, fit.term_covariances()):
         sd = np.sqrt(np.diag(cov))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import LMMError
+from bayeslmm.errors import LMMError
 
 FIRST_STEP = 1e-5  # central differences in φ: truncation ~h², rounding ~ε/h
 SECOND_STEP = 1e-4  # second differences: rounding ~ε/h²
@@ -135,7 +135,7 @@ def _blocks_of(fit) -> tuple[np.ndarray, BlockLayout]:
 
 def _random_patterns(fit) -> tuple[np.ndarray, np.ndarray]:
     """D (S × S, all terms on the factor) and the patterns E_k of its free entries."""
-    from .ddf import _pattern, _term_patterns
+    from bayeslmm.inference.ddf import _pattern, _term_patterns
 
     spec = fit._model.spec
     if not spec.factors:
@@ -188,7 +188,7 @@ def kenward_roger_blocks(fit):
     >>> fit.coef_table(ddf="kenward-roger")["df"].round(1).tolist()
     [284.2, 353.3, 284.2, 353.3]
     """
-    from .ddf import KenwardRoger, _twice_inverse
+    from bayeslmm.inference.ddf import KenwardRoger, _twice_inverse
 
     if not fit.reml:
         raise LMMError("Kenward–Roger is defined for REML fits; refit with fit.refit('REML') (or "

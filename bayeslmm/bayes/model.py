@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from .. import logdensity as ld
-from ..checks import check_count
-from ..crossprod import CrossProducts, cross_products_of_columns
-from ..errors import LMMError
-from ..priors import Flat, ModelPriors, Normal
-from ..spec import ModelSpec
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.checks import check_count
+from bayeslmm.linalg.crossprod import CrossProducts, cross_products_of_columns
+from bayeslmm.errors import LMMError
+from bayeslmm.model.priors import Flat, ModelPriors, Normal
+from bayeslmm.model.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -351,8 +351,8 @@ def residual_names(model) -> list[str]:
 
 def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
     """Per-chain starting points near the REML estimate (sds floored, correlations shrunk), jittered."""
-    from ..fit.optimize import fit_theta
-    from ..theta import theta_layout
+    from bayeslmm.fit.optimize import fit_theta
+    from bayeslmm.model.covariance import theta_layout
 
     spec, layout = setup.spec, theta_layout(setup.spec)
     stats, residual = setup.stats, {}
@@ -361,7 +361,7 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
         if setup.residual is None:
             opt = fit_theta(stats, layout, reml=True)
         else:
-            from .residual import fit_with_residual, whitened_stats
+            from bayeslmm.fit.residual import fit_with_residual, whitened_stats
 
             opt, phi = fit_with_residual(spec, layout, setup.residual, reml=True)
             stats = whitened_stats(spec, setup.residual, phi)[0]

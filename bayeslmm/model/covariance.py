@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .spec import ModelSpec
+from bayeslmm.model.spec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .checks import check_count, check_level
-from .crossprod import ResponseProducts
-from .errors import LMMError
+from bayeslmm.checks import check_count, check_level
+from bayeslmm.linalg.crossprod import ResponseProducts
+from bayeslmm.errors import LMMError
 
 BATCH = 100  # responses simulated and turned into cross-products at a time (bounds memory)
 # L-BFGS-B stopping rule for refits: a third of the evaluations of the default (1e-15, 1e-10)
@@ -80,8 +80,8 @@ def refits(fit, Y: np.ndarray):
     anything computed from it — a Satterthwaite table, a profile — uses the simulated data.
     Warnings of the refits are silenced here; their convergence is returned instead.
     """
-    from .fit.optimize import fit_theta
-    from .results.frequentist import LMMResult
+    from bayeslmm.fit.optimize import fit_theta
+    from bayeslmm.results.frequentist import LMMResult
 
     model = fit._model
     with warnings.catch_warnings():
@@ -138,7 +138,7 @@ def _model_with_response(model, y: np.ndarray, stats):
 
 
 def default_statistic_names(fit) -> list[str]:
-    from .inference import _variance_names
+    from bayeslmm.inference.core import _variance_names
 
     return _variance_names(fit) + ["sigma"] + list(fit.spec.fixef_names)
 

@@ -17,9 +17,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
-from . import batched
-from .crossprod import CrossProducts
-from .theta import ThetaLayout
+from bayeslmm.linalg import batched
+from bayeslmm.linalg.crossprod import CrossProducts
+from bayeslmm.model.covariance import ThetaLayout
 
 LOG_2PI = np.log(2 * np.pi)
 

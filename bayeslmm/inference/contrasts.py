@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import LMMError
+from bayeslmm.errors import LMMError
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,6 @@ def type1_contrasts(spec) -> dict[str, np.ndarray]:
 
 def _r_label(name: str) -> str:
     """formulae's term name → the label R prints (they agree except for transforms)."""
-    from .formula.transforms import from_formulae_names
+    from bayeslmm.formula.transforms import from_formulae_names
 
     return from_formulae_names([name])[0]

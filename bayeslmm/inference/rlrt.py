@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import logdensity as ld
-from .checks import check_count, check_same_weights
-from .errors import LMMError
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.checks import check_count, check_same_weights
+from bayeslmm.errors import LMMError
 
 SIMULATION_BATCH = 2000  # simulated statistics per block (bounds memory: batch × (K + grid))
 
@@ -97,8 +97,8 @@ def exact_rlrt(m, mA=None, m0=None, n_sim: int = 10000, seed=None, log_grid: tup
 
 
 def _reml_fit(m):
-    from .model import LMM
-    from .results.frequentist import LMMResult
+    from bayeslmm.lmm import LMM
+    from bayeslmm.results.frequentist import LMMResult
 
     if isinstance(m, LMM):
         return m.fit("REML")
@@ -125,7 +125,7 @@ def _null_model_statistic(fit) -> float:
 
 
 def _two_model_statistic(fit, mA, m0) -> float:
-    from .results.frequentist import LMMResult
+    from bayeslmm.results.frequentist import LMMResult
 
     for name, other in (("mA", mA), ("m0", m0)):
         if not isinstance(other, LMMResult) or not other.reml:

@@ -7,18 +7,20 @@ from functools import cached_property
 
 import pandas as pd
 
-from . import checks, cov, frames
-from . import priors as priors_module
-from .fit import residual as fit_residual
-from .crossprod import CrossProducts, cross_products
-from .errors import LMMError
-from .fit import bayes
-from .fit.optimize import fit_theta
-from .formula import build_spec
-from .results.bayesian import BayesResult
-from .results.frequentist import LMMResult, check_method, term_labels
-from .spec import ModelSpec
-from .theta import ThetaLayout, theta_layout
+from bayeslmm import checks
+from bayeslmm.model import residual as cov
+from bayeslmm import frames
+from bayeslmm.model import priors as priors_module
+from bayeslmm.fit import residual as fit_residual
+from bayeslmm.linalg.crossprod import CrossProducts, cross_products
+from bayeslmm.errors import LMMError
+from bayeslmm.bayes import model as bayes
+from bayeslmm.fit.optimize import fit_theta
+from bayeslmm.formula import build_spec
+from bayeslmm.results.bayesian import BayesResult
+from bayeslmm.results.frequentist import LMMResult, check_method, term_labels
+from bayeslmm.model.spec import ModelSpec
+from bayeslmm.model.covariance import ThetaLayout, theta_layout
 
 
 class LMM:

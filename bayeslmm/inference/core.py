@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .checks import check_level, check_same_weights
-from .errors import LMMError
+from bayeslmm.checks import check_level, check_same_weights
+from bayeslmm.errors import LMMError
 
 
 def anova(*fits, names: list[str] | None = None, method: str = "lrt", n: int = 1000, seed=None) -> pd.DataFrame:
@@ -51,7 +51,7 @@ def anova(*fits, names: list[str] | None = None, method: str = "lrt", n: int = 1
     table["Pr(>Chisq)"] = [np.nan] + [stats.chi2.sf(c, d) if d > 0 else np.nan for c, d in zip(chisq[1:], df[1:])]
     notes = _boundary_column(table, fits)
     if method == "bootstrap":
-        from .bootstrap import bootstrap_lrt_column
+        from bayeslmm.inference.bootstrap import bootstrap_lrt_column
 
         notes.append(bootstrap_lrt_column(table, fits, n, seed))
     elif method != "lrt":
@@ -152,7 +152,7 @@ def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataF
 
 def _kenward_roger_t(fit) -> tuple[np.ndarray, np.ndarray]:
     """KR standard errors (√diag Φ_A) and the KR df of each coefficient's unit contrast."""
-    from .ddf import kenward_roger, kr_df_and_scale
+    from bayeslmm.inference.ddf import kenward_roger, kr_df_and_scale
 
     kr = kenward_roger(fit)
     unit = np.eye(fit.spec.p)
@@ -170,7 +170,7 @@ def f_tests(fit, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
     """
     from scipy import stats as st
 
-    from .ddf import kenward_roger, kenward_roger_ftest, satterthwaite_ftest
+    from bayeslmm.inference.ddf import kenward_roger, kenward_roger_ftest, satterthwaite_ftest
 
     kind, hypotheses = _hypotheses(fit, type)
     ddf = check_ddf(ddf)
@@ -198,7 +198,7 @@ def f_tests(fit, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
 
 
 def _hypotheses(fit, type) -> tuple[int, dict]:
-    from . import contrasts
+    from bayeslmm.inference import contrasts
 
     kind = {3: 3, "3": 3, "III": 3, 1: 1, "1": 1, "I": 1}.get(type) if isinstance(type, (int, str)) else None
     if kind is None:
@@ -220,7 +220,7 @@ def satterthwaite_df(fit) -> np.ndarray:
 
 def _satterthwaite_pieces(fit):
     """∂Var(β̂)/∂varpar_k (one p × p matrix per variance parameter) and A = 2H⁻¹ (lmerTest's)."""
-    from . import logdensity as ld
+    from bayeslmm.linalg import logdensity as ld
 
     model = fit._model
     if model is None:
@@ -256,7 +256,7 @@ def _stats_at_phi(model, phi):
     """Cross-products and Σ log|R_i| of the data whitened at φ (the model's own without a structure)."""
     if model.residual is None:
         return model.stats, 0.0
-    from .fit.residual import whitened_stats
+    from bayeslmm.fit.residual import whitened_stats
 
     return whitened_stats(model.spec, model.residual, phi)
 
@@ -299,7 +299,7 @@ def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict |
 
     level = check_level(level)
     if method == "bootstrap":
-        from .bootstrap import bootstrap_confint
+        from bayeslmm.inference.bootstrap import bootstrap_confint
 
         return bootstrap_confint(fit, level=level, **(bootstrap or {}))
     if method not in ("profile", "wald"):
@@ -322,7 +322,7 @@ def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict |
 
 
 def _variance_names(fit) -> list[str]:
-    from .results.frequentist import term_labels
+    from bayeslmm.results.frequentist import term_labels
 
     names = []
     for term, label in zip(fit.spec.terms, term_labels(fit.spec.terms)):
@@ -344,7 +344,7 @@ class _Profiler:
     intervals map to ρ and the sd ratios through the structure's monotone transforms."""
 
     def __init__(self, fit):
-        from . import logdensity as ld
+        from bayeslmm.linalg import logdensity as ld
 
         if fit._model is None:
             raise LMMError("profile intervals need a model fitted through LMM(...).fit()")
@@ -509,7 +509,7 @@ class _Profiler:
         """Profile of β_j: the ML fit of y − x_j b on the other columns, for each b."""
         from scipy.optimize import brentq
 
-        from .fit.optimize import fit_theta
+        from bayeslmm.fit.optimize import fit_theta
 
         beta, se = self.ml.fixef.to_numpy()[j], self.ml.se.to_numpy()[j]
 
@@ -533,7 +533,7 @@ class _Profiler:
 
     def _offset_fit_with_residual(self, j: int, b: float) -> float:
         """The ML deviance with β_j fixed at b, θ and φ re-optimised (the structure's own search)."""
-        from .fit.residual import fit_with_residual
+        from bayeslmm.fit.residual import fit_with_residual
 
         return fit_with_residual(_offset_spec(self.model.spec, j, b), self.model.layout, self.model.residual,
                                  reml=False)[0].deviance
@@ -588,7 +588,7 @@ def variance_components(fit, level: float = 0.95) -> pd.DataFrame:
 
 def _factor_of(fit, label: str) -> str:
     """'Subject.1' (a second term on Subject) → 'Subject'."""
-    from .results.frequentist import term_labels
+    from bayeslmm.results.frequentist import term_labels
 
     for term, name in zip(fit.spec.terms, term_labels(fit.spec.terms)):
         if name == label:
