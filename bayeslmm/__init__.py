@@ -2,7 +2,7 @@
 Bayesian fits with PyMC, from one model specification and one log-density."""
 from bayeslmm import cov, datasets, priors
 from bayeslmm.errors import ConvergenceWarning, LMMError, SingularFitWarning
-from bayeslmm.inference.core import anova
+from bayeslmm.inference.lrt import anova
 from bayeslmm.inference.rlrt import exact_rlrt
 from bayeslmm.lmm import LMM
 from bayeslmm.persist import load

@@ -7,20 +7,18 @@ from functools import cached_property
 
 import pandas as pd
 
-from bayeslmm import checks
-from bayeslmm.model import residual as cov
-from bayeslmm import frames
-from bayeslmm.model import priors as priors_module
-from bayeslmm.fit import residual as fit_residual
-from bayeslmm.linalg.crossprod import CrossProducts, cross_products
+from bayeslmm import bayes, checks, frames
 from bayeslmm.errors import LMMError
-from bayeslmm.bayes import model as bayes
+from bayeslmm.fit import residual as fit_residual
 from bayeslmm.fit.optimize import fit_theta
 from bayeslmm.formula import build_spec
+from bayeslmm.linalg.crossprod import CrossProducts, cross_products
+from bayeslmm.model import priors as priors_module
+from bayeslmm.model import residual as cov
+from bayeslmm.model.covariance import ThetaLayout, theta_layout
+from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results.bayesian import BayesResult
 from bayeslmm.results.frequentist import LMMResult, check_method, term_labels
-from bayeslmm.model.spec import ModelSpec
-from bayeslmm.model.covariance import ThetaLayout, theta_layout
 
 
 class LMM:

@@ -75,7 +75,7 @@ def load(path):
 
 
 def _load_posterior(path: Path):
-    from bayeslmm.bayes import model as bayes
+    from bayeslmm import bayes
     from bayeslmm.lmm import LMM
     from bayeslmm.results.bayesian import BayesResult
 
@@ -195,8 +195,8 @@ def _owner(cls) -> str:
 
 
 def _modules() -> dict:  # imported when used: the package's __init__ imports this module
-    from bayeslmm.model import residual as cov
     from bayeslmm.model import priors
+    from bayeslmm.model import residual as cov
 
     return {"cov": cov, "priors": priors}
 

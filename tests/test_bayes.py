@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 
 import bayeslmm as blm
 from bayeslmm.linalg import logdensity as ld
-from bayeslmm.bayes import model as bayes
+from bayeslmm import bayes
 from bayeslmm.model.priors import Flat, HalfNormal, Normal
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")

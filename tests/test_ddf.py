@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
-from bayeslmm.inference import ddf
+from bayeslmm.inference import kenward_roger as ddf
 from conftest import PUBLIC, TESTS, case_data
 
 KR = json.loads((TESTS / "reference" / "kr_reference.json").read_text())

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
-from bayeslmm.inference import ddf
-from bayeslmm.inference import kr_blocks
+from bayeslmm.inference import kenward_roger as ddf
+from bayeslmm.inference import kenward_roger_residual as kr_blocks
 
 
 @pytest.fixture(scope="module")

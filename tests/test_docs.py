@@ -2,29 +2,30 @@
 from __future__ import annotations
 
 import doctest
+import importlib
+import importlib.util
 import json
+import pkgutil
+from pathlib import Path
 
 import matplotlib
 import pytest
 
-import bayeslmm.datasets
-import bayeslmm.frames
-import bayeslmm.inference.core
-import bayeslmm.inference.kr_blocks
-import bayeslmm.lmm
-import bayeslmm.persist
-import bayeslmm.results.bayesian
-import bayeslmm.results.frequentist
+import bayeslmm
 from conftest import REPO
 
 matplotlib.use("Agg")
 
 
+MODULES = sorted(info.name for info in pkgutil.walk_packages(bayeslmm.__path__, "bayeslmm."))
+WITH_EXAMPLES = [name for name in MODULES if ">>>" in Path(importlib.util.find_spec(name).origin).read_text()]
+
+
 @pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
-@pytest.mark.parametrize("module", [bayeslmm.lmm, bayeslmm.results.frequentist, bayeslmm.results.bayesian, bayeslmm.inference.core,
-                                    bayeslmm.datasets, bayeslmm.inference.kr_blocks, bayeslmm.frames,
-                                    bayeslmm.persist])
-def test_docstring_examples(module):
+@pytest.mark.parametrize("name", WITH_EXAMPLES)
+def test_docstring_examples(name):
+    """Every module with examples runs them all, and they all pass."""
+    module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
 

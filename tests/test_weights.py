@@ -17,7 +17,7 @@ from bayeslmm.linalg import logdensity as ld
 from bayeslmm.inference.bootstrap import refits
 from bayeslmm.linalg.crossprod import factor_matrix
 from bayeslmm.errors import LMMError
-from bayeslmm.bayes import model as bayes
+from bayeslmm import bayes
 from bayeslmm.model.priors import Flat
 from conftest import pymc_values
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
+from bayeslmm.errors import ConvergenceWarning
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
-from bayeslmm.errors import ConvergenceWarning
 from bayeslmm.model.covariance import ThetaLayout
 
 GRADIENT_TOLERANCE = 2e-3  # lme4's check.conv.grad tolerance, here on the scaled gradient

@@ -18,12 +18,12 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
+from bayeslmm.errors import ConvergenceWarning, LMMError
+from bayeslmm.fit.optimize import ThetaFit, fit_theta, newton_theta
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import cross_products
-from bayeslmm.errors import ConvergenceWarning, LMMError
-from bayeslmm.model.spec import ModelSpec
 from bayeslmm.model.covariance import ThetaLayout
-from bayeslmm.fit.optimize import ThetaFit, fit_theta, newton_theta
+from bayeslmm.model.spec import ModelSpec
 
 PHI_BOUND = 12.0  # |φ| for the one-parameter search: tanh(12) = 1 − 8e-11 for a correlation
 NEWTON_STEP_TOLERANCE = 1e-4  # converged when no Newton step in φ is larger than this

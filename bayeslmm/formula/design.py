@@ -14,13 +14,12 @@ import formulae as fm
 import numpy as np
 import pandas as pd
 
-from bayeslmm import checks
-from bayeslmm import frames
+from bayeslmm import checks, frames
 from bayeslmm.errors import LMMError
-from bayeslmm.model.spec import GroupingFactor, ModelSpec, RandomTerm
 from bayeslmm.formula.bars import ParsedFormula, RandomBar, parse_formula
 from bayeslmm.formula.frame import FormulaeTexts, LevelColumn, formulae_frame, formulae_texts, used_columns
 from bayeslmm.formula.transforms import R_FUNCTIONS, from_formulae_names
+from bayeslmm.model.spec import GroupingFactor, ModelSpec, RandomTerm
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.checks import check_count, check_level
-from bayeslmm.linalg.crossprod import ResponseProducts
 from bayeslmm.errors import LMMError
+from bayeslmm.linalg.crossprod import ResponseProducts
 
 BATCH = 100  # responses simulated and turned into cross-products at a time (bounds memory)
 # L-BFGS-B stopping rule for refits: a third of the evaluations of the default (1e-15, 1e-10)
@@ -138,7 +138,7 @@ def _model_with_response(model, y: np.ndarray, stats):
 
 
 def default_statistic_names(fit) -> list[str]:
-    from bayeslmm.inference.core import _variance_names
+    from bayeslmm.inference.profile import _variance_names
 
     return _variance_names(fit) + ["sigma"] + list(fit.spec.fixef_names)
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bayeslmm.linalg import logdensity as ld
 from bayeslmm.checks import check_count, check_same_weights
 from bayeslmm.errors import LMMError
+from bayeslmm.linalg import logdensity as ld
 
 SIMULATION_BATCH = 2000  # simulated statistics per block (bounds memory: batch × (K + grid))
 

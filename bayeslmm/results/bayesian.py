@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayeslmm import bayes
 from bayeslmm.checks import check_same_weights
 from bayeslmm.errors import LMMError
-from bayeslmm.bayes import model as bayes
 from bayeslmm.results.newdata import new_data_matrices, read_newdata
 
 RHAT_LIMIT = 1.01

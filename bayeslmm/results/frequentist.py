@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm import checks
-from bayeslmm.linalg import logdensity as ld
-from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.errors import LMMError, SingularFitWarning
 from bayeslmm.fit.optimize import ThetaFit
-from bayeslmm.model.spec import ModelSpec
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
+from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results import printing
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
 
@@ -82,7 +82,7 @@ class LMMResult:
         >>> fit.coef_table(ddf="kenward-roger")["df"].round(3).tolist()
         [17.0, 17.0]
         """
-        from bayeslmm.inference.core import coef_table
+        from bayeslmm.inference.fixed_effects import coef_table
 
         return coef_table(self, ddf=ddf, level=level)
 
@@ -103,7 +103,7 @@ class LMMResult:
         >>> fit.anova(ddf="kenward-roger")["F value"].round(2).tolist()
         [2191.89, 1.41, 14.65]
         """
-        from bayeslmm.inference.core import f_tests
+        from bayeslmm.inference.fixed_effects import f_tests
 
         return f_tests(self, type=type, ddf=ddf)
 
@@ -113,7 +113,7 @@ class LMMResult:
         ``method``: ``"profile"``, ``"wald"`` or ``"bootstrap"`` (percentiles of ``n`` parametric
         bootstrap refits drawn with ``seed``).
         """
-        from bayeslmm.inference.core import confint
+        from bayeslmm.inference.profile import confint
 
         extra = {"bootstrap": {"n": n, "seed": seed}} if method == "bootstrap" else {}
         return confint(self, method=method, level=level, **extra)
@@ -155,7 +155,7 @@ class LMMResult:
 
     def variance_components(self, level: float = 0.95) -> pd.DataFrame:
         """Variance, sd with profile interval, share of variance and ICC per random effect."""
-        from bayeslmm.inference.core import variance_components
+        from bayeslmm.inference.variance import variance_components
 
         return variance_components(self, level=level)
 

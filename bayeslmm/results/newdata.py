@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bayeslmm import checks
-from bayeslmm import frames
+from bayeslmm import checks, frames
 from bayeslmm.errors import LMMError
 from bayeslmm.formula.design import covariate_columns, level_labels
 from bayeslmm.formula.frame import formulae_frame

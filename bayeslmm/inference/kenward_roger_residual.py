@@ -135,7 +135,7 @@ def _blocks_of(fit) -> tuple[np.ndarray, BlockLayout]:
 
 def _random_patterns(fit) -> tuple[np.ndarray, np.ndarray]:
     """D (S × S, all terms on the factor) and the patterns E_k of its free entries."""
-    from bayeslmm.inference.ddf import _pattern, _term_patterns
+    from bayeslmm.inference.kenward_roger import _pattern, _term_patterns
 
     spec = fit._model.spec
     if not spec.factors:
@@ -188,7 +188,7 @@ def kenward_roger_blocks(fit):
     >>> fit.coef_table(ddf="kenward-roger")["df"].round(1).tolist()
     [284.2, 353.3, 284.2, 353.3]
     """
-    from bayeslmm.inference.ddf import KenwardRoger, _twice_inverse
+    from bayeslmm.inference.kenward_roger import KenwardRoger, _twice_inverse
 
     if not fit.reml:
         raise LMMError("Kenward–Roger is defined for REML fits; refit with fit.refit('REML') (or "

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from bayeslmm.linalg.crossprod import factor_matrix
 from bayeslmm.errors import LMMError
+from bayeslmm.linalg.crossprod import factor_matrix
 
 MAX_DENSE_RANDOM_EFFECTS = 4000  # q × q work for models with several grouping factors
 
@@ -56,7 +56,7 @@ class _Blocks:
 def kenward_roger(fit) -> KenwardRoger:
     """Kenward–Roger pieces of a REML fit (a residual structure: :mod:`bayeslmm.kr_blocks`)."""
     if fit._residual is not None:
-        from bayeslmm.inference.kr_blocks import kenward_roger_blocks
+        from bayeslmm.inference.kenward_roger_residual import kenward_roger_blocks
 
         return kenward_roger_blocks(fit)
     _check_fit(fit)

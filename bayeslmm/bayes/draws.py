@@ -1,0 +1,127 @@
+"""Exact draws of β and b given each posterior draw of σ, the sds and correlations (and φ).
+
+β ~ N(H⁻¹h, H⁻¹) from the shared log-density's factorization, then b | β from the
+conditional modes plus scaled noise: the marginalised sampler's posterior has the same
+variables as the hierarchical one.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import xarray as xr
+
+from bayeslmm.bayes.model import whitened_cross_products
+from bayeslmm.bayes.residual import residual_natural
+from bayeslmm.bayes.setup import BayesSetup, coords, effect_dim, term_pairs
+from bayeslmm.linalg import logdensity as ld
+
+
+def posterior_parameters(posterior: xr.Dataset, setup: BayesSetup):
+    """σ (D,) and each term's Cholesky factor (D, S, S) over all draws, from sd and corr."""
+    sigma = posterior["sigma"].values.reshape(-1)
+    chols = []
+    for term, label in zip(setup.spec.terms, setup.labels):
+        sd = posterior[f"sd_{label}"].values.reshape(sigma.size, term.size)
+        R = np.broadcast_to(np.eye(term.size), (sigma.size, term.size, term.size)).copy()
+        for k, (r, c) in enumerate(term_pairs(term)):
+            R[:, r, c] = R[:, c, r] = posterior[f"corr_{label}"].values.reshape(sigma.size, -1)[:, k]
+        L = np.linalg.cholesky(R) if term.size > 1 else R
+        chols.append(sd[:, :, None] * L)
+    return sigma, chols
+
+
+def factor_Ts(setup: BayesSetup, chols: list[np.ndarray], sigma: np.ndarray, d: int) -> list[np.ndarray]:
+    """Relative factors T_f = blockdiag(chol_k) / σ of draw d."""
+    Ts = [np.zeros((f.n_columns, f.n_columns)) for f in setup.spec.factors]
+    for term, chol in zip(setup.spec.terms, chols):
+        Ts[term.factor][term.columns, term.columns] = chol[d] / sigma[d]
+    return Ts
+
+
+def conditional_draws(setup: BayesSetup, sigma, chols, rng, chunk_elements: int = 200_000):
+    """β | θ, σ, y and then b | β, θ, σ, y: one exact draw per posterior draw.
+
+    β ~ N(H⁻¹h, H⁻¹) (see :func:`bayeslmm.logdensity.beta_conditional`), then
+    u = L⁻ᵀ(c − Rβ + σz), z ~ N(0, I), and b = T u.  With one grouping factor the
+    draws are factorized together in chunks; with several, one at a time.
+    """
+    spec = setup.spec
+    if len(spec.factors) > 1:
+        return _draws_one_at_a_time(setup, sigma, chols, rng)
+    size = max(1, spec.factors[0].n_levels * spec.factors[0].n_columns * (spec.p + 1)) if spec.factors else 1
+    step = max(1, chunk_elements // size)
+    parts = [_draws_together(setup, sigma[i:i + step], [c[i:i + step] for c in chols], rng)
+             for i in range(0, sigma.size, step)]
+    beta = np.concatenate([p[0] for p in parts])
+    b = [np.concatenate([p[1][f] for p in parts]) for f in range(len(spec.factors))]
+    return beta, b
+
+
+def _draw_beta(C, sigma, prior, rng) -> np.ndarray:
+    mean, LH = ld.beta_conditional(C, sigma**2, prior.precision, prior.shift)
+    z = rng.standard_normal(mean.shape)
+    return mean + np.linalg.solve(np.swapaxes(LH, -1, -2), z[..., None])[..., 0]
+
+
+def _draws_together(setup: BayesSetup, sigma, chols, rng):
+    """Draws for D parameter values at once (no or one grouping factor)."""
+    spec, stats, p = setup.spec, setup.stats, setup.spec.p
+    if not spec.factors:
+        C = np.broadcast_to(stats.XYtXY, (sigma.size, p + 1, p + 1))
+        return _draw_beta(C, sigma, setup.priors.beta, rng), []
+    T = np.stack([factor_Ts(setup, chols, sigma, d)[0] for d in range(sigma.size)])
+    # entry by entry, like the factorization: (D, G) arrays per entry, no per-level matrices
+    _, Linv, R, C, _ = ld.factorize_first(T[:, None], stats, as_entries=True)
+    beta = _draw_beta(C, sigma, setup.priors.beta, rng)
+    S = len(R)
+    z = rng.standard_normal(R[0].shape[:-1] + (S,))
+    v = [R[s][..., p] - np.matmul(R[s][..., :p], beta[:, :, None])[..., 0] + sigma[:, None] * z[..., s]
+         for s in range(S)]  # c − Rβ + σz
+    u = [sum(Linv[t, s] * v[t] for t in range(s, S)) for s in range(S)]  # L⁻ᵀ v
+    b = [sum(T[:, s, k, None] * u[k] for k in range(S)) for s in range(S)]  # T u
+    return beta, [np.stack(b, axis=-1)]
+
+
+def _draws_one_at_a_time(setup: BayesSetup, sigma, chols, rng):
+    spec = setup.spec
+    Q = sum(f.n_levels * f.n_columns for f in spec.factors)
+    beta = np.empty((sigma.size, spec.p))
+    b = [np.empty((sigma.size, f.n_levels, f.n_columns)) for f in spec.factors]
+    for d in range(sigma.size):
+        Ts = factor_Ts(setup, chols, sigma, d)
+        fact = ld.factorize_T(Ts, setup.stats)
+        beta[d] = _draw_beta(fact.C, sigma[d:d + 1], setup.priors.beta, rng)
+        u = ld.conditional_u(fact, beta[d], noise=sigma[d] * rng.standard_normal(Q))
+        for f, (u_f, T) in enumerate(zip(u, Ts)):
+            b[f][d] = u_f @ T.T
+    return beta, b
+
+
+def _draws_with_residual(setup: BayesSetup, posterior, sigma, chols, rng):
+    """The exact draws of β and b, one posterior draw at a time on the data whitened at its φ."""
+    parts = []
+    for d in range(sigma.size):
+        stats, _ = whitened_cross_products(setup, residual_natural(setup.residual, posterior, d), xp=np)
+        parts.append(_draws_together(dataclasses.replace(setup, stats=stats), sigma[d:d + 1],
+                                     [c[d:d + 1] for c in chols], rng))
+    beta = np.concatenate([p[0] for p in parts])
+    return beta, [np.concatenate([p[1][f] for p in parts]) for f in range(len(setup.spec.factors))]
+
+
+def add_conditional_draws(idata, setup: BayesSetup, rng) -> None:
+    posterior = idata["posterior"].to_dataset()
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    sigma, chols = posterior_parameters(posterior, setup)
+    if setup.residual is None:
+        beta, b = conditional_draws(setup, sigma, chols, rng)
+    else:
+        beta, b = _draws_with_residual(setup, posterior, sigma, chols, rng)
+    new = {"beta": (("chain", "draw", "fixef"), beta.reshape(chains, draws, -1))}
+    for factor, b_f in zip(setup.spec.factors, b):
+        new[f"b_{factor.name}"] = (("chain", "draw", factor.name, effect_dim(factor.name)),
+                                   b_f.reshape(chains, draws, factor.n_levels, factor.n_columns))
+    coords_ = {k: v for k, v in coords(setup.spec, setup.labels).items() if k != "obs"}
+    posterior = posterior.assign(new).assign_coords({k: v for k, v in coords_.items() if k in
+                                                      {d for var in new.values() for d in var[0]}})
+    idata["posterior"] = xr.DataTree(posterior)

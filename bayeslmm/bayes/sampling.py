@@ -1,0 +1,153 @@
+"""NUTS: initial values near the REML estimate, sampling, and the posterior's derived variables.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from bayeslmm.bayes.draws import add_conditional_draws
+from bayeslmm.bayes.model import build_model
+from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predictor, residual_noise
+from bayeslmm.bayes.residual import residual_start
+from bayeslmm.bayes.setup import BayesSetup, coords, effect_dim, pair_dim, term_pairs
+from bayeslmm.checks import check_count
+from bayeslmm.errors import LMMError
+from bayeslmm.linalg import logdensity as ld
+
+
+def check_sampling_arguments(draws, tune, chains) -> None:
+    for name, value, minimum in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        check_count(value, name, minimum)
+
+
+def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed, marginalize: bool,
+           sampler: str, progressbar: bool, target_accept: float, log_likelihood: bool, cores: int | None = None):
+    """Run NUTS and return the posterior as an ArviZ DataTree with β and b for every draw."""
+    import pymc as pm
+
+    check_sampling_arguments(draws, tune, chains)
+    if sampler not in ("pymc", "nutpie"):
+        raise LMMError(f"sampler must be 'pymc' or 'nutpie'; got {sampler!r}")
+    if sampler == "nutpie":
+        try:
+            import nutpie  # noqa: F401
+        except ImportError:
+            raise LMMError("sampler='nutpie' needs nutpie: pip install 'bayeslmm[nutpie]'") from None
+    model = build_model(setup, marginalize)
+    seeds = np.random.SeedSequence(random_seed)
+    rng = np.random.default_rng(seeds.spawn(1)[0])
+    options = {} if cores is None else {"cores": cores}
+    if marginalize:  # store only what NUTS samples; sds and correlations follow in NumPy
+        starts = initial_values(setup, chains, rng)
+        options["var_names"] = [rv.name for rv in model.free_RVs] + residual_names(model)
+        # nutpie takes one starting point for all chains; PyMC's NUTS one per chain
+        options.update({"initvals": starts[0]} if sampler == "nutpie" else {"initvals": starts, "init": "adapt_full"})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        # the dense mass matrix is chosen on purpose (see docs/design.md)
+        warnings.filterwarnings("ignore", message="QuadPotentialFullAdapt is an experimental feature")
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed, model=model,
+                          nuts_sampler=sampler, progressbar=progressbar, target_accept=target_accept,
+                          compute_convergence_checks=False, **options)
+    if marginalize:
+        _add_sds_and_correlations(idata, setup)
+        add_conditional_draws(idata, setup, rng)
+    idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.observed)},
+                                                    coords={"obs": np.arange(setup.spec.n)}))
+    if log_likelihood:
+        add_pointwise_log_likelihood(idata, setup)
+    return idata
+
+
+def residual_names(model) -> list[str]:
+    """The residual structure's readable variables (ρ, sd ratios, correlation matrix)."""
+    return [d.name for d in model.deterministics if d.name == "rho" or d.name.startswith(("sd_ratio_", "residual_corr"))]
+
+
+def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
+    """Per-chain starting points near the REML estimate (sds floored, correlations shrunk), jittered."""
+    from bayeslmm.fit.optimize import fit_theta
+    from bayeslmm.model.covariance import theta_layout
+
+    spec, layout = setup.spec, theta_layout(setup.spec)
+    stats, residual = setup.stats, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if setup.residual is None:
+            opt = fit_theta(stats, layout, reml=True)
+        else:
+            from bayeslmm.fit.residual import fit_with_residual, whitened_stats
+
+            opt, phi = fit_with_residual(spec, layout, setup.residual, reml=True)
+            stats = whitened_stats(spec, setup.residual, phi)[0]
+            residual = residual_start(setup.residual, phi)
+    fact = ld.factorize(opt.theta, stats, layout)
+    sigma = float(np.sqrt(ld.sigma2_hat(ld.profile(fact, spec.p), spec.n, True))) or float(np.std(spec.y))
+    Ts = layout.factors_T(opt.theta)
+    out = []
+    for _ in range(chains):
+        jitter = lambda size: np.exp(rng.uniform(-0.1, 0.1, size))  # noqa: E731
+        point = {"sigma": sigma * jitter(None)} | residual
+        for term, label, prior in zip(spec.terms, setup.labels, setup.priors.terms):
+            T = Ts[term.factor][term.columns, term.columns]
+            cov = sigma**2 * T @ T.T
+            floor = 0.05 * np.array([p.sigma if hasattr(p, "sigma") else p.scale for p in prior.sds])
+            sd = np.maximum(np.sqrt(np.diag(cov)), floor) * jitter(term.size)
+            if term.size == 1:
+                point[f"sd_{label}"] = sd
+                continue
+            corr = 0.8 * cov / np.outer(np.sqrt(np.diag(cov)) + 1e-300, np.sqrt(np.diag(cov)) + 1e-300)
+            np.fill_diagonal(corr, 1.0)
+            chol = sd[:, None] * np.linalg.cholesky(corr)
+            point[f"chol_{label}"] = chol[np.tril_indices(term.size)]
+        out.append(point)
+    return out
+
+
+def _add_sds_and_correlations(idata, setup: BayesSetup) -> None:
+    """sd and correlation draws of each correlated term from its packed Cholesky factor."""
+    posterior = idata["posterior"].to_dataset()
+    new = {}
+    for term, label in zip(setup.spec.terms, setup.labels):
+        if term.size == 1:
+            continue
+        packed = posterior[f"chol_{label}"].values
+        L = np.zeros(packed.shape[:2] + (term.size, term.size))
+        L[..., np.tril_indices(term.size)[0], np.tril_indices(term.size)[1]] = packed
+        cov = L @ np.swapaxes(L, -1, -2)
+        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        corr = cov / (sd[..., :, None] * sd[..., None, :])
+        rows, cols = zip(*term_pairs(term))
+        new[f"sd_{label}"] = (("chain", "draw", effect_dim(label)), sd)
+        new[f"corr_{label}"] = (("chain", "draw", pair_dim(label)), corr[..., list(rows), list(cols)])
+    if new:
+        dims = {d for value in new.values() for d in value[0][2:]}
+        names = coords(setup.spec, setup.labels)
+        idata["posterior"] = xr.DataTree(posterior.assign(new).assign_coords({d: names[d] for d in dims}))
+
+
+def prior_predictive(setup: BayesSetup, draws: int, random_seed):
+    import pymc as pm
+
+    check_sampling_arguments(draws, 0, 1)
+    model = build_model(setup, marginalize=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        # with a residual structure the potential is y's likelihood, which prior draws do not involve
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        idata = pm.sample_prior_predictive(draws=draws, model=model, random_seed=random_seed)
+    if setup.residual is not None:  # y is a potential there: draw it here, with the structure's correlation
+        idata["prior_predictive"] = xr.DataTree(residual_prior_predictive(setup, idata, random_seed))
+    return idata
+
+
+def residual_prior_predictive(setup: BayesSetup, idata, random_seed) -> xr.Dataset:
+    """y = Xβ + Zb + σ R^{1/2} z per prior draw, R at the draw's structure parameters."""
+    prior, spec = idata["prior"].to_dataset(), setup.spec
+    mu = linear_predictor(setup, prior, spec.X, [(f.codes, f.raw) for f in spec.factors])
+    rng = np.random.default_rng(np.random.SeedSequence(random_seed).spawn(2)[1])
+    y = mu + residual_noise(setup, prior, rng.standard_normal(mu.shape))
+    return xr.Dataset({"y": (("chain", "draw", "obs"), y.reshape(prior.sizes["chain"], prior.sizes["draw"], spec.n))},
+                      coords={"chain": prior["chain"], "draw": prior["draw"], "obs": np.arange(spec.n)})

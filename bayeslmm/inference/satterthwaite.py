@@ -1,0 +1,83 @@
+"""Satterthwaite's degrees of freedom (lmerTest): the gradient of a contrast's variance in the
+covariance parameters and their asymptotic covariance, by Richardson-extrapolated differences.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from bayeslmm.errors import LMMError
+
+
+def _gradient_quadratic(c, gradients, A) -> float:
+    g = np.array([c @ G @ c for G in gradients])
+    return float(g @ A @ g)
+
+
+def satterthwaite_df(fit) -> np.ndarray:
+    """Satterthwaite denominator df of each fixed effect (lmerTest's varpar = (θ, σ))."""
+    gradients, A = _satterthwaite_pieces(fit)
+    V = fit.vcov.to_numpy()
+    return np.array([2 * V[j, j] ** 2 / _gradient_quadratic(np.eye(len(V))[j], gradients, A) for j in range(len(V))])
+
+
+def _satterthwaite_pieces(fit):
+    """∂Var(β̂)/∂varpar_k (one p × p matrix per variance parameter) and A = 2H⁻¹ (lmerTest's)."""
+    from bayeslmm.linalg import logdensity as ld
+
+    model = fit._model
+    if model is None:
+        raise LMMError("Satterthwaite df need a model fitted through LMM(...).fit()")
+    layout, n, reml, p = model.layout, fit.nobs, fit.reml, fit.spec.p
+    theta_size = fit.theta.size
+    # varpar = (θ, σ, φ): a residual structure's parameters vary with the others, as in mmrm
+    varpar = np.r_[fit.theta, fit.sigma, fit._phi]
+
+    def stats_at(v):
+        return _stats_at_phi(model, v[theta_size + 1:])
+
+    def deviance(v):
+        stats, logdet = stats_at(v)
+        fact = ld.factorize(v[:theta_size], stats, layout)
+        prof = ld.profile(fact, p)
+        return ld.deviance_at(fact, prof, n, v[theta_size] ** 2, fit.fixef.to_numpy(), reml=reml) + logdet
+
+    def vcov_matrix(v):
+        fact = ld.factorize(v[:theta_size], stats_at(v)[0], layout)
+        LXinv = ld.solve_lower(ld.profile(fact, p).LX, np.eye(p))
+        return v[theta_size] ** 2 * LXinv.T @ LXinv
+
+    step = 1e-2 * np.maximum(np.abs(varpar), 1e-2)
+    hessian = _richardson(lambda h: _hessian(deviance, varpar, h), step)
+    A = 2.0 * np.linalg.pinv(hessian)
+    gradients = _richardson(lambda h: np.stack(
+        [(vcov_matrix(varpar + e) - vcov_matrix(varpar - e)) / (2 * e.sum()) for e in np.diag(h)]), step)
+    return gradients, A
+
+
+def _stats_at_phi(model, phi):
+    """Cross-products and Σ log|R_i| of the data whitened at φ (the model's own without a structure)."""
+    if model.residual is None:
+        return model.stats, 0.0
+    from bayeslmm.fit.residual import whitened_stats
+
+    return whitened_stats(model.spec, model.residual, phi)
+
+
+def _richardson(derivative, step, levels: int = 3):
+    """Richardson extrapolation of a central-difference derivative over halved steps (error O(h^2k))."""
+    table = [derivative(step / 2**k) for k in range(levels)]
+    for order in range(1, levels):
+        factor = 4.0**order
+        table = [(factor * table[k + 1] - table[k]) / (factor - 1) for k in range(len(table) - 1)]
+    return table[0]
+
+
+def _hessian(f, x, step) -> np.ndarray:
+    k = x.size
+    H = np.empty((k, k))
+    E = np.diag(step)
+    for i in range(k):
+        for j in range(i, k):
+            H[i, j] = H[j, i] = (f(x + E[i] + E[j]) - f(x + E[i] - E[j]) - f(x - E[i] + E[j])
+                                 + f(x - E[i] - E[j])) / (4 * step[i] * step[j])
+    return H
