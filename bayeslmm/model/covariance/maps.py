@@ -10,6 +10,7 @@ import numpy as np
 
 from bayeslmm.model.covariance.triangle import (
     columnwise_from_rowwise,
+    correlation_pairs,
     lower_triangle,
     n_parameters,
     pack_columnwise,
@@ -38,6 +39,14 @@ def term_factors(terms, theta: np.ndarray) -> list[np.ndarray]:
     """The relative Cholesky factor T_k (S × S, lower triangular) of every term at ``theta``."""
     theta = np.asarray(theta, dtype=float)
     return [unpack_columnwise(theta[..., block], term.size) for term, block in zip(terms, term_slices(terms))]
+
+
+def grouping_factors(spec, factors) -> list[np.ndarray]:
+    """Each grouping factor's T_f (or D_f, L_f): the terms' matrices ``factors`` on its diagonal."""
+    out = [np.zeros((f.n_columns, f.n_columns)) for f in spec.factors]
+    for term, M in zip(spec.terms, factors):
+        out[term.factor][term.columns, term.columns] = M
+    return out
 
 
 def theta_of_factors(factors) -> np.ndarray:
@@ -86,6 +95,21 @@ def sdcor_matrices(v: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return sd, strict + np.swapaxes(strict, -1, -2) + np.eye(size)
 
 
+def correlation_matrix(values: np.ndarray, size: int) -> np.ndarray:
+    """The correlation matrix (…, S, S) from its correlations (…, S(S−1)/2) in lme4's order."""
+    values = np.asarray(values, dtype=float)
+    R = np.broadcast_to(np.eye(size), values.shape[:-1] + (size, size)).copy()
+    for k, (r, c) in enumerate(correlation_pairs(size)):
+        R[..., r, c] = R[..., c, r] = values[..., k]
+    return R
+
+
+def correlations(cor: np.ndarray) -> np.ndarray:
+    """The correlations (…, S(S−1)/2) below the diagonal of ``cor`` (…, S, S), lme4's order."""
+    pairs = correlation_pairs(np.shape(cor)[-1])
+    return np.stack([cor[..., r, c] for r, c in pairs], axis=-1) if pairs else np.zeros(np.shape(cor)[:-2] + (0,))
+
+
 def defined(cor: np.ndarray) -> np.ndarray:
     """Correlations with the undefined ones (NaN, next to a zero sd) set to 0: the value every
     map back to D, T or the LKJ factor reads them as (any value gives the same D), and what a
@@ -107,18 +131,6 @@ def cholesky_of_sdcor(sd: np.ndarray, cor: np.ndarray) -> np.ndarray:
     return sd[..., :, None] * np.linalg.cholesky(defined(cor))
 
 
-def is_sdcor(sd: np.ndarray, cor: np.ndarray) -> bool:
-    """Whether sds ≥ 0 and correlations in (−1, 1) (off the diagonal) with R positive definite."""
-    off = ~np.eye(np.shape(sd)[-1], dtype=bool)
-    if np.any(np.asarray(sd) < 0) or np.any(np.abs(defined(cor)[..., off]) >= 1):
-        return False
-    try:
-        np.linalg.cholesky(defined(cor))
-    except np.linalg.LinAlgError:
-        return False
-    return True
-
-
 # --- all terms: θ ↔ the sd/cor vector ----------------------------------------------------------
 
 
@@ -130,13 +142,16 @@ def sdcor_of_theta(terms, theta: np.ndarray, sigma: float) -> np.ndarray:
 
 def theta_of_sdcor(terms, values: np.ndarray, sigma: float) -> np.ndarray | None:
     """θ at the sds and correlations ``values`` (θ's order) and σ; None where they are not a
-    covariance (:func:`is_sdcor`)."""
+    covariance (a negative sd, a correlation outside (−1, 1), R not positive definite)."""
     factors = []
     for term, block in zip(terms, term_slices(terms)):
         sd, cor = sdcor_matrices(values[block], term.size)
-        if not is_sdcor(sd, cor):
+        if np.any(sd < 0) or np.any(np.abs(defined(cor)[~np.eye(term.size, dtype=bool)]) >= 1):
             return None
-        factors.append(cholesky_of_sdcor(sd, cor) / sigma)
+        try:
+            factors.append(cholesky_of_sdcor(sd, cor) / sigma)
+        except np.linalg.LinAlgError:
+            return None
     return theta_of_factors(factors)
 
 
