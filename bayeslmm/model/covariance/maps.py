@@ -146,7 +146,8 @@ def theta_of_sdcor(terms, values: np.ndarray, sigma: float) -> np.ndarray | None
     factors = []
     for term, block in zip(terms, term_slices(terms)):
         sd, cor = sdcor_matrices(values[block], term.size)
-        if np.any(sd < 0) or np.any(np.abs(defined(cor)[~np.eye(term.size, dtype=bool)]) >= 1):
+        cor = defined(cor)
+        if np.any(sd < 0) or np.any(np.abs(cor - np.eye(term.size)) >= 1):  # off the diagonal
             return None
         try:
             factors.append(cholesky_of_sdcor(sd, cor) / sigma)

@@ -7,6 +7,8 @@ PyMC's ``LKJCholeskyCov`` packs its Cholesky factor row by row (NumPy's ``tril_i
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 
@@ -31,15 +33,24 @@ def n_parameters(size: int) -> int:
     return size * (size + 1) // 2
 
 
+@lru_cache(maxsize=None)
 def columnwise_indices(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the lower triangle in lme4's (θ's) order."""
+    """Row and column indices of the lower triangle in lme4's (θ's) order (read-only, cached:
+    the profile maps parameters at every deviance evaluation)."""
     entries = lower_triangle(size)
-    return (np.array([r for r, _ in entries], dtype=np.intp), np.array([c for _, c in entries], dtype=np.intp))
+    return _read_only(np.array([r for r, _ in entries], dtype=np.intp), np.array([c for _, c in entries], dtype=np.intp))
 
 
+@lru_cache(maxsize=None)
 def rowwise_indices(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the lower triangle in PyMC's LKJ order (row by row)."""
-    return np.tril_indices(size)
+    """Row and column indices of the lower triangle in PyMC's LKJ order (row by row; read-only)."""
+    return _read_only(*np.tril_indices(size))
+
+
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 def pack_columnwise(M: np.ndarray) -> np.ndarray:
