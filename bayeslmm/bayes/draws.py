@@ -31,8 +31,9 @@ def posterior_parameters(posterior: xr.Dataset, setup: BayesSetup):
     chols = []
     for term, label in zip(setup.spec.terms, setup.labels):
         sd = posterior[sd_variable(label)].values.reshape(sigma.size, term.size)
-        pairs = posterior[corr_variable(label)].values.reshape(sigma.size, -1) if term.size > 1 else np.zeros((sigma.size, 0))
-        chols.append(cholesky_of_sdcor(sd, correlation_matrix(pairs, term.size)))
+        cor = (posterior[corr_variable(label)].values.reshape(sigma.size, -1) if term.size > 1
+               else np.zeros((sigma.size, 0)))
+        chols.append(cholesky_of_sdcor(sd, correlation_matrix(cor, term.size)))
     return sigma, chols
 
 

@@ -77,7 +77,8 @@ from bayeslmm.model.covariance.triangle import (
 
 __all__ = [
     "ThetaLayout", "theta_layout",
-    "cholesky_of_sdcor", "correlation_matrix", "correlations", "covariance", "covariance_of_sdcor", "defined", "grouping_factors", "lkj_of_theta", "sd_cor",
+    "cholesky_of_sdcor", "correlation_matrix", "correlations", "covariance", "covariance_of_sdcor", "defined",
+    "grouping_factors", "lkj_of_theta", "sd_cor",
     "sdcor_matrices", "sdcor_of_theta", "sdcor_vector", "term_factors", "term_slices", "theta_lower",
     "theta_of_factors", "theta_of_lkj", "theta_of_sdcor",
     "SIGMA", "chol_variable", "cor_name", "corr_variable", "effect_dim", "pair_coords", "pair_dim",

@@ -38,7 +38,8 @@ def columnwise_indices(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of the lower triangle in lme4's (θ's) order (read-only, cached:
     the profile maps parameters at every deviance evaluation)."""
     entries = lower_triangle(size)
-    return _read_only(np.array([r for r, _ in entries], dtype=np.intp), np.array([c for _, c in entries], dtype=np.intp))
+    rows, cols = zip(*entries) if entries else ((), ())
+    return _read_only(np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp))
 
 
 @lru_cache(maxsize=None)
