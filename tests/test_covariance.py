@@ -185,8 +185,16 @@ def test_zero_sd_convention_in_varcorr_summary_and_bootstrap():
     assert table["sdcor"].iloc[1] == 0.0
     statistic = pd.Series(default_statistic(fit), index=default_statistic_names(fit))
     assert statistic.isna().tolist() == [False, True, False, False, False, False]
-    printed = random_effects_table(fit)
-    assert printed.iloc[1, -1] == "nan" and printed.iloc[0, -1] == ""
+
+
+def test_summary_marks_only_the_correlations_next_to_a_zero_sd():
+    """lme4 prints NaN for those correlations only; the others of the term stay numbers."""
+    data = blm.datasets.load("sleepstudy").assign(D2=lambda d: (d["Days"] - 4.5) ** 2 / 10)
+    fit = blm.LMM("Reaction ~ Days + (Days + D2 | Subject)", data).fit()
+    fit.theta = np.array([1.0, 0.0, 0.3, 0.0, 0.0, 0.5])  # T's column order; Days has sd 0
+    printed = random_effects_table(fit).iloc[:3, 4:].to_numpy().tolist()
+    expected_cor = 0.3 / np.hypot(0.3, 0.5)
+    assert printed == [["", ""], ["nan", ""], [f"{expected_cor:.2f}", "nan"]]
 
 
 # --- names against lme4's ------------------------------------------------------------------------
