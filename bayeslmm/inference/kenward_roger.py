@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from bayeslmm.errors import LMMError
 from bayeslmm.linalg.crossprod import factor_matrix
+from bayeslmm.model.covariance import lower_triangle
 
 MAX_DENSE_RANDOM_EFFECTS = 4000  # q × q work for models with several grouping factors
 
@@ -78,7 +79,7 @@ def _term_patterns(spec, factor_index: int) -> list[tuple[int, int]]:
     out = []
     for term in spec.terms:
         if term.factor == factor_index:
-            out += [(term.offset + r, term.offset + c) for c in range(term.size) for r in range(c, term.size)]
+            out += [(term.offset + r, term.offset + c) for r, c in lower_triangle(term.size)]
     return out
 
 
