@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
+from bayeslmm.fit import residual as fit_residual
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import cross_products
-from bayeslmm.fit import residual as fit_residual
 from bayeslmm.model.residual.ar1 import BoundAR1
 from bayeslmm.model.residual.combined import BoundCombined
 from bayeslmm.model.residual.cs import BoundCS
