@@ -30,6 +30,8 @@ STRUCTURES = {
     "ar1+het": cov.AR1(time="step", group="tree") & cov.Heteroscedastic(by="treat"),
     "cs+het": cov.CompoundSymmetry(group="tree") & cov.Heteroscedastic(by="visit"),
     "us+het": cov.Unstructured(time="visit", group="tree") & cov.Heteroscedastic(by="treat"),
+    "toep": cov.Toeplitz(time="visit", group="tree"),
+    "toep+het": cov.Toeplitz(time="visit", group="tree") & cov.Heteroscedastic(by="treat"),
 }
 
 
@@ -60,7 +62,7 @@ def dense_R(structure, data: pd.DataFrame, params: dict) -> np.ndarray:
     if isinstance(structure, cov.CompoundSymmetry):
         return np.where(same, params["rho"], 0.0) + (1 - params["rho"]) * np.eye(len(data))
     t = data[structure.time].to_numpy()
-    if isinstance(structure, cov.Unstructured):
+    if isinstance(structure, (cov.Unstructured, cov.Toeplitz)):  # S itself: tests/test_toeplitz.py checks it
         position = np.searchsorted(np.sort(np.unique(t)), t)
         return np.where(same, params["S"][position[:, None], position[None, :]], 0.0)
     R = np.where(same, params["rho"] ** np.abs(t[:, None] - t[None, :]), 0.0)
@@ -106,7 +108,7 @@ def test_colour_and_whiten_are_inverses(rows, name):
     np.testing.assert_allclose(bound.colour(params, bound.whiten(phi, Z)[0]), Z, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["cs", "arh1", "us+het"])
+@pytest.mark.parametrize("name", ["cs", "arh1", "us+het", "toep"])
 def test_pytensor_whitening_is_the_numpy_one(rows, name):
     import pytensor.tensor as pt
 

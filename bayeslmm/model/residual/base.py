@@ -65,7 +65,9 @@ class BoundStructure(ABC):
         The label of each group.
     """
 
-    has_covariance_jacobian = False  # True: covariance_jacobian(φ) gives ∂S/∂φ for an exact GLS gradient
+    # True: a TimeCovariance whose covariance_jacobian(φ) gives ∂S/∂φ, for the exact GLS gradient
+    # (fit/residual.py); otherwise the search over several φ uses central differences
+    has_covariance_jacobian = False
 
     def __init__(self, groups: np.ndarray, names: tuple, start, group_name: str | None, group_levels):
         self.groups = np.asarray(groups)

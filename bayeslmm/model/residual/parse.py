@@ -10,14 +10,15 @@ from bayeslmm.model.residual.combined import Combined
 from bayeslmm.model.residual.cs import CompoundSymmetry
 from bayeslmm.model.residual.heteroscedastic import Heteroscedastic
 from bayeslmm.model.residual.independent import Independent
+from bayeslmm.model.residual.toeplitz import Toeplitz
 from bayeslmm.model.residual.unstructured import Unstructured
 
-OVER_TIME = {"ar1": AR1, "ar1h": ARH1, "arh1": ARH1, "us": Unstructured, "un": Unstructured}
+OVER_TIME = {"ar1": AR1, "ar1h": ARH1, "arh1": ARH1, "us": Unstructured, "un": Unstructured, "toep": Toeplitz}
 SHORTHAND = re.compile(r"\s*(\w+)\s*(?:\(\s*(?:([\w.]+)\s*\|\s*)?([\w.]+)\s*\))?\s*")
 
 
 def parse(text: str) -> Structure:
-    """mmrm-style shorthand: ``"ar1(visit | tree)"``, ``"ar1h(…)"``/``"arh1(…)"``, ``"us(…)"``,
+    """mmrm-style shorthand: ``"ar1(visit | tree)"``, ``"ar1h(…)"``/``"arh1(…)"``, ``"us(…)"``, ``"toep(…)"``,
     ``"cs(tree)"`` or ``"cs(visit | tree)"``, ``"ind"``, ``"het(treat)"`` and a structure
     with a variance per level of a factor, ``"ar1(visit | tree) + het(treat)"``.
 
@@ -44,4 +45,4 @@ def parse(text: str) -> Structure:
     if name in OVER_TIME and time and group:
         return OVER_TIME[name](time=time, group=group)
     raise LMMError(f"residual structure {text!r} is not known; use ind, cs(group), ar1(time | group), "
-                   "ar1h(time | group), us(time | group), het(factor) or one of them + het(factor)")
+                   "ar1h(time | group), us(time | group), toep(time | group), het(factor) or one of them + het(factor)")

@@ -8,9 +8,10 @@ import pandas as pd
 
 from bayeslmm.errors import LMMError
 from bayeslmm.model.residual.ar1 import OverTime
-from bayeslmm.model.residual.base import BoundStructure, ResidualParameters, draw_of
+from bayeslmm.model.residual.base import ResidualParameters, draw_of
 from bayeslmm.model.residual.parts import SdRatios
-from bayeslmm.model.residual.rows import ordered_times, put_rows
+from bayeslmm.model.residual.rows import ordered_times
+from bayeslmm.model.residual.time_blocks import TimeCovariance
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,9 @@ class Unstructured(OverTime):
                                  group_levels=self.group_levels(data), ratio_name=self.time)
 
 
-class BoundUnstructured(BoundStructure):
-    """Σ_rel = L L' over T time points with L[0, 0] = 1 (σ is the sd at the first time point).
-
-    Each group's rows are laid out on the T time points, (G, T), with zeros where a visit
-    is missing; a group's covariance is S on its observed visits and the identity on the
-    missing ones (independent of them), so whitening is one batched product with the
-    inverse Cholesky factor of its missing-visit pattern and missing entries stay 0.
+class BoundUnstructured(TimeCovariance):
+    """S = L L' over T time points with L[0, 0] = 1 (σ is the sd at the first time point); φ
+    holds L's lower triangle after L[0, 0], log on the diagonal.
 
     In the PyMC model S = diag(r) C diag(r): sd ratios r (as ARH(1)'s) and C ~ LKJ(η).
     """
@@ -41,39 +38,15 @@ class BoundUnstructured(BoundStructure):
     has_covariance_jacobian = True
 
     def __init__(self, groups, positions, gaps, levels, group_name: str, group_levels, ratio_name: str):
-        self.size = len(levels)
-        self.lower = np.tril_indices(self.size)
+        self.lower = np.tril_indices(len(levels))
         names = tuple(f"L[{i},{j}]" for i, j in zip(*self.lower))[1:]
-        super().__init__(groups, names, np.zeros(len(self.lower[0]) - 1), group_name, group_levels)
-        self.levels, self.ratio_name = levels, ratio_name
+        super().__init__(groups, positions, levels, names, group_name, group_levels, ratio_name)
         self.ratios = SdRatios(ratio_name, levels)
-        self.time_positions = positions
-        G = self.n_groups
-        observed = np.zeros((G, self.size), dtype=bool)
-        observed[groups, positions] = True
-        self.masks, self.pattern_of_group = np.unique(observed, axis=0, return_inverse=True)
-        self.pattern_of_group = self.pattern_of_group.reshape(-1)
-        self.pattern_counts = np.bincount(self.pattern_of_group)
         counts = np.bincount(positions, minlength=self.size)
-        if np.any(counts < 2) or G <= self.size:
+        if np.any(counts < 2) or self.n_groups <= self.size:
             raise LMMError(f"an unstructured covariance over {self.size} time points needs every time point "
                            f"in at least 2 groups and more groups than time points; the data have "
-                           f"{G} groups and {counts.min()} at the rarest time point")
-
-    # --- the per-pattern layout, also used by the exact GLS gradient (fit/residual.py) ---------
-
-    def pad(self, M, xp=np):
-        """Rows (n, k) laid out as (G, T, k), zeros at missing visits."""
-        shape = (self.pattern_of_group.size, self.size, M.shape[1])
-        return put_rows(shape, (self.groups, self.time_positions), M, xp)
-
-    def inverse_factors(self, S, xp=np):
-        """L_p⁻¹ (P, T, T) of each pattern's covariance (S observed, I missing) and log|S_p|."""
-        both = self.masks[:, :, None] & self.masks[:, None, :]
-        patterned = xp.where(both, S, 0.0) + np.eye(self.size) * ~self.masks[:, :, None]
-        L = xp.linalg.cholesky(patterned)
-        diagonal = L[:, np.arange(self.size), np.arange(self.size)]
-        return xp.linalg.inv(L), 2.0 * xp.log(diagonal).sum(axis=1)
+                           f"{self.n_groups} groups and {counts.min()} at the rarest time point")
 
     def _cholesky(self, phi) -> np.ndarray:
         L = np.zeros((self.size, self.size))
@@ -95,23 +68,6 @@ class BoundUnstructured(BoundStructure):
         EL = np.zeros((rows.size, self.size, self.size))
         EL[np.arange(rows.size), rows, :] = weights[:, None] * L[:, cols].T  # E L' has row i = w·(column j of L)
         return EL + np.swapaxes(EL, 1, 2)
-
-    # --- the interface ---------------------------------------------------------------------------
-
-    def natural(self, phi) -> dict:
-        return {"S": self.relative_covariance(phi)}
-
-    def whiten_natural(self, params: dict, M, xp=np):
-        L_inv, logdets = self.inverse_factors(params["S"], xp)
-        whitened = xp.matmul(L_inv[self.pattern_of_group], self.pad(M, xp))
-        return whitened[self.groups, self.time_positions], (logdets * self.pattern_counts).sum()
-
-    def group_logdets(self, params: dict) -> np.ndarray:
-        return self.inverse_factors(params["S"])[1][self.pattern_of_group]
-
-    def colour(self, params: dict, Z: np.ndarray) -> np.ndarray:
-        L = np.linalg.inv(self.inverse_factors(params["S"])[0])
-        return (L[self.pattern_of_group] @ self.pad(Z))[self.groups, self.time_positions]
 
     def moment_start(self, residuals: np.ndarray) -> np.ndarray:
         """φ of the pairwise-complete covariance of the residuals by time point (made positive
