@@ -37,7 +37,7 @@ class Combined(Structure):
             raise LMMError("a structure combines with Heteroscedastic(by=...) only, e.g. "
                            "cov.AR1(time='visit', group='tree') & cov.Heteroscedastic(by='treat')")
         if not isinstance(self.structure, Combinable):
-            raise LMMError("combine Heteroscedastic with CompoundSymmetry, AR1, ARH1, Unstructured or Toeplitz; "
+            raise LMMError("combine Heteroscedastic with a correlation structure (e.g. CompoundSymmetry, AR1, Unstructured); "
                            "on its own it needs no combining")
         if self.variance.by == self.structure.variance_by:
             raise LMMError(f"{type(self.structure).__name__} already has one variance per {self.variance.by!r}; "

@@ -44,5 +44,6 @@ def parse(text: str) -> Structure:
         return CompoundSymmetry(group=group)
     if name in OVER_TIME and time and group:
         return OVER_TIME[name](time=time, group=group)
-    raise LMMError(f"residual structure {text!r} is not known; use ind, cs(group), ar1(time | group), "
-                   "ar1h(time | group), us(time | group), toep(time | group), het(factor) or one of them + het(factor)")
+    over_time = ", ".join(f"{key}(time | group)" for key in OVER_TIME)
+    raise LMMError(f"residual structure {text!r} is not known; use ind, cs(group), {over_time}, het(factor) "
+                   "or one of them + het(factor)")
