@@ -23,7 +23,8 @@ class OverTime(Combinable):
     def columns(self) -> tuple:
         return (self.time, self.group)
 
-    def group_levels(self, data: pd.DataFrame) -> np.ndarray:
+    def levels_of_group(self, data: pd.DataFrame) -> np.ndarray:
+        """The sorted levels of ``group``: the labels of the residual groups."""
         return np.sort(data[self.group].unique())
 
 
@@ -33,7 +34,7 @@ class AR1(OverTime):
 
     def bind(self, data: pd.DataFrame) -> BoundAR1:
         return BoundAR1(*ordered_times(data, self.time, self.group), heteroscedastic=False,
-                        group_name=self.group, group_levels=self.group_levels(data), ratio_name=self.time)
+                        group_name=self.group, group_levels=self.levels_of_group(data), ratio_name=self.time)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ARH1(AR1):
 
     def bind(self, data: pd.DataFrame) -> BoundAR1:
         return BoundAR1(*ordered_times(data, self.time, self.group), heteroscedastic=True,
-                        group_name=self.group, group_levels=self.group_levels(data), ratio_name=self.time)
+                        group_name=self.group, group_levels=self.levels_of_group(data), ratio_name=self.time)
 
 
 class BoundAR1(BoundStructure):

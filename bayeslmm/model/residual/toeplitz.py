@@ -20,7 +20,7 @@ class Toeplitz(OverTime):
 
     def bind(self, data: pd.DataFrame) -> BoundToeplitz:
         return BoundToeplitz(*ordered_times(data, self.time, self.group), group_name=self.group,
-                             group_levels=self.group_levels(data), ratio_name=self.time)
+                             group_levels=self.levels_of_group(data), ratio_name=self.time)
 
 
 def autocorrelations(partial, size: int, xp=np):

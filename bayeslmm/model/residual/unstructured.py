@@ -25,7 +25,7 @@ class Unstructured(OverTime):
 
     def bind(self, data: pd.DataFrame) -> BoundUnstructured:
         return BoundUnstructured(*ordered_times(data, self.time, self.group), group_name=self.group,
-                                 group_levels=self.group_levels(data), ratio_name=self.time)
+                                 group_levels=self.levels_of_group(data), ratio_name=self.time)
 
 
 class BoundUnstructured(TimeCovariance):
