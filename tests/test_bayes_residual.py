@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.linalg import toeplitz
 
 import bayeslmm as blm
 from bayeslmm.fit import residual as fit_residual
@@ -14,6 +15,7 @@ from bayeslmm.model.residual.ar1 import BoundAR1
 from bayeslmm.model.residual.combined import BoundCombined
 from bayeslmm.model.residual.cs import BoundCS
 from bayeslmm.model.residual.heteroscedastic import BoundHeteroscedastic
+from bayeslmm.model.residual.toeplitz import BoundToeplitz
 from bayeslmm.model.residual.unstructured import BoundUnstructured
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning",
@@ -22,7 +24,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.Pos
 CASES = [("size ~ time * treat + (1 | tree)", "ar1(visit | tree)"),
          ("size ~ time * treat", "ar1h(visit | tree)"),
          ("size ~ time * treat", "us(visit | tree)"),
-         ("size ~ time * treat + (1 | tree)", "cs(tree) + het(treat)")]
+         ("size ~ time * treat + (1 | tree)", "cs(tree) + het(treat)"),
+         ("size ~ time * treat + (1 | tree)", "toep(visit | tree)")]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +43,9 @@ def _phi_of(bound, values: dict) -> np.ndarray:
         L = np.linalg.cholesky(ratios[:, None] * values["residual_corr"] * ratios[None, :])
         L[np.diag_indices_from(L)] = np.log(np.diag(L))
         return L[np.tril_indices_from(L)][1:]
+    if isinstance(bound, BoundToeplitz):  # the partial autocorrelations, by Yule–Walker
+        r = np.r_[1.0, values["residual_acf"]]
+        return np.arctanh([np.linalg.solve(toeplitz(r[:m]), r[1:m + 1])[-1] for m in range(1, r.size)])
     if isinstance(bound, BoundHeteroscedastic):
         return np.log(values[f"sd_ratio_{bound.ratio_name}"][1:])
     rho = float(values["rho"])
