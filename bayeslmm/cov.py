@@ -7,9 +7,10 @@ from bayeslmm.model.residual import (
                                      CompoundSymmetry,
                                      Heteroscedastic,
                                      Independent,
+                                     Toeplitz,
                                      Unstructured,
                                      parse,
 )
 
-__all__ = ["Independent", "CompoundSymmetry", "AR1", "ARH1", "Unstructured", "Heteroscedastic", "Combined",
+__all__ = ["Independent", "CompoundSymmetry", "AR1", "ARH1", "Unstructured", "Toeplitz", "Heteroscedastic", "Combined",
            "parse"]

@@ -189,7 +189,7 @@ def _owner(cls) -> str:
     # saved under the public namespace that exports the class (blm.cov, blm.priors), so the
     # file does not depend on which internal module defines it
     for module, namespace in _modules().items():
-        if getattr(namespace, cls.__name__, None) is cls:
+        if vars(namespace).get(cls.__name__) is cls:
             return module
     raise LMMError(f"cannot save a {cls.__name__}: only bayeslmm.priors and bayeslmm.cov objects are saved")
 
@@ -209,7 +209,8 @@ def _rebuild(value):
     if "__array__" in value:
         return np.asarray(value["__array__"], dtype=value["dtype"])
     module, _, name = value["__type__"].partition(".")
-    cls = getattr(_modules().get(module), name, None)
+    namespace = _modules().get(module)
+    cls = vars(namespace).get(name) if namespace else None
     if not dataclasses.is_dataclass(cls):  # only dataclasses of our two modules are ever built
         raise LMMError(f"the saved model names {value['__type__']!r}, which is not a prior or residual structure")
     return cls(**{k: _rebuild(v) for k, v in value.items() if k != "__type__"})

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.linalg import toeplitz
 
 import bayeslmm as blm
+from bayeslmm.fit import residual as fit_residual
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import cross_products
-from bayeslmm.fit import residual as fit_residual
+from bayeslmm.model.residual.ar1 import BoundAR1
+from bayeslmm.model.residual.combined import BoundCombined
+from bayeslmm.model.residual.cs import BoundCS
+from bayeslmm.model.residual.heteroscedastic import BoundHeteroscedastic
+from bayeslmm.model.residual.toeplitz import BoundToeplitz
+from bayeslmm.model.residual.unstructured import BoundUnstructured
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning",
                                         "ignore::bayeslmm.SingularFitWarning")
@@ -17,7 +24,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.Pos
 CASES = [("size ~ time * treat + (1 | tree)", "ar1(visit | tree)"),
          ("size ~ time * treat", "ar1h(visit | tree)"),
          ("size ~ time * treat", "us(visit | tree)"),
-         ("size ~ time * treat + (1 | tree)", "cs(tree) + het(treat)")]
+         ("size ~ time * treat + (1 | tree)", "cs(tree) + het(treat)"),
+         ("size ~ time * treat + (1 | tree)", "toep(visit | tree)")]
 
 
 @pytest.fixture(scope="module")
@@ -26,22 +34,27 @@ def sitka():
 
 
 def _phi_of(bound, values: dict) -> np.ndarray:
-    """The frequentist φ of the structure's parameters at a point of the PyMC model."""
-    if hasattr(bound, "structure"):
+    """The frequentist φ of the structure's parameters at a point of the PyMC model, inverted
+    here structure by structure (independently of the structures' own maps)."""
+    if isinstance(bound, BoundCombined):
         return np.r_[_phi_of(bound.structure, values), _phi_of(bound.variance, values)]
-    if hasattr(bound, "masks"):
+    if isinstance(bound, BoundUnstructured):
         ratios = values[f"sd_ratio_{bound.ratio_name}"]
         L = np.linalg.cholesky(ratios[:, None] * values["residual_corr"] * ratios[None, :])
         L[np.diag_indices_from(L)] = np.log(np.diag(L))
         return L[np.tril_indices_from(L)][1:]
-    phi = []
-    if "rho" in bound.names:
-        rho = float(values["rho"])
-        low = getattr(bound, "lowest_rho", None)
-        phi.append(np.arctanh(rho) if low is None else np.log((rho - low) / (1 - rho)))
-    if getattr(bound, "heteroscedastic", True) and bound.ratio_name is not None:
-        phi.extend(np.log(values[f"sd_ratio_{bound.ratio_name}"][1:]))
-    return np.array(phi)
+    if isinstance(bound, BoundToeplitz):  # the partial autocorrelations, by Yule–Walker
+        r = np.r_[1.0, values["residual_acf"]]
+        return np.arctanh([np.linalg.solve(toeplitz(r[:m]), r[1:m + 1])[-1] for m in range(1, r.size)])
+    if isinstance(bound, BoundHeteroscedastic):
+        return np.log(values[f"sd_ratio_{bound.ratio_name}"][1:])
+    rho = float(values["rho"])
+    if isinstance(bound, BoundCS):
+        low = bound.lowest_rho
+        return np.array([np.log((rho - low) / (1 - rho))])
+    assert isinstance(bound, BoundAR1)
+    ratios = np.log(values[f"sd_ratio_{bound.ratio_name}"][1:]) if bound.heteroscedastic else []
+    return np.r_[np.arctanh(rho), ratios]
 
 
 @pytest.mark.parametrize("formula, structure", CASES)

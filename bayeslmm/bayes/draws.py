@@ -12,7 +12,6 @@ import numpy as np
 import xarray as xr
 
 from bayeslmm.bayes.model import whitened_cross_products
-from bayeslmm.bayes.residual import residual_natural
 from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.covariance import (
@@ -105,7 +104,7 @@ def _draws_with_residual(setup: BayesSetup, posterior, sigma, chols, rng):
     """The exact draws of β and b, one posterior draw at a time on the data whitened at its φ."""
     parts = []
     for d in range(sigma.size):
-        stats, _ = whitened_cross_products(setup, residual_natural(setup.residual, posterior, d), xp=np)
+        stats, _ = whitened_cross_products(setup, setup.residual.posterior_natural(posterior, d), xp=np)
         parts.append(_draws_together(dataclasses.replace(setup, stats=stats), sigma[d:d + 1],
                                      [c[d:d + 1] for c in chols], rng))
     beta = np.concatenate([p[0] for p in parts])

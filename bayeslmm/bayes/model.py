@@ -17,7 +17,6 @@ import dataclasses
 
 import numpy as np
 
-from bayeslmm.bayes.residual import residual_coords, residual_rvs
 from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.errors import LMMError
 from bayeslmm.linalg import logdensity as ld
@@ -37,13 +36,13 @@ def build_model(setup: BayesSetup, marginalize: bool):
             "the marginalised model with a residual structure supports one grouping factor; this model has "
             f"{len(spec.factors)} ({', '.join(f.name for f in spec.factors)}): use marginalize=False"
         )
-    names = coords(spec, setup.labels) | residual_coords(setup.residual)
+    names = coords(spec, setup.labels) | ({} if setup.residual is None else setup.residual.coords())
     with pm.Model(coords=names) as model:
         sigma = _scale_rv(setup.priors.sigma, "sigma")
         chols = [_term_chol(term, label, prior) for term, label, prior
                  in zip(spec.terms, setup.labels, setup.priors.terms)]
         factor_chols = _factor_chols(spec, chols)
-        residual = None if setup.residual is None else residual_rvs(setup.residual, setup.priors.residual)
+        residual = None if setup.residual is None else setup.residual.pymc_variables(setup.priors.residual)
         if marginalize:
             _marginal_likelihood(setup, sigma, factor_chols, residual)
         else:

@@ -7,7 +7,6 @@ import numpy as np
 import xarray as xr
 
 from bayeslmm.bayes.draws import factor_Ts, posterior_parameters
-from bayeslmm.bayes.residual import residual_natural
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.errors import LMMError
 from bayeslmm.linalg import logdensity as ld
@@ -60,11 +59,11 @@ def _residual_group_log_likelihood(setup: BayesSetup, posterior, mu, sigma) -> x
     """log N(y_i | μ_i, σ²R_i) of each residual group's block: with correlated errors the rows
     of a group are not conditionally independent, so the group is LOO's unit."""
     bound, spec = setup.residual, setup.spec
-    n_groups = bound.groups.max() + 1
+    n_groups = bound.n_groups
     sizes = np.bincount(bound.groups, minlength=n_groups)
     out = np.empty((sigma.size, n_groups))
     for d in range(sigma.size):
-        params = residual_natural(bound, posterior, d)
+        params = bound.posterior_natural(posterior, d)
         white, _ = bound.whiten_natural(params, (spec.y - mu[d])[:, None])
         squares = np.bincount(bound.groups, white[:, 0] ** 2, minlength=n_groups)
         out[d] = -0.5 * (squares / sigma[d, 0] ** 2 + sizes * (ld.LOG_2PI + 2 * np.log(sigma[d, 0]))
@@ -120,5 +119,5 @@ def residual_noise(setup: BayesSetup, draws: xr.Dataset, z: np.ndarray) -> np.nd
     bound = setup.residual
     if bound is None:
         return sigma * setup.spec.noise_scale * z
-    return sigma * np.stack([bound.colour(residual_natural(bound, draws, d), z[d][:, None])[:, 0]
+    return sigma * np.stack([bound.colour(bound.posterior_natural(draws, d), z[d][:, None])[:, 0]
                              for d in range(z.shape[0])])

@@ -10,7 +10,6 @@ import xarray as xr
 from bayeslmm.bayes.draws import add_conditional_draws
 from bayeslmm.bayes.model import build_model
 from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predictor, residual_noise
-from bayeslmm.bayes.residual import residual_start
 from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.checks import check_count
 from bayeslmm.errors import LMMError
@@ -57,7 +56,7 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     options = {} if cores is None else {"cores": cores}
     if marginalize:  # store only what NUTS samples; sds and correlations follow in NumPy
         starts = initial_values(setup, chains, rng)
-        options["var_names"] = [rv.name for rv in model.free_RVs] + residual_names(model)
+        options["var_names"] = [rv.name for rv in model.free_RVs] + residual_names(setup)
         # nutpie takes one starting point for all chains; PyMC's NUTS one per chain
         options.update({"initvals": starts[0]} if sampler == "nutpie" else {"initvals": starts, "init": "adapt_full"})
     with warnings.catch_warnings():
@@ -77,9 +76,9 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     return idata
 
 
-def residual_names(model) -> list[str]:
+def residual_names(setup: BayesSetup) -> list[str]:
     """The residual structure's readable variables (ρ, sd ratios, correlation matrix)."""
-    return [d.name for d in model.deterministics if d.name == "rho" or d.name.startswith(("sd_ratio_", "residual_corr"))]
+    return [] if setup.residual is None else list(setup.residual.reported_variables())
 
 
 def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
@@ -97,7 +96,7 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
 
             opt, phi = fit_with_residual(spec, layout, setup.residual, reml=True)
             stats = whitened_stats(spec, setup.residual, phi)[0]
-            residual = residual_start(setup.residual, phi)
+            residual = setup.residual.initial_values(phi)
     fact = ld.factorize(opt.theta, stats, layout)
     sigma = float(np.sqrt(ld.sigma2_hat(ld.profile(fact, spec.p), spec.n, True))) or float(np.std(spec.y))
     estimates = [sd_cor(covariance(T, sigma)) for T in term_factors(spec.terms, opt.theta)]

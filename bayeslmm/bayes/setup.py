@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import random_effect_coords
 from bayeslmm.model.priors import ModelPriors
+from bayeslmm.model.residual import BoundStructure
 from bayeslmm.model.spec import ModelSpec
 
 
@@ -18,7 +19,7 @@ class BayesSetup:
     spec: ModelSpec
     stats: CrossProducts
     priors: ModelPriors
-    residual: object = None  # a bound residual structure (bayeslmm.cov), or None for σ²I
+    residual: BoundStructure | None = None  # None: σ²I
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -112,7 +112,7 @@ def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -
     """Minimise −2ℓ over φ with θ profiled out, then fit θ at φ̂ (its warnings surface)."""
     profiled = ProfiledPhi(spec, layout, bound, reml)
     start = starting_phi(spec, bound)
-    exact = start.size > 1 and not spec.factors and hasattr(bound, "covariance_jacobian")
+    exact = start.size > 1 and not spec.factors and bound.has_covariance_jacobian
     if start.size == 1:
         result = minimize_scalar(lambda x: _finite(profiled(x)), bounds=bracket_on_grid(profiled),
                                  method="bounded", options={"xatol": 1e-5, "maxiter": 200})
@@ -149,9 +149,7 @@ def bracket_on_grid(profiled: ProfiledPhi) -> tuple[float, float]:
 
 
 def starting_phi(spec: ModelSpec, bound) -> np.ndarray:
-    """The structure's own start, or its moment estimate from least-squares residuals where it has one."""
-    if not hasattr(bound, "moment_start"):
-        return np.asarray(bound.start, dtype=float)
+    """The structure's start, given least-squares residuals (a moment estimate where it has one)."""
     beta = np.linalg.lstsq(spec.X, spec.y, rcond=None)[0] if spec.p else np.zeros(0)
     return bound.moment_start(spec.y - spec.X @ beta)
 

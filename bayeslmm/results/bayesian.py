@@ -105,19 +105,7 @@ class BayesResult:
         bound, posterior = self.setup.residual, self.posterior
         if bound is None:
             return pd.DataFrame()
-        draws = {}
-        if "rho" in posterior:
-            draws["rho"] = posterior["rho"]
-        for name in (v for v in posterior.data_vars if str(v).startswith("sd_ratio_")):
-            dim = posterior[name].dims[-1]
-            for level in posterior[name][dim].values[1:]:
-                draws[f"{name}[{level}]"] = posterior[name].sel({dim: level})
-        if "residual_corr" in posterior:
-            rows, cols = posterior["residual_corr"].dims[-2:]
-            levels = posterior["residual_corr"][rows].values
-            for j in range(len(levels)):
-                for i in range(j + 1, len(levels)):
-                    draws[f"corr[{levels[i]},{levels[j]}]"] = posterior["residual_corr"].isel({rows: i, cols: j})
+        draws = bound.posterior_draws(posterior)
         table = _summary({k.replace("[", "_").replace("]", "").replace(",", "_"): v for k, v in draws.items()},
                          ci_prob)
         table.index = list(draws)

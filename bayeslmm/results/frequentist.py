@@ -13,6 +13,7 @@ from bayeslmm.fit.optimize import ThetaFit
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout, covariance, sd_cor, term_factors, term_labels, varcorr_rows
+from bayeslmm.model.residual import ResidualParameters
 from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results import printing
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
@@ -181,9 +182,9 @@ class LMMResult:
         return self.spec.p + self.layout.size + self._phi.size + 1
 
     @property
-    def residual_params(self) -> dict:
-        """The fitted residual structure (ρ, variance ratios, …); empty for independent errors."""
-        return {} if self._residual is None else self._residual.parameters(self._phi)
+    def residual_params(self) -> ResidualParameters:
+        """The fitted residual structure (ρ, variance ratios, …, a dict); empty for independent errors."""
+        return ResidualParameters() if self._residual is None else self._residual.parameters(self._phi)
 
     @property
     def loglik(self) -> float:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.model.covariance import sd_cor, term_labels
+from bayeslmm.model.residual import ResidualParameters
 
 
 @dataclass(frozen=True)
@@ -141,20 +142,9 @@ def _left_justified(table: pd.DataFrame, columns: list[str]) -> str:
                            header=header)
 
 
-def _residual_lines(params: dict) -> list[str]:
-    """The fitted residual structure, as nlme prints its correlation and variance structures."""
-    lines = []
-    if "rho" in params:
-        lines.append(f"Residual correlation: rho = {params['rho']:.4f}")
-    if "sd ratios" in params:
-        ratios = "  ".join(f"{k}: {v:.4f}" for k, v in params["sd ratios"].items())
-        lines.append(f"Residual sd relative to the first level: {ratios}")
-    if "correlation" in params:
-        lines += ["Residual correlation matrix:", params["correlation"].round(3).to_string()]
-    for key in (k for k in params if k.startswith("sd ratios by ")):
-        ratios = "  ".join(f"{k}: {v:.4f}" for k, v in params[key].items())
-        lines.append(f"Residual sd by {key[len('sd ratios by '):]}, relative to the first level: {ratios}")
-    return lines + ([""] if lines else [])
+def _residual_lines(params: ResidualParameters) -> list[str]:
+    """The fitted residual structure's own report lines (nlme's), then a blank line."""
+    return list(params.lines) + ([""] if params.lines else [])
 
 
 def _format_number(value: float) -> str:
