@@ -103,10 +103,10 @@ def test_posterior_sits_at_the_reml_fit(ar1_posterior):
     within 2 posterior sds of the REML estimates."""
     _, result, reml = ar1_posterior
     post = result.posterior
-    for draws, estimate in ((post["rho"], reml.residual_params["rho"]), (post["sigma"], reml.sigma)):
+    for draws, estimate in ((post["rho"], reml.residual_params()["rho"]), (post["sigma"], reml.sigma)):
         assert abs(float(draws.mean()) - estimate) < 2 * float(draws.std())
     table = result.fixef()
-    assert np.all(np.abs(table["mean"] - reml.fixef.to_numpy()) < 2 * table["sd"])
+    assert np.all(np.abs(table["mean"] - reml.fixef().to_numpy()) < 2 * table["sd"])
 
 
 def test_log_likelihood_is_per_group_and_loo_works(ar1_posterior):

@@ -84,7 +84,7 @@ def test_missing_rows_are_dropped_with_a_count_and_the_fit_equals_the_clean_fit(
         fit = blm.LMM("y ~ x + (1 | g)", data).fit()
     clean = blm.LMM("y ~ x + (1 | g)", data.dropna(subset=["y", "x", "g"])).fit()
     assert fit.nobs == 188 and fit.loglik == pytest.approx(clean.loglik, abs=1e-10)
-    np.testing.assert_allclose(fit.fixef, clean.fixef)
+    np.testing.assert_allclose(fit.fixef(), clean.fixef())
     assert list(fit.fitted().index) == list(clean.fitted().index)
 
 
@@ -99,7 +99,7 @@ def test_aliased_columns_are_dropped_with_a_warning():
     data = pd.read_csv(REPO / "tests/data/aliased.csv")
     with pytest.warns(UserWarning, match="rank deficient so dropping 1 column / coefficient: x2"):
         fit = blm.LMM("y ~ x + x2 + (1 | g)", data).fit()
-    assert list(fit.fixef.index) == ["(Intercept)", "x"]
+    assert list(fit.fixef().index) == ["(Intercept)", "x"]
 
 
 def test_callers_data_are_never_modified():

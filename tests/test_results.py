@@ -17,8 +17,8 @@ def fit():
 
 
 def test_table_shapes_and_labels(fit):
-    assert list(fit.varcorr.columns) == ["grp", "var1", "var2", "vcov", "sdcor"]
-    assert list(fit.vcov.index) == list(fit.vcov.columns) == list(fit.fixef.index)
+    assert list(fit.varcorr().columns) == ["grp", "var1", "var2", "vcov", "sdcor"]
+    assert list(fit.vcov().index) == list(fit.vcov().columns) == list(fit.fixef().index)
     table = fit.ranef()
     assert list(table.columns) == ["grpvar", "term", "grp", "condval", "condsd"]
     assert len(table) == 36 and set(table["term"]) == {"(Intercept)", "Days"}
@@ -34,13 +34,13 @@ def test_fitted_plus_residuals_is_the_response(fit):
 def test_predict_on_the_fitted_rows_equals_fitted(fit):
     data = blm.datasets.load("sleepstudy")
     np.testing.assert_allclose(fit.predict(data), fit.fitted())
-    np.testing.assert_allclose(fit.predict(data, include_re=False), fit.spec.X @ fit.fixef.to_numpy())
+    np.testing.assert_allclose(fit.predict(data, include_re=False), fit.spec.X @ fit.fixef().to_numpy())
 
 
 def test_coef_adds_random_effects_to_fixed_effects(fit):
     coef = fit.coef()["Subject"]
     b = fit.ranef().query("grp == '308'").set_index("term")["condval"]
-    assert coef.loc["308", "Days"] == pytest.approx(fit.fixef["Days"] + b["Days"])
+    assert coef.loc["308", "Days"] == pytest.approx(fit.fixef()["Days"] + b["Days"])
 
 
 def test_summary_reads_like_lme4(fit):
@@ -70,7 +70,7 @@ def test_linear_model_without_random_terms():
     fit = blm.LMM("y ~ x + f", data).fit()
     assert fit.ngrps == {} and fit.ranef().empty and "Linear model fit by REML" in str(fit.summary())
     ols = np.linalg.lstsq(fit.spec.X, fit.spec.y, rcond=None)[0]
-    np.testing.assert_allclose(fit.fixef, ols, rtol=1e-10)
+    np.testing.assert_allclose(fit.fixef(), ols, rtol=1e-10)
 
 
 def test_second_fit_reuses_the_sufficient_statistics(sleepstudy):

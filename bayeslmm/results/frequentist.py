@@ -29,7 +29,7 @@ class LMMResult:
     >>> fit = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy")).fit()
     >>> round(fit.loglik, 3)
     -871.814
-    >>> fit.fixef.round(3).to_dict()
+    >>> fit.fixef().round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
 
@@ -49,7 +49,7 @@ class LMMResult:
         if self.is_singular:
             warnings.warn(
                 "boundary (singular) fit: a variance is estimated as 0 or a correlation as ±1; "
-                "see result.varcorr and consider simplifying the random effects",
+                "see result.varcorr() and consider simplifying the random effects",
                 SingularFitWarning,
                 stacklevel=3,
             )
@@ -180,7 +180,6 @@ class LMMResult:
         """Number of parameters: fixed effects, θ, the residual structure's and σ (lme4/nlme's ``df``)."""
         return self.spec.p + self.layout.size + self._phi.size + 1
 
-    @property
     def residual_params(self) -> dict:
         """The fitted residual structure (ρ, variance ratios, …); empty for independent errors."""
         return {} if self._residual is None else self._residual.parameters(self._phi)
@@ -200,11 +199,10 @@ class LMMResult:
 
     # --- fixed effects --------------------------------------------------------------
 
-    @property
     def fixef(self) -> pd.Series:
+        """The fixed-effect estimates β̂, indexed by their names."""
         return pd.Series(self._profile.beta, index=list(self.spec.fixef_names), name="Estimate")
 
-    @cached_property
     def vcov(self) -> pd.DataFrame:
         """σ̂² M⁻¹, the covariance of the fixed-effect estimates given θ (as lme4's vcov)."""
         p = self.spec.p
@@ -212,9 +210,10 @@ class LMMResult:
         names = list(self.spec.fixef_names)
         return pd.DataFrame(self.sigma**2 * LXinv.T @ LXinv, index=names, columns=names)
 
-    @property
     def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov)), index=self.vcov.index, name="Std. Error")
+        """Standard errors of the fixed effects, √diag(vcov())."""
+        vcov = self.vcov()
+        return pd.Series(np.sqrt(np.diag(vcov)), index=vcov.index, name="Std. Error")
 
     # --- variance components --------------------------------------------------------
 
@@ -226,7 +225,6 @@ class LMMResult:
             out.append(self.sigma**2 * T @ T.T)
         return out
 
-    @cached_property
     def varcorr(self) -> pd.DataFrame:
         """Variance components as lme4's ``as.data.frame(VarCorr(fit))``."""
         rows = []
