@@ -168,6 +168,26 @@ def test_unknown_fit_arguments_name_the_right_one(sleepstudy, argument, advice):
         model.fit(**argument)
 
 
+@pytest.mark.parametrize("method, arguments, message", [
+    ("REML", {"draws": 500}, r"fit\(method='REML'\) does not take draws=500: an option of method='NUTS'"),
+    ("ML", {"chains": 2, "random_seed": 1, "priors": {}},
+     r"fit\(method='ML'\) does not take priors=\{\}, chains=2, random_seed=1: options of method='NUTS'"),
+    ("REML", {"marginalize": False, "progressbar": False},
+     r"does not take marginalize=False, progressbar=False: options of method='NUTS'.*drop them"),
+    ("NUTS", {"start": [1.0]}, r"fit\(method='NUTS'\) does not take start=: it is the starting θ of a REML/ML fit"),
+])
+def test_arguments_of_another_method_are_errors(sleepstudy, method, arguments, message):
+    model = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    with pytest.raises(blm.LMMError, match=message):
+        model.fit(method=method, **arguments)
+
+
+def test_start_with_a_residual_structure_is_an_error():
+    model = blm.LMM("size ~ time", blm.datasets.load("Sitka"), residual="ar1(time | tree)")
+    with pytest.raises(blm.LMMError, match=r"does not take start= with a residual structure"):
+        model.fit(start=[1.0])
+
+
 def test_unknown_model_arguments_name_the_right_one(sleepstudy):
     with pytest.raises(blm.LMMError, match=r"LMM\(\) got an unknown argument REML=False: use fit\(method='ML'\)"):
         blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy, REML=False)

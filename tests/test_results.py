@@ -26,6 +26,25 @@ def test_table_shapes_and_labels(fit):
     assert fit.ngrps == {"Subject": 18} and fit.nobs == 180 and fit.npar == 6
 
 
+# the API rule of both result types (README, "API"): tables are methods, scalars are properties
+TABLES = ("fixef", "varcorr", "ranef", "vcov", "se", "residual_params", "coef", "variance_components")
+SCALARS = ("sigma", "loglik", "aic", "bic", "nobs", "ngrps", "theta", "npar", "deviance")
+
+
+def test_tables_are_methods_and_scalars_are_properties(fit):
+    from bayeslmm.results.bayesian import BayesResult
+    from bayeslmm.results.frequentist import LMMResult
+
+    for name in TABLES:
+        assert callable(getattr(LMMResult, name)) and not isinstance(getattr(LMMResult, name), property), name
+    for name in ("fixef", "varcorr", "ranef", "residual_params", "variance_components", "predict"):
+        assert callable(getattr(BayesResult, name)) and not isinstance(getattr(BayesResult, name), property), name
+    for name in SCALARS:
+        assert not callable(getattr(fit, name)), name
+    for name in ("nobs", "ngrps"):
+        assert isinstance(getattr(BayesResult, name), property), name
+
+
 def test_fitted_plus_residuals_is_the_response(fit):
     data = blm.datasets.load("sleepstudy")
     np.testing.assert_allclose(fit.fitted() + fit.residuals(), data["Reaction"])
@@ -112,6 +131,11 @@ def test_cli_samples_the_posterior_with_nuts(capsys):
     assert "None" not in out  # empty var1/var2 cells print blank, as in lme4
     assert main(args[:3] + ["NUTS", "--draws", "0"]) == 2
     assert "draws must be a positive integer" in capsys.readouterr().err
+
+
+def test_cli_rejects_nuts_options_for_reml(capsys):
+    assert main(["example", "Dyestuff", "--draws", "200", "--seed", "1"]) == 2
+    assert "fit(method='REML') does not take draws=200, random_seed=1" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input_without_a_traceback(capsys, tmp_path):

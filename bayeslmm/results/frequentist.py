@@ -15,13 +15,21 @@ from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
 from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results import printing
+from bayeslmm.results.counts import SpecCounts
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
 
 
-class LMMResult:
+class LMMResult(SpecCounts):
     """A linear mixed model fitted by REML or ML.
+
+    The API is :class:`~bayeslmm.results.bayesian.BayesResult`'s: tables (a Series or
+    DataFrame) are methods, ``fixef()``, ``vcov()``, ``se()``, ``varcorr()``, ``ranef()``,
+    ``coef()``, ``residual_params()``, ``variance_components()``, because the Bayesian ones
+    take ``level=`` (0.95 by default wherever an interval is given); scalars and small plain
+    values are properties or attributes: ``sigma``, ``theta``, ``deviance``, ``loglik``,
+    ``aic``, ``bic``, ``npar``, ``nobs``, ``ngrps``.
 
     Examples
     --------
@@ -166,14 +174,6 @@ class LMMResult:
         return self._model.fit(method)
 
     # --- criteria -------------------------------------------------------------------
-
-    @property
-    def nobs(self) -> int:
-        return self.spec.n
-
-    @property
-    def ngrps(self) -> dict[str, int]:
-        return {f.name: f.n_levels for f in self.spec.factors}
 
     @property
     def npar(self) -> int:
