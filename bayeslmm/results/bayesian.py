@@ -346,7 +346,7 @@ class BayesSummary:
     def __init__(self, result: BayesResult):
         self.result = result
         self.fixed_effects = result.fixef()
-        self.variance_components = result.varcorr()
+        self.random_effects = result.varcorr()
         self.residual = result.residual_params()
         self.diagnostics = result.diagnostics
 
@@ -372,7 +372,7 @@ class BayesSummary:
         return "\n".join(self._header() + ["", "Fixed effects:",
                                             self.fixed_effects[cols].to_string(float_format=lambda v: f"{v:.4g}"),
                                             "", "Random effects (sd, correlation) and residual sd:",
-                                            self._labelled_blank(self.variance_components)[
+                                            self._labelled_blank(self.random_effects)[
                                                 ["grp", "var1", "var2", *cols]].to_string(
                                                 index=False, float_format=lambda v: f"{v:.4g}"),
                                             ""] + self._residual_lines(cols) + self._diagnostic_lines()) + "\n"
@@ -396,7 +396,7 @@ class BayesSummary:
         parts = [f"<p>{html.escape(line)}</p>" for line in self._header()]
         parts += ["<p><b>Fixed effects</b></p>", self.fixed_effects.to_html(float_format=lambda v: f"{v:.4g}"),
                   "<p><b>Random effects and residual sd</b></p>",
-                  self._labelled_blank(self.variance_components).to_html(index=False,
+                  self._labelled_blank(self.random_effects).to_html(index=False,
                                                                          float_format=lambda v: f"{v:.4g}")]
         if not self.residual.empty:
             parts += ["<p><b>Residual structure</b></p>", self.residual.to_html(float_format=lambda v: f"{v:.4g}")]
