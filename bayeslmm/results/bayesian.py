@@ -119,8 +119,8 @@ class BayesResult(SpecCounts):
             draws["rho"] = posterior["rho"]
         for name in (v for v in posterior.data_vars if str(v).startswith("sd_ratio_")):
             dim = posterior[name].dims[-1]
-            for level in posterior[name][dim].values[1:]:
-                draws[f"{name}[{level}]"] = posterior[name].sel({dim: level})
+            for stratum in posterior[name][dim].values[1:]:
+                draws[f"{name}[{stratum}]"] = posterior[name].sel({dim: stratum})
         if "residual_corr" in posterior:
             rows, cols = posterior["residual_corr"].dims[-2:]
             levels = posterior["residual_corr"][rows].values
@@ -159,7 +159,7 @@ class BayesResult(SpecCounts):
         frames = []
         for factor in self.spec.factors:
             table = _summary({"b": self.posterior[f"b_{factor.name}"]}, level)
-            keys = [(factor.name, term, level) for level in factor.levels for term in factor.column_names]
+            keys = [(factor.name, term, group) for group in factor.levels for term in factor.column_names]
             table = _labelled(table, keys, ["grpvar", "term", "grp"])
             order = np.arange(len(table)).reshape(factor.n_levels, factor.n_columns).T.reshape(-1)
             frames.append(table.iloc[order])
