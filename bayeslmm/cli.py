@@ -12,6 +12,7 @@ from bayeslmm import datasets
 from bayeslmm.errors import LMMError
 from bayeslmm.lmm import LMM
 
+NUTS = LMM.NUTS_DEFAULTS
 EXAMPLES = {
     "sleepstudy": "Reaction ~ Days + (Days | Subject)",
     "Dyestuff": "Yield ~ 1 + (1 | Batch)",
@@ -46,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sampling_options(args) -> dict:
-    if args.method != "NUTS":
-        return {}
-    return {"draws": args.draws, "tune": args.tune, "chains": args.chains, "random_seed": args.seed}
+    """The NUTS options given on the command line (LMM.fit rejects them with --method REML/ML)."""
+    given = {"draws": args.draws, "tune": args.tune, "chains": args.chains, "random_seed": args.seed}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -72,9 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--method", default="REML", choices=["REML", "ML", "NUTS"], type=str.upper,
                          help="REML or ML fit, or the Bayesian posterior by NUTS")
         nuts = sub.add_argument_group("NUTS (with --method NUTS)")
-        nuts.add_argument("--draws", type=int, default=1000, help="draws per chain after tuning")
-        nuts.add_argument("--tune", type=int, default=1000, help="tuning steps per chain")
-        nuts.add_argument("--chains", type=int, default=4)
+        nuts.add_argument("--draws", type=int, help=f"draws per chain after tuning (default {NUTS['draws']})")
+        nuts.add_argument("--tune", type=int, help=f"tuning steps per chain (default {NUTS['tune']})")
+        nuts.add_argument("--chains", type=int, help=f"default {NUTS['chains']}")
         nuts.add_argument("--seed", type=int, default=None, help="random seed, for reproducible draws")
     return parser
 

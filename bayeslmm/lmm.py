@@ -84,39 +84,51 @@ class LMM:
     def layout(self) -> ThetaLayout:
         return theta_layout(self.spec)
 
-    def fit(self, method: str = "REML", *, start=None, priors: dict | None = None, draws: int = 1000,
-            tune: int = 1000, chains: int = 4, random_seed=None, marginalize: bool | None = None,
-            sampler: str = "pymc", progressbar: bool = True, target_accept: float = 0.8,
-            log_likelihood: bool = True, cores: int | None = None, **unknown) -> LMMResult | BayesResult:
+    # NUTS's options and their defaults, kept here only: fit's signature has None for each, to
+    # tell an option passed (an error with REML/ML) from one left out (this default)
+    NUTS_DEFAULTS = {"priors": None, "draws": 1000, "tune": 1000, "chains": 4, "random_seed": None,
+                     "marginalize": None, "sampler": "pymc", "progressbar": True, "target_accept": 0.8,
+                     "log_likelihood": True, "cores": None}
+
+    def fit(self, method: str = "REML", *, start=None, priors: dict | None = None, draws: int | None = None,
+            tune: int | None = None, chains: int | None = None, random_seed=None, marginalize: bool | None = None,
+            sampler: str | None = None, progressbar: bool | None = None, target_accept: float | None = None,
+            log_likelihood: bool | None = None, cores: int | None = None, **unknown) -> LMMResult | BayesResult:
         """Fit by ``"REML"`` (default) or ``"ML"``, or sample the posterior with ``"NUTS"``.
 
-        REML/ML: ``start`` is an optional θ to start from.
+        Every other argument belongs to one method; passing it to another is an LMMError.
 
-        NUTS: ``priors`` overrides the defaults by name (see :mod:`bayeslmm.priors`);
-        ``draws``, ``tune``, ``chains``, ``random_seed``, ``progressbar`` and
-        ``target_accept`` go to the sampler; ``sampler="nutpie"`` uses nutpie where it is
-        installed.  ``marginalize=True`` samples σ, the sds and correlations with b and β
-        integrated out by the shared log-density, then draws β and b exactly for every draw;
-        ``marginalize=False`` samples the hierarchical model.  The default is True, except
-        for a residual structure with several grouping factors (hierarchical, with a warning).
-        ``log_likelihood`` stores the pointwise log-likelihood for LOO.  ``cores``: chains
-        run in parallel processes (PyMC's default here is one per two CPUs); worth it when
-        sampling takes much longer than starting the workers, e.g. on large data.
+        REML/ML: ``start`` is an optional θ to start from (not with a residual structure).
+
+        NUTS (defaults in ``LMM.NUTS_DEFAULTS``): ``priors`` overrides the default priors by
+        name (see :mod:`bayeslmm.priors`); ``draws``, ``tune``, ``chains``, ``random_seed``,
+        ``progressbar`` and ``target_accept`` go to the sampler; ``sampler="nutpie"`` uses
+        nutpie where it is installed.  ``marginalize=True`` samples σ, the sds and correlations
+        with b and β integrated out by the shared log-density, then draws β and b exactly for
+        every draw; ``marginalize=False`` samples the hierarchical model.  The default is True,
+        except for a residual structure with several grouping factors (hierarchical, with a
+        warning).  ``log_likelihood`` stores the pointwise log-likelihood for LOO.  ``cores``:
+        chains run in parallel processes (PyMC's default here is one per two CPUs); worth it
+        when sampling takes much longer than starting the workers, e.g. on large data.
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> model = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy"))
+        >>> model.fit(method="REML", draws=500)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        bayeslmm.errors.LMMError: fit(method='REML') does not take draws=500: an option of method='NUTS' ...
         """
         checks.check_arguments(unknown, LMM.fit)
         method = check_method(method)
-        if method == "NUTS" and marginalize is None:
-            marginalize = len(self.spec.factors) <= 1 or self.residual is None
-            if not marginalize:
-                warnings.warn(f"sampling the hierarchical model: marginalising {len(self.spec.factors)} grouping "
-                              "factors with a residual structure is not built yet (pass marginalize=False to "
-                              "silence this)", UserWarning, stacklevel=2)
+        nuts = {"priors": priors, "draws": draws, "tune": tune, "chains": chains, "random_seed": random_seed,
+                "marginalize": marginalize, "sampler": sampler, "progressbar": progressbar,
+                "target_accept": target_accept, "log_likelihood": log_likelihood, "cores": cores}
+        nuts = {name: value for name, value in nuts.items() if value is not None}
+        self._check_options(method, start, nuts)
         if method == "NUTS":
-            setup = self._bayes_setup(priors)
-            idata = bayes.sample(setup, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
-                                 marginalize=marginalize, sampler=sampler, progressbar=progressbar,
-                                 target_accept=target_accept, log_likelihood=log_likelihood, cores=cores)
-            return BayesResult(setup, idata, marginalize, sampler, model=self)
+            return self._sample({**LMM.NUTS_DEFAULTS, **nuts})
         if self.residual is not None:
             opt, phi = fit_residual.fit_with_residual(self.spec, self.layout, self.residual, method == "REML")
             stats, _ = fit_residual.whitened_stats(self.spec, self.residual, phi)
@@ -124,6 +136,33 @@ class LMM:
                              model=self)
         opt = fit_theta(self.stats, self.layout, method == "REML", start=start)
         return LMMResult(self.spec, self.stats, self.layout, method, opt, model=self)
+
+    def _check_options(self, method: str, start, nuts: dict) -> None:
+        """LMMError for an argument the method does not use (``nuts``: the NUTS options passed)."""
+        if method != "NUTS" and nuts:
+            passed = ", ".join(f"{name}={value!r}" for name, value in nuts.items())
+            it, option = ("it", "an option") if len(nuts) == 1 else ("them", "options")
+            raise LMMError(f"fit(method={method!r}) does not take {passed}: {option} of method='NUTS' "
+                           f"(sampling the posterior); drop {it}, or pass method='NUTS'")
+        if method == "NUTS" and start is not None:
+            raise LMMError("fit(method='NUTS') does not take start=: it is the starting θ of a REML/ML fit "
+                           "(NUTS chooses its own initial values); drop it, or pass method='REML'")
+        if start is not None and self.residual is not None:
+            raise LMMError("fit() does not take start= with a residual structure: the fit optimises θ and the "
+                           "structure's parameters together from its own start; drop start=")
+
+    def _sample(self, options: dict) -> BayesResult:
+        """NUTS with every option set (``NUTS_DEFAULTS`` filled in)."""
+        marginalize = options.pop("marginalize")
+        if marginalize is None:
+            marginalize = len(self.spec.factors) <= 1 or self.residual is None
+            if not marginalize:
+                warnings.warn(f"sampling the hierarchical model: marginalising {len(self.spec.factors)} grouping "
+                              "factors with a residual structure is not built yet (pass marginalize=False to "
+                              "silence this)", UserWarning, stacklevel=3)
+        setup = self._bayes_setup(options.pop("priors"))
+        idata = bayes.sample(setup, marginalize=marginalize, **options)
+        return BayesResult(setup, idata, marginalize, options["sampler"], model=self)
 
     def pymc_model(self, marginalize: bool = False, priors: dict | None = None):
         """The PyMC model: hierarchical (b = L z, non-centred) or with b and β integrated out."""

@@ -57,7 +57,7 @@ def load(path):
     >>> import bayeslmm as blm
     >>> fit = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy")).fit()
     >>> path = fit.save(pathlib.Path(tempfile.mkdtemp()) / "fit.pkl")
-    >>> blm.load(path).fixef.equals(fit.fixef)
+    >>> blm.load(path).fixef().equals(fit.fixef())
     True
     """
     path = Path(path)

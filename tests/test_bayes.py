@@ -108,9 +108,9 @@ def test_conditional_draws_are_exact(formula, data):
     chols = [np.broadcast_to(np.linalg.cholesky(cov + 1e-300 * np.eye(len(cov))), (D,) + cov.shape)
              for cov in reml.term_covariances()]
     beta, b = bayes.conditional_draws(setup, sigma, chols, np.random.default_rng(0))
-    se = reml.se.to_numpy()
-    assert np.all(np.abs(beta.mean(axis=0) - reml.fixef.to_numpy()) < 4 * se / np.sqrt(D))
-    np.testing.assert_allclose(np.cov(beta.T).reshape(reml.vcov.shape), reml.vcov.to_numpy(), rtol=0.1)
+    se = reml.se().to_numpy()
+    assert np.all(np.abs(beta.mean(axis=0) - reml.fixef().to_numpy()) < 4 * se / np.sqrt(D))
+    np.testing.assert_allclose(np.cov(beta.T).reshape(reml.vcov().shape), reml.vcov().to_numpy(), rtol=0.1)
     ranef = reml.ranef()
     draws = np.concatenate([bf.transpose(0, 2, 1).reshape(D, -1) for bf in b], axis=1)
     assert np.all(np.abs(draws.mean(axis=0) - ranef["condval"]) < 4.5 * ranef["condsd"] / np.sqrt(D) + 1e-9)
@@ -148,7 +148,7 @@ def test_result_tables_and_data(quick, model):
     assert list(quick.fixef().index) == ["(Intercept)", "Days"]
     for column in ("mean", "sd", "ess_bulk", "ess_tail", "r_hat"):
         assert column in quick.fixef().columns
-    assert any(c.startswith("hdi") for c in quick.fixef().columns)
+    assert {"l-95% CI", "u-95% CI"} <= set(quick.fixef().columns)
     vc = quick.varcorr()
     assert list(vc[["grp", "var1"]].fillna("").itertuples(index=False, name=None)) == [
         ("Subject", "(Intercept)"), ("Subject", "Days"), ("Subject", "(Intercept)"), ("Residual", "")]
@@ -156,8 +156,8 @@ def test_result_tables_and_data(quick, model):
     ranef = quick.ranef()
     assert list(ranef.columns[:3]) == ["grpvar", "term", "grp"] and len(ranef) == 36
     assert list(ranef["grp"][:18]) == list(model.spec.factors[0].levels)
-    shares = quick.variance_shares()
-    assert shares["grp"].tolist() == ["Subject", "Residual"]
+    shares = quick.variance_components().query("measure == 'var_prop'")
+    assert shares["group"].tolist() == ["Subject", "Residual"]
     assert np.all((shares["mean"] > 0) & (shares["mean"] < 1))
     for group in ("posterior", "sample_stats", "observed_data", "log_likelihood"):
         assert group in quick.idata.children
@@ -168,27 +168,73 @@ def test_result_tables_and_data(quick, model):
     assert "Fixed effects:" in text and "Divergences:" in text and "<table" in quick._repr_html_()
 
 
+def test_tables_have_the_labels_of_the_reml_fit(quick, model):
+    """One API: the same rows, labelled the same, in both result types."""
+    reml = model.fit()
+    assert list(quick.fixef().index) == list(reml.fixef().index)
+    labels = ["grp", "var1", "var2"]
+    pd.testing.assert_frame_equal(quick.varcorr()[labels], reml.varcorr()[labels])
+    labels = ["grpvar", "term", "grp"]
+    pd.testing.assert_frame_equal(quick.ranef()[labels], reml.ranef()[labels])
+    frequentist = reml.variance_components()
+    expected = [(row.group, row.effect, measure) for row in frequentist.itertuples()
+                for measure in ("variance", "sd", "var_prop", "icc") if not np.isnan(getattr(row, measure))]
+    assert list(quick.variance_components()[["group", "effect", "measure"]].itertuples(index=False, name=None)) \
+        == expected
+
+
+def test_level_sets_the_equal_tailed_interval(quick):
+    """level=0.9: columns l-90% CI and u-90% CI, the 5% and 95% quantiles of the draws, inside
+    the default 95% interval."""
+    wide, narrow = quick.fixef(), quick.fixef(level=0.9)
+    assert {"l-95% CI", "u-95% CI"} <= set(wide.columns) and "l-95% CI" not in narrow.columns
+    draws = quick.posterior["beta"].values.reshape(-1, 2)
+    np.testing.assert_allclose(narrow[["l-90% CI", "u-90% CI"]].to_numpy(),
+                               np.quantile(draws, [0.05, 0.95], axis=0).T, rtol=1e-10)
+    np.testing.assert_allclose(wide[["l-95% CI", "u-95% CI"]].to_numpy(),
+                               np.quantile(draws, [0.025, 0.975], axis=0).T, rtol=1e-10)
+    assert np.all(narrow["l-90% CI"] > wide["l-95% CI"]) and np.all(narrow["u-90% CI"] < wide["u-95% CI"])
+    for table in (quick.varcorr(level=0.9), quick.ranef(level=0.9), quick.variance_components(level=0.9),
+                  quick.predict(level=0.9)):
+        assert {"l-90% CI", "u-90% CI"} <= set(table.columns)
+    with pytest.raises(blm.LMMError, match="level must be between 0 and 1"):
+        quick.fixef(level=95)
+
+
+def test_variance_components_summarise_the_partition_of_each_draw(quick):
+    """One factor: the ICC of each draw is d / (d + σ²) (the course notes' ρ), summarised."""
+    sd = quick.posterior["sd_Subject"].isel(Subject_effect=0).values
+    sigma = quick.posterior["sigma"].values
+    rho = sd**2 / (sd**2 + sigma**2)
+    table = quick.variance_components().set_index(["group", "effect", "measure"])
+    icc = table.loc[("Subject", "(Intercept)", "icc")]
+    assert icc["mean"] == pytest.approx(rho.mean(), rel=1e-12)
+    assert icc["l-95% CI"] == pytest.approx(np.quantile(rho, 0.025), rel=1e-10)
+    assert table.loc[("Subject", "Days", "variance"), "mean"] == pytest.approx(
+        (quick.posterior["sd_Subject"].isel(Subject_effect=1).values ** 2).mean(), rel=1e-12)
+
+
 def test_posterior_is_near_reml(quick, model):
     reml = model.fit()
     fixef = quick.fixef()
-    assert np.all(np.abs(fixef["mean"] - reml.fixef) < 0.5 * fixef["sd"])
-    assert np.all(np.abs(fixef["sd"] / reml.se - 1) < 0.25)
+    assert np.all(np.abs(fixef["mean"] - reml.fixef()) < 0.5 * fixef["sd"])
+    assert np.all(np.abs(fixef["sd"] / reml.se() - 1) < 0.25)
 
 
 def test_prediction(quick, sleepstudy_module):
     fitted = quick.predict()
     assert len(fitted) == 180 and "mean" in fitted.columns
     new = pd.DataFrame({"Days": [0, 5, 5], "Subject": ["308", "new1", "new1"]})
-    mean = quick.predict(new, random_seed=1, summary=False)
+    with pytest.raises(blm.LMMError, match="not seen in the fit.*allow_new_levels=True"):
+        quick.predict(new)  # lme4's and brms's default: new levels are an error unless allowed
+    mean = quick.predict(new, allow_new_levels=True, random_seed=1, summary=False)
     assert mean.shape[-1] == 3
     # two rows of the same new subject share that subject's random effect draws
     population = quick.predict(new, include_re=False, summary=False)
     shift = (mean - population).values
     assert np.allclose(shift[..., 1], shift[..., 2]) and shift[..., 1].std() > 5
-    pps = quick.predict(new, kind="pps", random_seed=1)
-    assert np.all(pps["sd"].to_numpy() > quick.predict(new, random_seed=1)["sd"].to_numpy())
-    with pytest.raises(blm.LMMError, match="not seen"):
-        quick.predict(new, allow_new_levels=False)
+    pps = quick.predict(new, kind="pps", allow_new_levels=True, random_seed=1)
+    assert np.all(pps["sd"].to_numpy() > quick.predict(new, allow_new_levels=True, random_seed=1)["sd"].to_numpy())
     with pytest.raises(blm.LMMError, match="kind"):
         quick.predict(new, kind="median")
     idata = quick.sample_posterior_predictive(random_seed=3)
@@ -268,7 +314,7 @@ def test_nutpie_sampler_where_installed(model):
     assert post.sampler == "nutpie" and post.posterior.sizes["draw"] == 300
     assert set(post.posterior["b_Subject"].dims) >= {"Subject", "Subject_effect"}
     reml = model.fit()
-    np.testing.assert_allclose(post.fixef()["mean"], reml.fixef, atol=2.5 * post.fixef()["sd"].max())
+    np.testing.assert_allclose(post.fixef()["mean"], reml.fixef(), atol=2.5 * post.fixef()["sd"].max())
 
 
 def test_several_factors_are_marginalised_by_default():
@@ -280,8 +326,14 @@ def test_several_factors_are_marginalised_by_default():
     reml = model.fit()
     table = result.varcorr()
     medians = [float(result.posterior[v].median()) for v in ("sd_plate", "sd_sample", "sigma")]
-    np.testing.assert_allclose(medians, reml.varcorr["sdcor"].to_numpy(), rtol=0.35)
+    np.testing.assert_allclose(medians, reml.varcorr()["sdcor"].to_numpy(), rtol=0.35)
     assert table["r_hat"].max() < 1.05
+    # crossed factors: the ICC of each draw is that factor's variance over the total
+    sd_plate, sd_sample, sigma = (result.posterior[v].values.reshape(-1) for v in ("sd_plate", "sd_sample", "sigma"))
+    icc = result.variance_components().query("measure == 'icc'").set_index("group")["mean"]
+    total = sd_plate**2 + sd_sample**2 + sigma**2
+    assert icc["plate"] == pytest.approx((sd_plate**2 / total).mean(), rel=1e-12)
+    assert icc["sample"] == pytest.approx((sd_sample**2 / total).mean(), rel=1e-12)
 
 
 @pytest.mark.parametrize("formula, data", [

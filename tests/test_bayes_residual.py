@@ -116,10 +116,10 @@ def test_posterior_sits_at_the_reml_fit(ar1_posterior):
     within 2 posterior sds of the REML estimates."""
     _, result, reml = ar1_posterior
     post = result.posterior
-    for draws, estimate in ((post["rho"], reml.residual_params["rho"]), (post["sigma"], reml.sigma)):
+    for draws, estimate in ((post["rho"], reml.residual_params()["rho"]), (post["sigma"], reml.sigma)):
         assert abs(float(draws.mean()) - estimate) < 2 * float(draws.std())
     table = result.fixef()
-    assert np.all(np.abs(table["mean"] - reml.fixef.to_numpy()) < 2 * table["sd"])
+    assert np.all(np.abs(table["mean"] - reml.fixef().to_numpy()) < 2 * table["sd"])
 
 
 def test_log_likelihood_is_per_group_and_loo_works(ar1_posterior):
@@ -149,6 +149,21 @@ def test_residual_posterior_table_and_summary(ar1_posterior):
     assert list(table.index) == ["rho"] and {"mean", "sd", "r_hat", "ess_bulk"} <= set(table.columns)
     assert table.loc["rho", "mean"] == pytest.approx(float(result.posterior["rho"].mean()))
     assert "Residual structure:" in str(result.summary())
+
+
+def test_residual_table_intervals_at_a_level(sitka):
+    """Unequal variances: each sd ratio's l-/u-90% CI are the 5% and 95% quantiles of its draws."""
+    model = blm.LMM("size ~ time * treat", sitka, residual="ar1h(visit | tree)")
+    result = model.fit(method="NUTS", draws=60, tune=60, chains=2, random_seed=1, progressbar=False,
+                       log_likelihood=False)
+    table = result.residual_params(level=0.9)
+    ratios = [name for name in table.index if name.startswith("sd_ratio_")]
+    assert len(ratios) == 4 and "rho" in table.index  # five visits, the first is the reference
+    name = ratios[0]
+    variable, stratum = name[:-1].split("[")
+    draws = result.posterior[variable].sel({result.posterior[variable].dims[-1]: stratum}).values
+    np.testing.assert_allclose(table.loc[name, ["l-90% CI", "u-90% CI"]].to_numpy(float),
+                               np.quantile(draws, [0.05, 0.95]), rtol=1e-10)
 
 
 @pytest.mark.slow

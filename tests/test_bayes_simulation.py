@@ -34,8 +34,8 @@ def check_recovery(rows: int, groups: int, draws: int, chains: int) -> None:
     assert np.all(np.abs(estimates - truth) < 3 * sds), (estimates, truth, sds)
     reml = model.fit()
     # posterior intervals ≈ Wald intervals: same centre and width to within a tenth of a standard error
-    assert np.all(np.abs(fixef["mean"].to_numpy() - reml.fixef.to_numpy()) < 0.1 * reml.se.to_numpy())
-    assert np.all(np.abs(fixef["sd"].to_numpy() / reml.se.to_numpy() - 1) < 0.1)
+    assert np.all(np.abs(fixef["mean"].to_numpy() - reml.fixef().to_numpy()) < 0.1 * reml.se().to_numpy())
+    assert np.all(np.abs(fixef["sd"].to_numpy() / reml.se().to_numpy() - 1) < 0.1)
     assert post.diagnostics["divergences"] == 0 and post.diagnostics["max_r_hat"] <= 1.01
 
 

@@ -54,7 +54,7 @@ def _group_moments_z(Y: np.ndarray, mean: np.ndarray, V: np.ndarray) -> tuple[fl
 def _check_group_moments(fit, Y, covariance_of_group):
     """Per group: mean Xβ̂, covariance Z_g D Z_g' + σ²R_g; a max over all groups' entries of
     |z| < 5 (about 1,000 entries: a false alarm has probability < 1e-3)."""
-    mean = fit.spec.X @ fit.fixef.to_numpy()
+    mean = fit.spec.X @ fit.fixef().to_numpy()
     codes = fit.spec.factors[0].codes
     worst = []
     for g in range(fit.spec.factors[0].n_levels):
@@ -79,7 +79,7 @@ def test_simulated_responses_have_the_fitted_mean_and_covariance(slope_fit):
 def test_simulate_with_ar1_errors_and_unequal_groups(sitka):
     data = sitka.drop(index=[0, 7, 8, 20, 33, 34, 35]).reset_index(drop=True)  # groups of 2 to 5 visits
     fit = blm.LMM("size ~ time + (1 | tree)", data, residual=cov.AR1(time="visit", group="tree")).fit()
-    rho = fit.residual_params["rho"]
+    rho = fit.residual_params()["rho"]
     Y = fit.simulate(4000, seed=3).to_numpy()
     visit, tau2 = data["visit"].to_numpy(), fit.term_covariances()[0][0, 0]
 
@@ -93,7 +93,7 @@ def test_simulate_with_ar1_errors_and_unequal_groups(sitka):
 def test_simulate_with_compound_symmetry(sitka):
     fit = blm.LMM("size ~ time + (1 | tree)", sitka.iloc[:200],
                   residual=cov.CompoundSymmetry(group="tree")).fit()
-    rho = fit.residual_params["rho"]
+    rho = fit.residual_params()["rho"]
     tau2 = fit.term_covariances()[0][0, 0]
     Y = fit.simulate(4000, seed=4).to_numpy()
     _check_group_moments(fit, Y, lambda rows: tau2 + fit.sigma**2 * ((1 - rho) * np.eye(rows.size) + rho))
@@ -121,7 +121,7 @@ def test_fast_refit_equals_a_full_fit_of_the_simulated_data(formula, dataset, re
     Y = fit.simulate(2, seed=8).to_numpy()
     for k, refit in enumerate(bs.refits(fit, Y)):
         fresh = blm.LMM(formula, data.assign(**{response: Y[:, k]})).fit()
-        np.testing.assert_allclose(refit.fit.fixef, fresh.fixef, rtol=1e-6)
+        np.testing.assert_allclose(refit.fit.fixef(), fresh.fixef(), rtol=1e-6)
         np.testing.assert_allclose(refit.fit.loglik, fresh.loglik, rtol=1e-9)
         np.testing.assert_allclose(refit.fit.sigma, fresh.sigma, rtol=1e-5)
         # anything computed from a refit sees the simulated data, not the original
@@ -136,8 +136,8 @@ def test_bootstrap_default_columns_and_reproducibility(slope_fit):
     pd.testing.assert_frame_equal(draws, slope_fit.bootstrap(4, seed=2))
     # the default statistic on the original fit is its sds, correlation, σ and fixed effects
     t0 = bs.default_statistic(slope_fit)
-    vc = slope_fit.varcorr
-    np.testing.assert_allclose(t0, np.r_[vc["sdcor"].to_numpy()[[0, 2, 1, 3]], slope_fit.fixef])
+    vc = slope_fit.varcorr()
+    np.testing.assert_allclose(t0, np.r_[vc["sdcor"].to_numpy()[[0, 2, 1, 3]], slope_fit.fixef()])
 
 
 def test_bootstrap_percentile_interval_of_fixed_effects_near_profile(slope_fit):
@@ -148,7 +148,7 @@ def test_bootstrap_percentile_interval_of_fixed_effects_near_profile(slope_fit):
     boot = slope_fit.confint("bootstrap", n=200, seed=1)
     profile = pd.DataFrame(REF_PROFILE_CI())
     for name in ("(Intercept)", "Days"):
-        se = slope_fit.se[name]
+        se = slope_fit.se()[name]
         assert abs(boot.loc[name, "lower"] - profile.loc[name, "lower"]) < 0.8 * se
         assert abs(boot.loc[name, "upper"] - profile.loc[name, "upper"]) < 0.8 * se
     assert list(boot.columns) == ["lower", "upper"]
@@ -170,7 +170,7 @@ def test_statistic_that_fails_on_some_refits_is_recorded(slope_fit):
         calls["n"] += 1
         if calls["n"] in (3, 5):  # the first two calls check it on the original fit
             raise RuntimeError("boom")
-        return pd.Series({"slope": fit.fixef["Days"]})
+        return pd.Series({"slope": fit.fixef()["Days"]})
 
     with pytest.warns(UserWarning, match="statistic failed on 2 of 4"):
         draws = slope_fit.bootstrap(4, seed=1, statistic=flaky)

@@ -180,7 +180,7 @@ def test_zero_sd_convention_in_varcorr_summary_and_bootstrap():
     (lme4 at θ = (1.21, 0, 0) for (1 + x | Subject): sdcor NaN for the correlation only)."""
     fit = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy")).fit()
     fit.theta = np.array([fit.theta[0], 0.0, 0.0])
-    table = fit.varcorr
+    table = fit.varcorr()
     assert table["sdcor"].isna().tolist() == [False, False, True, False]
     assert table["sdcor"].iloc[1] == 0.0
     statistic = pd.Series(default_statistic(fit), index=default_statistic_names(fit))
@@ -222,7 +222,7 @@ def test_varcorr_rows_and_term_labels_are_lme4s(case_id):
             for key, _ in cv.varcorr_rows(term, label)] + [("Residual", None, None)]
     expected = [(our_group(r["grp"]), r["var1"], r["var2"]) for r in PUBLIC[case_id]["varcorr"]]
     assert rows == expected
-    table = fit.varcorr[["grp", "var1", "var2"]].fillna("")
+    table = fit.varcorr()[["grp", "var1", "var2"]].fillna("")
     assert table.to_numpy().tolist() == [[v or "" for v in row] for row in expected]
 
 

@@ -44,7 +44,7 @@ def test_kenward_roger_coefficients_match_pbkrtest(key, fits):
     np.testing.assert_allclose(table["statistic"], case["t_kenward_roger"], rtol=1e-3)
     # the adjustment is only ~1e-3 of Var(β̂) here, so test it on its own (a test of se alone at
     # 1e-3 would pass with the unadjusted se), where it is large enough to be resolved
-    ours = np.diag(ddf.kenward_roger(fit).phi_adjusted) / fit.se.to_numpy() ** 2 - 1
+    ours = np.diag(ddf.kenward_roger(fit).phi_adjusted) / fit.se().to_numpy() ** 2 - 1
     theirs = np.square(case["se_kenward_roger"]) / np.square(case["se"]) - 1
     resolved = theirs > 1e-4
     np.testing.assert_allclose(ours[resolved], theirs[resolved], rtol=1e-2)
@@ -186,7 +186,7 @@ def test_without_random_effects_kr_is_the_exact_ols_test():
     sitka = blm.datasets.load("Sitka")
     fit = blm.LMM("size ~ time * treat", sitka).fit()
     table = fit.coef_table(ddf="kenward-roger")
-    np.testing.assert_allclose(table["std_error"], fit.se, rtol=1e-10)
+    np.testing.assert_allclose(table["std_error"], fit.se(), rtol=1e-10)
     np.testing.assert_allclose(table["df"], fit.nobs - fit.spec.p, rtol=1e-8)
     sleep = blm.datasets.load("sleepstudy")
     one_way = blm.LMM("Reaction ~ C(Days)", sleep).fit()

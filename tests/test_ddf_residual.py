@@ -108,10 +108,10 @@ def test_relative_covariance_derivatives_match_the_explicit_ar1(sitka, structure
 def test_public_api_with_a_residual_structure(sitka, formula, structure):
     fit = blm.LMM(formula, sitka, residual=structure).fit()
     kr = ddf.kenward_roger(fit)
-    np.testing.assert_allclose(kr.phi, fit.vcov.to_numpy(), rtol=1e-8)  # V per block is the fitted V
+    np.testing.assert_allclose(kr.phi, fit.vcov().to_numpy(), rtol=1e-8)  # V per block is the fitted V
     table = fit.coef_table(ddf="kenward-roger")
     assert np.all(np.isfinite(table.to_numpy())) and np.all(table["df"] > 1)
-    assert np.all(table["std_error"] >= fit.se * (1 - 1e-8))  # here the adjustment inflates Var(β̂)
+    assert np.all(table["std_error"] >= fit.se() * (1 - 1e-8))  # here the adjustment inflates Var(β̂)
     anova = fit.anova(type=3, ddf="kenward-roger")
     assert list(anova.index) == ["time", "treat", "time:treat"]
     assert np.all(np.isfinite(anova.to_numpy()))

@@ -84,7 +84,7 @@ def test_missing_rows_are_dropped_with_a_count_and_the_fit_equals_the_clean_fit(
         fit = blm.LMM("y ~ x + (1 | g)", data).fit()
     clean = blm.LMM("y ~ x + (1 | g)", data.dropna(subset=["y", "x", "g"])).fit()
     assert fit.nobs == 188 and fit.loglik == pytest.approx(clean.loglik, abs=1e-10)
-    np.testing.assert_allclose(fit.fixef, clean.fixef)
+    np.testing.assert_allclose(fit.fixef(), clean.fixef())
     assert list(fit.fitted().index) == list(clean.fitted().index)
 
 
@@ -99,7 +99,7 @@ def test_aliased_columns_are_dropped_with_a_warning():
     data = pd.read_csv(REPO / "tests/data/aliased.csv")
     with pytest.warns(UserWarning, match="rank deficient so dropping 1 column / coefficient: x2"):
         fit = blm.LMM("y ~ x + x2 + (1 | g)", data).fit()
-    assert list(fit.fixef.index) == ["(Intercept)", "x"]
+    assert list(fit.fixef().index) == ["(Intercept)", "x"]
 
 
 def test_callers_data_are_never_modified():
@@ -166,6 +166,26 @@ def test_unknown_fit_arguments_name_the_right_one(sleepstudy, argument, advice):
     model = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
     with pytest.raises(blm.LMMError, match=r"LMM\.fit\(\) got an unknown argument .*" + advice):
         model.fit(**argument)
+
+
+@pytest.mark.parametrize("method, arguments, message", [
+    ("REML", {"draws": 500}, r"fit\(method='REML'\) does not take draws=500: an option of method='NUTS'"),
+    ("ML", {"chains": 2, "random_seed": 1, "priors": {}},
+     r"fit\(method='ML'\) does not take priors=\{\}, chains=2, random_seed=1: options of method='NUTS'"),
+    ("REML", {"marginalize": False, "progressbar": False},
+     r"does not take marginalize=False, progressbar=False: options of method='NUTS'.*drop them"),
+    ("NUTS", {"start": [1.0]}, r"fit\(method='NUTS'\) does not take start=: it is the starting θ of a REML/ML fit"),
+])
+def test_arguments_of_another_method_are_errors(sleepstudy, method, arguments, message):
+    model = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    with pytest.raises(blm.LMMError, match=message):
+        model.fit(method=method, **arguments)
+
+
+def test_start_with_a_residual_structure_is_an_error():
+    model = blm.LMM("size ~ time", blm.datasets.load("Sitka"), residual="ar1(time | tree)")
+    with pytest.raises(blm.LMMError, match=r"does not take start= with a residual structure"):
+        model.fit(start=[1.0])
 
 
 def test_unknown_model_arguments_name_the_right_one(sleepstudy):

@@ -157,7 +157,7 @@ def test_columns_inside_calls_take_part_in_dropping_missing_rows():
 def test_transforms_in_random_terms_and_for_new_data():
     data = blm.datasets.load("sleepstudy")
     fit = blm.LMM("Reaction ~ Days + (log(Days + 1) | Subject)", data).fit()
-    assert fit.varcorr["var1"].tolist()[:2] == ["(Intercept)", "log(Days + 1)"]
+    assert fit.varcorr()["var1"].tolist()[:2] == ["(Intercept)", "log(Days + 1)"]
     np.testing.assert_allclose(fit.predict(data.head(5)), fit.fitted().head(5), rtol=1e-10)
 
 
@@ -167,17 +167,17 @@ def test_grouping_columns_with_spaces_in_backticks_or_q():
     for formula in ["Reaction ~ Days + (Days | `the subject`)", 'Reaction ~ Days + (Days | Q("the subject"))']:
         fit = blm.LMM(formula, data).fit()
         assert fit.loglik == pytest.approx(plain.loglik, abs=1e-8)
-        assert fit.varcorr["grp"].iloc[0] == "the subject"
+        assert fit.varcorr()["grp"].iloc[0] == "the subject"
 
 
 def test_r_function_names_are_numpys_and_backticks_name_columns():
     data = blm.datasets.load("sleepstudy").assign(**{"days plus": lambda d: d["Days"] + 1.0})
     r_names = blm.LMM("Reaction ~ exp(Days / 10) + sqrt(Days) + abs(Days - 4) + (1 | Subject)", data).fit()
     numpy = blm.LMM("Reaction ~ np.exp(Days / 10) + np.sqrt(Days) + np.abs(Days - 4) + (1 | Subject)", data).fit()
-    np.testing.assert_allclose(r_names.fixef.to_numpy(), numpy.fixef.to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(r_names.fixef().to_numpy(), numpy.fixef().to_numpy(), rtol=1e-12)
     quoted = blm.LMM("Reaction ~ `days plus` + (1 | Subject)", data).fit()
     plain = blm.LMM("Reaction ~ Days + (1 | Subject)", data).fit()
-    assert quoted.fixef["days plus"] == pytest.approx(plain.fixef["Days"], rel=1e-10)
+    assert quoted.fixef()["days plus"] == pytest.approx(plain.fixef()["Days"], rel=1e-10)
 
 
 def test_an_ordered_categorical_gets_treatment_contrasts_in_level_order():
@@ -185,6 +185,6 @@ def test_an_ordered_categorical_gets_treatment_contrasts_in_level_order():
     data["dose"] = pd.Categorical(np.array(["low", "mid", "high"])[data["Days"] % 3],
                                   categories=["low", "mid", "high"], ordered=True)
     fit = blm.LMM("Reaction ~ dose + (1 | Subject)", data).fit()
-    assert list(fit.fixef.index) == ["(Intercept)", "dose[mid]", "dose[high]"]
+    assert list(fit.fixef().index) == ["(Intercept)", "dose[mid]", "dose[high]"]
     means = data.groupby("dose", observed=True)["Reaction"].mean()  # balanced: the contrasts are mean differences
-    np.testing.assert_allclose(fit.fixef.iloc[1:], means.iloc[1:] - means.iloc[0], rtol=1e-8)
+    np.testing.assert_allclose(fit.fixef().iloc[1:], means.iloc[1:] - means.iloc[0], rtol=1e-8)

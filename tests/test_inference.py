@@ -109,7 +109,7 @@ def test_profile_intervals_match_lme4():
 def test_wald_intervals_and_bad_input(sitka):
     fit = blm.LMM("size ~ time + (1 | tree)", sitka).fit()
     wald = fit.confint(method="wald", level=0.9)
-    np.testing.assert_allclose(wald.loc["time", "upper"] - fit.fixef["time"], 1.6448536 * fit.se["time"], rtol=1e-6)
+    np.testing.assert_allclose(wald.loc["time", "upper"] - fit.fixef()["time"], 1.6448536 * fit.se()["time"], rtol=1e-6)
     assert wald.loc["sigma"].isna().all()
     with pytest.raises(blm.LMMError, match="level"):
         fit.confint(level=0)

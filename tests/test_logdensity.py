@@ -128,7 +128,7 @@ def test_unprofiled_form_at_the_estimates_equals_the_profiled_deviance(sleepstud
         fit = model.fit(method)
         fact = ld.factorize(fit.theta, model.stats, model.layout)
         prof = ld.profile(fact, model.spec.p)
-        at = ld.deviance_at(fact, prof, fit.nobs, fit.sigma**2, fit.fixef.to_numpy(), reml=method == "REML")
+        at = ld.deviance_at(fact, prof, fit.nobs, fit.sigma**2, fit.fixef().to_numpy(), reml=method == "REML")
         assert at == pytest.approx(fit.deviance, rel=1e-12)
 
 
@@ -140,7 +140,7 @@ def test_permuting_rows_changes_nothing(sleepstudy):
     a = blm.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy).fit()
     b = blm.LMM("Reaction ~ Days + (Days | Subject)", shuffled).fit()
     assert a.loglik == pytest.approx(b.loglik, abs=1e-8)
-    np.testing.assert_allclose(a.fixef, b.fixef, rtol=1e-7)
+    np.testing.assert_allclose(a.fixef(), b.fixef(), rtol=1e-7)
     np.testing.assert_allclose(a.ranef()["condval"], b.ranef()["condval"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.fitted().sort_index(), b.fitted().sort_index(), rtol=1e-7)
 
@@ -158,7 +158,7 @@ def test_rescaling_the_response_rescales_the_fit(sleepstudy):
     scaled = sleepstudy.assign(Reaction=sleepstudy["Reaction"] / 1000.0)
     b = blm.LMM("Reaction ~ Days + (Days | Subject)", scaled).fit("ML")
     assert b.loglik == pytest.approx(a.loglik + a.nobs * np.log(1000.0), abs=1e-6)
-    np.testing.assert_allclose(b.fixef * 1000.0, a.fixef, rtol=1e-6)
+    np.testing.assert_allclose(b.fixef() * 1000.0, a.fixef(), rtol=1e-6)
     np.testing.assert_allclose(b.theta, a.theta, rtol=1e-4, atol=1e-6)
 
 
@@ -167,7 +167,7 @@ def test_random_intercept_equals_two_term_and_double_bar_forms():
     a = blm.LMM("y ~ x + (x || g)", data).fit()
     b = blm.LMM("y ~ x + (1 | g) + (0 + x | g)", data).fit()
     assert a.loglik == pytest.approx(b.loglik, abs=1e-9)
-    assert list(a.varcorr["grp"]) == ["g", "g.1", "Residual"]
+    assert list(a.varcorr()["grp"]) == ["g", "g.1", "Residual"]
     # a correlated fit can only do better
     c = blm.LMM("y ~ x + (1 + x | g)", data).fit()
     assert c.loglik >= a.loglik - 1e-8 and c.npar == a.npar + 1

@@ -54,7 +54,7 @@ def _in_another_process(code: str) -> None:
 
 
 def _tables(fit) -> dict:
-    return {"fixef": fit.fixef, "varcorr": fit.varcorr, "ranef": fit.ranef(), "coef_table": fit.coef_table(),
+    return {"fixef": fit.fixef(), "varcorr": fit.varcorr(), "ranef": fit.ranef(), "coef_table": fit.coef_table(),
             "anova": fit.anova(), "summary": str(fit.summary())}
 
 
@@ -105,7 +105,7 @@ def test_reml_fit_saved_in_one_process_loads_in_another(tmp_path, sleep, reml):
     _in_another_process(f"""
         import pickle, bayeslmm as blm
         fit = blm.load({str(path)!r})
-        tables = {{"fixef": fit.fixef, "varcorr": fit.varcorr, "ranef": fit.ranef(),
+        tables = {{"fixef": fit.fixef(), "varcorr": fit.varcorr(), "ranef": fit.ranef(),
                   "coef_table": fit.coef_table(), "anova": fit.anova(), "summary": str(fit.summary()),
                   "predict": fit.predict(blm.datasets.load("sleepstudy").head(9))}}
         pickle.dump(tables, open({str(out)!r}, "wb"))

@@ -68,7 +68,7 @@ def dense_loglik(formula: str, data: pd.DataFrame, terms: list[str], fit) -> flo
     span = {"1": [np.ones_like(x)], "x": [x], "f": list(dummies.T), "x * f": list(dummies.T) + list((x[:, None] * dummies).T),
             "I(x**2)": [x**2], "log(abs(x) + 1)": [np.log(np.abs(x) + 1)]}
     X = np.column_stack([column for term in terms if term != "0" for column in span[term]] or [np.zeros_like(x)])
-    V = np.eye(len(y)) * fit.sigma**2 + random_covariance(rows, fit.varcorr)
+    V = np.eye(len(y)) * fit.sigma**2 + random_covariance(rows, fit.varcorr())
     # the dense reference is only exact where V is well conditioned: a fit on the boundary σ → 0
     # (a saturated model) has cond(V) ~ 1e20 and no digits left to compare
     assume(np.linalg.cond(V) < 1e10)

@@ -51,10 +51,10 @@ def test_loglik_and_criteria(fitted_case):
 def test_fixed_effects(fitted_case):
     case, fit, data = fitted_case
     names = [our_name(n, data) for n in case["fixef"]]
-    assert list(fit.fixef.index) == names
-    np.testing.assert_allclose(fit.fixef[names], list(case["fixef"].values()), rtol=1e-5)
-    np.testing.assert_allclose(fit.se[names], list(case["se"].values()), rtol=1e-4)
-    np.testing.assert_allclose(fit.vcov.loc[names, names], np.array(case["vcov"], float).reshape(len(names), -1),
+    assert list(fit.fixef().index) == names
+    np.testing.assert_allclose(fit.fixef()[names], list(case["fixef"].values()), rtol=1e-5)
+    np.testing.assert_allclose(fit.se()[names], list(case["se"].values()), rtol=1e-4)
+    np.testing.assert_allclose(fit.vcov().loc[names, names], np.array(case["vcov"], float).reshape(len(names), -1),
                                rtol=1e-4, atol=1e-4 * np.min(np.array(list(case["se"].values())) ** 2))
 
 
@@ -66,7 +66,7 @@ def optimum(case: dict) -> dict:
 
 def test_variance_components(fitted_case):
     case, fit, data = fitted_case
-    ours = fit.varcorr
+    ours = fit.varcorr()
     ref = pd.DataFrame(optimum(case)["varcorr"])
     assert len(ours) == len(ref)
     assert list(ours["grp"]) == [our_group(g) for g in ref["grp"]]
@@ -124,9 +124,9 @@ def test_sitka_slope_reaches_the_nlme_optimum():
     fit, _ = fit_case(PUBLIC["sitka_slope_reml"])
     assert fit.converged
     assert fit.loglik >= nlme["logLik"] - 1e-5
-    np.testing.assert_allclose(fit.fixef.to_numpy(), list(nlme["fixef"].values()), rtol=1e-5)
-    np.testing.assert_allclose(fit.se.to_numpy(), list(nlme["se"].values()), rtol=2e-3)
-    sds = fit.varcorr.query("var2.isna()")["sdcor"].to_numpy()
+    np.testing.assert_allclose(fit.fixef().to_numpy(), list(nlme["fixef"].values()), rtol=1e-5)
+    np.testing.assert_allclose(fit.se().to_numpy(), list(nlme["se"].values()), rtol=2e-3)
+    sds = fit.varcorr().query("var2.isna()")["sdcor"].to_numpy()
     np.testing.assert_allclose(sds, nlme["varcorr_sd"], rtol=2e-3)
     assert fit.npar == nlme["df"]
     model = blm.LMM(PUBLIC["sitka_slope_reml"]["formula"], case_data(PUBLIC["sitka_slope_reml"]))
@@ -150,11 +150,11 @@ def test_no_random_term_matches_gls():
         fit, data = fit_case(case)
         names = [our_name(n, data) for n in case["fixef"]]
         assert abs(fit.loglik - case["logLik"]) <= 1e-5
-        np.testing.assert_allclose(fit.fixef[names], list(case["fixef"].values()), rtol=1e-5)
+        np.testing.assert_allclose(fit.fixef()[names], list(case["fixef"].values()), rtol=1e-5)
         np.testing.assert_allclose(fit.sigma, optimum(case)["sigma"], rtol=1e-4)
         assert fit.npar == case["df"]
-        assert list(fit.varcorr["grp"]) == ["Residual"]
+        assert list(fit.varcorr()["grp"]) == ["Residual"]
     # gls reports ML standard errors with RSS/(n - p), so only the REML ones compare
     case = EXTRA["lm_reml"]
     fit, data = fit_case(case)
-    np.testing.assert_allclose(fit.se[[our_name(n, data) for n in case["se"]]], list(case["se"].values()), rtol=1e-4)
+    np.testing.assert_allclose(fit.se()[[our_name(n, data) for n in case["se"]]], list(case["se"].values()), rtol=1e-4)

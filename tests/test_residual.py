@@ -45,11 +45,11 @@ def test_matches_nlme(key, sitka):
     n_bic = fit.nobs - (fit.spec.p if method == "REML" else 0)
     assert abs(fit.deviance + fit.npar * np.log(n_bic) - ref["BIC"]) <= 2e-4
     names = [our_name(n, sitka) for n in ref["fixef"]]
-    np.testing.assert_allclose(fit.fixef[names], list(ref["fixef"].values()), rtol=1e-4)
+    np.testing.assert_allclose(fit.fixef()[names], list(ref["fixef"].values()), rtol=1e-4)
     if method == "REML":  # gls reports ML standard errors with RSS/(n − p); lme4's convention is σ̂_ML
-        np.testing.assert_allclose(fit.se[names], list(ref["se"].values()), rtol=1e-3)
+        np.testing.assert_allclose(fit.se()[names], list(ref["se"].values()), rtol=1e-3)
     np.testing.assert_allclose(fit.sigma, ref["sigma"], rtol=1e-3)
-    params = fit.residual_params
+    params = fit.residual_params()
     if isinstance(ref["corStruct"], float):
         np.testing.assert_allclose(params["rho"], ref["corStruct"], rtol=1e-3)
     if isinstance(ref["corStruct"], list):  # corSymm: pairs (1,2), (1,3), …, (4,5)
@@ -66,7 +66,7 @@ def test_random_intercept_equals_compound_symmetry(sitka):
     lme = blm.LMM("size ~ time * treat + (1 | tree)", sitka).fit()
     gls = blm.LMM("size ~ time * treat", sitka, residual=cov.CompoundSymmetry(group="tree")).fit()
     assert lme.loglik == pytest.approx(gls.loglik, abs=1e-6)
-    np.testing.assert_allclose(lme.fixef, gls.fixef, rtol=1e-6)
+    np.testing.assert_allclose(lme.fixef(), gls.fixef(), rtol=1e-6)
 
 
 def test_ar1_with_missing_visits_equals_the_dense_likelihood(sitka):
@@ -126,7 +126,7 @@ def test_heteroscedastic_matches_dense(sitka):
     dense = _dense_ml_deviance(model, [(np.arange(len(sitka)), np.diag(sd**2))])
     assert ours == pytest.approx(dense, rel=1e-10)
     fit = model.fit()
-    assert set(fit.residual_params["sd ratios"]) == {"control", "ozone"} and fit.npar == 6
+    assert set(fit.residual_params()["sd ratios"]) == {"control", "ozone"} and fit.npar == 6
 
 
 def test_string_shorthand(sitka):
@@ -189,8 +189,8 @@ def test_structure_with_a_variance_per_level_matches_nlme(sitka, case):
         fit = blm.LMM(formula, sitka, residual=structure).fit(method)
     assert fit.loglik == pytest.approx(ref["logLik"], abs=1e-5)
     assert fit.npar == ref["df"]
-    np.testing.assert_allclose(fit.fixef[[our_name(n, sitka) for n in ref["fixef"]]], list(ref["fixef"].values()), rtol=1e-4)
-    params = fit.residual_params
+    np.testing.assert_allclose(fit.fixef()[[our_name(n, sitka) for n in ref["fixef"]]], list(ref["fixef"].values()), rtol=1e-4)
+    params = fit.residual_params()
     assert params["rho"] == pytest.approx(ref["rho"], rel=1e-3)
     assert params["sd ratios by treat"]["ozone"] == pytest.approx(1 / ref["ratio"], rel=1e-3)
     assert fit.sigma == pytest.approx(ref["sigma"] * ref["ratio"], rel=1e-3)
@@ -239,9 +239,9 @@ def test_profile_intervals_with_a_residual_structure(sitka):
     gls = blm.LMM("size ~ time * treat", sitka, residual="cs(tree)").fit()
     lme = blm.LMM("size ~ time * treat + (1 | tree)", sitka).fit()
     ours, theirs = gls.confint(), lme.confint()
-    fixed = list(lme.fixef.index)
+    fixed = list(lme.fixef().index)
     np.testing.assert_allclose(ours.loc[fixed].to_numpy(), theirs.loc[fixed].to_numpy(), rtol=1e-5)
-    rho = gls.refit("ML").residual_params["rho"]
+    rho = gls.refit("ML").residual_params()["rho"]
     assert ours.loc["rho", "lower"] < rho < ours.loc["rho", "upper"] < 1
     assert list(ours.index[:2]) == ["sigma", "rho"]
 

@@ -17,13 +17,32 @@ def fit():
 
 
 def test_table_shapes_and_labels(fit):
-    assert list(fit.varcorr.columns) == ["grp", "var1", "var2", "vcov", "sdcor"]
-    assert list(fit.vcov.index) == list(fit.vcov.columns) == list(fit.fixef.index)
+    assert list(fit.varcorr().columns) == ["grp", "var1", "var2", "vcov", "sdcor"]
+    assert list(fit.vcov().index) == list(fit.vcov().columns) == list(fit.fixef().index)
     table = fit.ranef()
     assert list(table.columns) == ["grpvar", "term", "grp", "condval", "condsd"]
     assert len(table) == 36 and set(table["term"]) == {"(Intercept)", "Days"}
     assert "condsd" not in fit.ranef(cond_var=False).columns
     assert fit.ngrps == {"Subject": 18} and fit.nobs == 180 and fit.npar == 6
+
+
+# the API rule of both result types (README, "API"): tables are methods, scalars are properties
+TABLES = ("fixef", "varcorr", "ranef", "vcov", "se", "residual_params", "coef", "variance_components")
+SCALARS = ("sigma", "loglik", "aic", "bic", "nobs", "ngrps", "theta", "npar", "deviance")
+
+
+def test_tables_are_methods_and_scalars_are_properties(fit):
+    from bayeslmm.results.bayesian import BayesResult
+    from bayeslmm.results.frequentist import LMMResult
+
+    for name in TABLES:
+        assert callable(getattr(LMMResult, name)) and not isinstance(getattr(LMMResult, name), property), name
+    for name in ("fixef", "varcorr", "ranef", "residual_params", "variance_components", "predict"):
+        assert callable(getattr(BayesResult, name)) and not isinstance(getattr(BayesResult, name), property), name
+    for name in SCALARS:
+        assert not callable(getattr(fit, name)), name
+    for name in ("nobs", "ngrps"):
+        assert isinstance(getattr(BayesResult, name), property), name
 
 
 def test_fitted_plus_residuals_is_the_response(fit):
@@ -34,13 +53,13 @@ def test_fitted_plus_residuals_is_the_response(fit):
 def test_predict_on_the_fitted_rows_equals_fitted(fit):
     data = blm.datasets.load("sleepstudy")
     np.testing.assert_allclose(fit.predict(data), fit.fitted())
-    np.testing.assert_allclose(fit.predict(data, include_re=False), fit.spec.X @ fit.fixef.to_numpy())
+    np.testing.assert_allclose(fit.predict(data, include_re=False), fit.spec.X @ fit.fixef().to_numpy())
 
 
 def test_coef_adds_random_effects_to_fixed_effects(fit):
     coef = fit.coef()["Subject"]
     b = fit.ranef().query("grp == '308'").set_index("term")["condval"]
-    assert coef.loc["308", "Days"] == pytest.approx(fit.fixef["Days"] + b["Days"])
+    assert coef.loc["308", "Days"] == pytest.approx(fit.fixef()["Days"] + b["Days"])
 
 
 def test_summary_reads_like_lme4(fit):
@@ -70,7 +89,7 @@ def test_linear_model_without_random_terms():
     fit = blm.LMM("y ~ x + f", data).fit()
     assert fit.ngrps == {} and fit.ranef().empty and "Linear model fit by REML" in str(fit.summary())
     ols = np.linalg.lstsq(fit.spec.X, fit.spec.y, rcond=None)[0]
-    np.testing.assert_allclose(fit.fixef, ols, rtol=1e-10)
+    np.testing.assert_allclose(fit.fixef(), ols, rtol=1e-10)
 
 
 def test_second_fit_reuses_the_sufficient_statistics(sleepstudy):
@@ -112,6 +131,11 @@ def test_cli_samples_the_posterior_with_nuts(capsys):
     assert "None" not in out  # empty var1/var2 cells print blank, as in lme4
     assert main(args[:3] + ["NUTS", "--draws", "0"]) == 2
     assert "draws must be a positive integer" in capsys.readouterr().err
+
+
+def test_cli_rejects_nuts_options_for_reml(capsys):
+    assert main(["example", "Dyestuff", "--draws", "200", "--seed", "1"]) == 2
+    assert "fit(method='REML') does not take draws=200, random_seed=1" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input_without_a_traceback(capsys, tmp_path):

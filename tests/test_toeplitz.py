@@ -75,7 +75,7 @@ def test_ar1_is_the_case_without_partial_autocorrelation_beyond_lag_one(sitka):
         fit, ar1_fit = toep.fit(), ar1.fit()
     assert fit.loglik >= ar1_fit.loglik - 1e-6
     assert fit.npar == ar1_fit.npar + toep.residual.start.size - 1
-    lags = fit.residual_params["correlation by lag"]
+    lags = fit.residual_params()["correlation by lag"]
     assert list(lags) == [1, 2, 3, 4] and all(-1 < v < 1 for v in lags.values())
     assert "Residual correlation by lag: 1:" in str(fit.summary())
 
@@ -90,7 +90,7 @@ def test_posterior_sits_where_the_reml_fit_does(sitka):
     """A short NUTS run of the GLS: the posterior mean of each lag's correlation is within 3
     posterior sds of the REML estimate (uniform priors on the partial autocorrelations)."""
     model = blm.LMM("size ~ time * treat", sitka, residual="toep(visit | tree)")
-    reml = model.fit().residual_params["correlation by lag"]
+    reml = model.fit().residual_params()["correlation by lag"]
     post = model.fit(method="NUTS", draws=200, tune=200, chains=2, random_seed=3, progressbar=False)
     table = post.residual_params()
     assert list(table.index) == [f"rho_lag[{lag}]" for lag in reml]

@@ -73,10 +73,10 @@ def test_matches_lme4(case):
     assert fit.deviance == pytest.approx(ref["criterion"], abs=1e-5)
     assert fit.aic == pytest.approx(ref["AIC"], abs=1e-5)
     assert fit.bic == pytest.approx(ref["BIC"], abs=1e-5)
-    np.testing.assert_allclose(fit.fixef[list(ref["fixef"])], list(ref["fixef"].values()), rtol=1e-5)
-    np.testing.assert_allclose(fit.se[list(ref["se"])], list(ref["se"].values()), rtol=1e-5)
+    np.testing.assert_allclose(fit.fixef()[list(ref["fixef"])], list(ref["fixef"].values()), rtol=1e-5)
+    np.testing.assert_allclose(fit.se()[list(ref["se"])], list(ref["se"].values()), rtol=1e-5)
     assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-5)
-    np.testing.assert_allclose(fit.varcorr["sdcor"], ref["varcorr"]["sdcor"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fit.varcorr()["sdcor"], ref["varcorr"]["sdcor"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fit.coef_table()["df"], list(ref["df"].values()), rtol=1e-4)
     ranef = fit.ranef()
     assert list(ranef["grp"]) == ref["ranef"]["grp"]
@@ -165,18 +165,18 @@ def test_loglik_is_the_dense_marginal_density(formula, make, method):
     model = blm.LMM(formula, make(), weights="w")
     fit = model.fit(method)
     reml = method == "REML"
-    dense = dense_deviance(model, fit.theta, fit.sigma, fit.fixef.to_numpy(), reml=reml)
+    dense = dense_deviance(model, fit.theta, fit.sigma, fit.fixef().to_numpy(), reml=reml)
     assert -2 * fit.loglik == pytest.approx(dense, abs=1e-8, rel=1e-11)
     # β̂ is the GLS estimate and vcov its covariance under V
     Z, Lam, W = dense_parts(model, fit.theta)
     V = fit.sigma**2 * (Z @ Lam @ Lam.T @ Z.T + np.linalg.inv(W))
     X, y = model.spec.X, model.spec.y
     XtVinv = np.linalg.solve(V, X).T
-    np.testing.assert_allclose(fit.fixef, np.linalg.solve(XtVinv @ X, XtVinv @ y), rtol=1e-9)
-    np.testing.assert_allclose(fit.vcov, np.linalg.inv(XtVinv @ X), rtol=1e-8)
+    np.testing.assert_allclose(fit.fixef(), np.linalg.solve(XtVinv @ X, XtVinv @ y), rtol=1e-9)
+    np.testing.assert_allclose(fit.vcov(), np.linalg.inv(XtVinv @ X), rtol=1e-8)
     # conditional modes D Z'V⁻¹(y − Xβ̂) and lme4's condVar σ²Λ(Λ'Z'WZΛ + I)⁻¹Λ'
     D = fit.sigma**2 * Lam @ Lam.T
-    modes = D @ Z.T @ np.linalg.solve(V, y - X @ fit.fixef.to_numpy())
+    modes = D @ Z.T @ np.linalg.solve(V, y - X @ fit.fixef().to_numpy())
     cond = fit.sigma**2 * Lam @ np.linalg.inv(Lam.T @ Z.T @ W @ Z @ Lam + np.eye(len(Lam))) @ Lam.T
     ours = [fit.ranef()[fit.ranef()["grpvar"] == f.name] for f in model.spec.factors]
     for f, (factor, table) in enumerate(zip(model.spec.factors, ours)):
@@ -210,7 +210,7 @@ def test_unit_weights_are_the_unweighted_fit(formula, make):
     ones = blm.LMM(formula, data, weights=np.ones(len(data))).fit()
     assert ones.loglik == plain.loglik
     np.testing.assert_array_equal(ones.theta, plain.theta)
-    np.testing.assert_array_equal(ones.fixef, plain.fixef)
+    np.testing.assert_array_equal(ones.fixef(), plain.fixef())
     assert ones.sigma == plain.sigma
 
 
@@ -222,11 +222,11 @@ def test_scaling_the_weights_scales_only_sigma(sleep):
     scaled = blm.LMM(SLOPES, sleep, weights=c * sleep["w"].to_numpy()).fit()
     assert scaled.sigma**2 == pytest.approx(c * base.sigma**2, rel=1e-6)
     np.testing.assert_allclose(scaled.theta, base.theta / np.sqrt(c), rtol=1e-5)
-    np.testing.assert_allclose(scaled.fixef, base.fixef, rtol=1e-8)
-    np.testing.assert_allclose(scaled.vcov, base.vcov, rtol=1e-5)
+    np.testing.assert_allclose(scaled.fixef(), base.fixef(), rtol=1e-8)
+    np.testing.assert_allclose(scaled.vcov(), base.vcov(), rtol=1e-5)
     assert scaled.loglik == pytest.approx(base.loglik, abs=1e-7)
-    random = base.varcorr["grp"] != "Residual"
-    np.testing.assert_allclose(scaled.varcorr["sdcor"][random], base.varcorr["sdcor"][random], rtol=1e-5)
+    random = base.varcorr()["grp"] != "Residual"
+    np.testing.assert_allclose(scaled.varcorr()["sdcor"][random], base.varcorr()["sdcor"][random], rtol=1e-5)
     np.testing.assert_allclose(scaled.ranef()["condval"], base.ranef()["condval"], rtol=1e-5, atol=1e-6)
 
 
@@ -345,7 +345,7 @@ def test_bootstrap_refits_are_weighted_fits(sleep, slopes_reml):
         data = sleep.assign(Reaction=Y[:, k])
         fresh = blm.LMM(SLOPES, data, weights="w").fit()
         assert refit.fit.loglik == pytest.approx(fresh.loglik, abs=1e-6)
-        np.testing.assert_allclose(refit.fit.fixef, fresh.fixef, rtol=1e-6)
+        np.testing.assert_allclose(refit.fit.fixef(), fresh.fixef(), rtol=1e-6)
         assert refit.fit.sigma == pytest.approx(fresh.sigma, rel=1e-5)
 
 
@@ -414,7 +414,7 @@ def test_nuts_with_weights(sleep, slopes_reml):
     result = model.fit(method="NUTS", draws=200, tune=200, chains=2, random_seed=7, progressbar=False)
     posterior = result.posterior
     beta = posterior["beta"].values.reshape(-1, 2)
-    assert np.all(np.abs(beta.mean(axis=0) - slopes_reml.fixef.to_numpy()) < 0.5 * slopes_reml.se.to_numpy())
+    assert np.all(np.abs(beta.mean(axis=0) - slopes_reml.fixef().to_numpy()) < 0.5 * slopes_reml.se().to_numpy())
     # pointwise log-likelihood at one draw: log N(y_i | x_iβ + z_i b, σ²/w_i)
     spec, d = model.spec, 17
     sigma = posterior["sigma"].values.reshape(-1)[d]

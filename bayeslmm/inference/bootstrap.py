@@ -51,7 +51,7 @@ def draw_responses(fit, n: int, rng: np.random.Generator) -> np.ndarray:
     """(nobs, n) responses: Xβ̂ + Σ_f Z_f b_f* + ε*, each part drawn in that order (ε*_i with
     sd σ̂/√w_i under prior weights)."""
     spec = fit.spec
-    Y = np.repeat((spec.X @ fit.fixef.to_numpy())[:, None], n, axis=1)
+    Y = np.repeat((spec.X @ fit.fixef().to_numpy())[:, None], n, axis=1)
     for factor, T in zip(spec.factors, fit._factorization.T):
         G, S = factor.n_levels, factor.n_columns
         b = fit.sigma * np.einsum("st,gtk->gsk", T, rng.standard_normal((G, S, n)))  # b_g = σ T z_g
@@ -145,7 +145,7 @@ def default_statistic_names(fit) -> list[str]:
 def default_statistic(fit) -> np.ndarray:
     """sds and correlations of every term (lme4's θ order; NaN next to a zero sd), σ, then the
     fixed effects."""
-    return np.r_[sdcor_of_theta(fit.spec.terms, fit.theta, fit.sigma), fit.sigma, fit.fixef.to_numpy()]
+    return np.r_[sdcor_of_theta(fit.spec.terms, fit.theta, fit.sigma), fit.sigma, fit.fixef().to_numpy()]
 
 
 def bootstrap(fit, n: int, seed=None, statistic=None) -> pd.DataFrame:

@@ -34,7 +34,7 @@ def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataF
 
     level = check_level(level)
     ddf = check_ddf(ddf)
-    estimate, se = fit.fixef.to_numpy(), fit.se.to_numpy()
+    estimate, se = fit.fixef().to_numpy(), fit.se().to_numpy()
     if ddf == "kenward-roger":
         se, df = _kenward_roger_t(fit)
     elif ddf == "satterthwaite":
@@ -46,7 +46,7 @@ def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataF
     return pd.DataFrame({"estimate": estimate, "std_error": se, "statistic": statistic, "df": df,
                          "p_value": 2 * st.t.sf(np.abs(statistic), df),
                          "conf_low": estimate - quantile * se, "conf_high": estimate + quantile * se},
-                        index=fit.fixef.index)
+                        index=fit.fixef().index)
 
 
 def _kenward_roger_t(fit) -> tuple[np.ndarray, np.ndarray]:
@@ -75,13 +75,13 @@ def f_tests(fit, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
     ddf = check_ddf(ddf)
     if ddf == "asymptotic":
         raise LMMError("F tests by term need ddf='satterthwaite' or 'kenward-roger'")
-    beta = fit.fixef.to_numpy()
+    beta = fit.fixef().to_numpy()
     if ddf == "kenward-roger":
         kr = kenward_roger(fit)
         tests = [kenward_roger_ftest(kr, L, beta) for L in hypotheses.values()]
     else:
         gradients, A = _satterthwaite_pieces(fit)
-        vcov = fit.vcov.to_numpy()
+        vcov = fit.vcov().to_numpy()
         tests = [satterthwaite_ftest(vcov, gradients, A, L, beta) for L in hypotheses.values()]
     mean_sq = np.array([t.wald_f for t in tests]) * fit.sigma**2
     num_df = np.array([t.num_df for t in tests], dtype=int)

@@ -37,7 +37,7 @@ def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict |
     names = sdcor_names(fit.spec) + [SIGMA] + list(fit.spec.fixef_names)
     if method == "wald":
         rows = [(np.nan, np.nan)] * (len(names) - fit.spec.p)
-        rows += list(zip(fit.fixef - z * fit.se, fit.fixef + z * fit.se))
+        rows += list(zip(fit.fixef() - z * fit.se(), fit.fixef() + z * fit.se()))
         return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
     profiler = _Profiler(fit)
     rows = [profiler.interval(j, z) for j in range(profiler.sigma_index + 1)]
@@ -194,7 +194,7 @@ class _Profiler:
 
         from bayeslmm.fit.optimize import fit_theta
 
-        beta, se = self.ml.fixef.to_numpy()[j], self.ml.se.to_numpy()[j]
+        beta, se = self.ml.fixef().to_numpy()[j], self.ml.se().to_numpy()[j]
 
         def zeta(b):
             with warnings.catch_warnings():

@@ -16,7 +16,7 @@ def _gradient_quadratic(c, gradients, A) -> float:
 def satterthwaite_df(fit) -> np.ndarray:
     """Satterthwaite denominator df of each fixed effect (lmerTest's varpar = (θ, σ))."""
     gradients, A = _satterthwaite_pieces(fit)
-    V = fit.vcov.to_numpy()
+    V = fit.vcov().to_numpy()
     return np.array([2 * V[j, j] ** 2 / _gradient_quadratic(np.eye(len(V))[j], gradients, A) for j in range(len(V))])
 
 
@@ -39,7 +39,7 @@ def _satterthwaite_pieces(fit):
         stats, logdet = stats_at(v)
         fact = ld.factorize(v[:theta_size], stats, layout)
         prof = ld.profile(fact, p)
-        return ld.deviance_at(fact, prof, n, v[theta_size] ** 2, fit.fixef.to_numpy(), reml=reml) + logdet
+        return ld.deviance_at(fact, prof, n, v[theta_size] ** 2, fit.fixef().to_numpy(), reml=reml) + logdet
 
     def vcov_matrix(v):
         fact = ld.factorize(v[:theta_size], stats_at(v)[0], layout)

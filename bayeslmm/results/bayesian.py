@@ -9,9 +9,11 @@ import pandas as pd
 import xarray as xr
 
 from bayeslmm import bayes
-from bayeslmm.checks import check_same_weights
+from bayeslmm.checks import check_level, check_same_weights
 from bayeslmm.errors import LMMError
 from bayeslmm.model.covariance import corr_variable, effect_dim, pair_dim, sd_variable, term_pairs, varcorr_rows
+from bayeslmm.model.variance_partition import variance_partition, variance_rows
+from bayeslmm.results.counts import SpecCounts
 from bayeslmm.results.newdata import new_data_matrices, read_newdata
 
 RHAT_LIMIT = 1.01
@@ -22,12 +24,19 @@ class PosteriorWarning(UserWarning):
     """Divergences, R-hat above 1.01 or a low effective sample size."""
 
 
-class BayesResult:
+class BayesResult(SpecCounts):
     """A linear mixed model's posterior, sampled with NUTS.
 
     ``idata`` is the ArviZ DataTree (``posterior``, ``sample_stats``, ``observed_data``,
-    ``log_likelihood``); the tables use ArviZ's columns (``mean, sd, hdi…_lb, hdi…_ub,
-    ess_bulk, ess_tail, r_hat``).
+    ``log_likelihood``); the tables use ArviZ's columns (``mean, sd, l-95% CI, u-95% CI,
+    ess_bulk, ess_tail, r_hat, mcse_mean, mcse_sd``).
+
+    The API is :class:`~bayeslmm.results.frequentist.LMMResult`'s: tables are methods
+    (``fixef()``, ``varcorr()``, ``ranef()``, ``residual_params()``, ``variance_components()``,
+    ``predict()``), because they take ``level=``; scalars are properties (``nobs``, ``ngrps``).
+    ``level`` (default 0.95) is the probability of the equal-tailed interval between the
+    posterior's (1 − level)/2 and (1 + level)/2 quantiles, in the columns ``l-95% CI`` and
+    ``u-95% CI`` (named after the level, as brms names them).
 
     Examples
     --------
@@ -79,13 +88,13 @@ class BayesResult:
 
     # --- tables --------------------------------------------------------------------------
 
-    def fixef(self, ci_prob: float | None = None) -> pd.DataFrame:
+    def fixef(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior summary of the fixed effects, indexed by their names."""
-        table = _summary({"beta": self.posterior["beta"]}, ci_prob)
+        table = _summary({"beta": self.posterior["beta"]}, level)
         table.index = list(self.spec.fixef_names)
         return table
 
-    def varcorr(self, ci_prob: float | None = None) -> pd.DataFrame:
+    def varcorr(self, level: float = 0.95) -> pd.DataFrame:
         """Standard deviations, correlations and σ, with lme4's ``grp, var1, var2`` columns."""
         rows, draws = [], {}
         posterior = self.posterior
@@ -97,9 +106,9 @@ class BayesResult:
                                           posterior[corr_variable(label)].isel({pair_dim(label): pairs.index((r, c))}))
         rows.append(("Residual", None, None))
         draws[f"r{len(rows)}"] = posterior["sigma"]
-        return _labelled(_summary(draws, ci_prob), rows, ["grp", "var1", "var2"])
+        return _labelled(_summary(draws, level), rows, ["grp", "var1", "var2"])
 
-    def residual_params(self, ci_prob: float | None = None) -> pd.DataFrame:
+    def residual_params(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior of the residual structure: ρ, sd ratios per level (the first is 1 by
         definition and left out), the unstructured correlations; empty for σ²I."""
         bound, posterior = self.setup.residual, self.posterior
@@ -107,29 +116,38 @@ class BayesResult:
             return pd.DataFrame()
         draws = bound.posterior_draws(posterior)
         table = _summary({k.replace("[", "_").replace("]", "").replace(",", "_"): v for k, v in draws.items()},
-                         ci_prob)
+                         level)
         table.index = list(draws)
         return table
 
-    def variance_shares(self, ci_prob: float | None = None) -> pd.DataFrame:
-        """Each random intercept's share of the total variance at covariates 0 (the ICC), and σ²'s."""
-        posterior = self.posterior
-        parts = {}
-        for term, label in zip(self.spec.terms, self.setup.labels):
-            if "(Intercept)" in term.column_names:
-                s = term.column_names.index("(Intercept)")
-                parts[label] = posterior[sd_variable(label)].isel({effect_dim(label): s}) ** 2
-        parts["Residual"] = posterior["sigma"] ** 2
-        total = sum(parts.values())
-        table = _summary({f"r{i}": v / total for i, v in enumerate(parts.values())}, ci_prob)
-        return _labelled(table, [(k,) for k in parts], ["grp"])
+    def variance_components(self, level: float = 0.95) -> pd.DataFrame:
+        """Posterior of each random effect's and the residual's variance and sd, its share of the
+        variance (``var_prop``) and its intraclass correlation (``icc``).
 
-    def ranef(self, ci_prob: float | None = None) -> pd.DataFrame:
+        One row per ``group, effect, measure``: the rows and measures of the REML/ML fit's
+        ``variance_components()`` (slopes have no ``var_prop`` or ``icc``, the residual no
+        ``icc``), each measure computed per draw by
+        :func:`~bayeslmm.model.variance_partition.variance_partition` and then summarised.
+        """
+        posterior = self.posterior
+        sds = [posterior[sd_variable(label)].isel({effect_dim(label): s}).values
+               for term, label in zip(self.spec.terms, self.setup.labels) for s in range(term.size)]
+        variances = np.stack(sds + [posterior["sigma"].values], axis=-1) ** 2  # (chain, draw, row)
+        measures = {"variance": variances, "sd": np.sqrt(variances), **variance_partition(self.spec, variances)}
+        keys, draws = [], {}
+        for k, row in enumerate(variance_rows(self.spec)):
+            for name, values in measures.items():
+                if not np.isnan(values[..., k]).all():  # NaN: the measure does not apply to this row
+                    keys.append((row.group, row.effect, name))
+                    draws[f"r{len(keys)}"] = values[..., k]
+        return _labelled(_summary(draws, level), keys, ["group", "effect", "measure"])
+
+    def ranef(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior of the random effects: ``grpvar, term, grp`` then the summary columns."""
         frames = []
         for factor in self.spec.factors:
-            table = _summary({"b": self.posterior[f"b_{factor.name}"]}, ci_prob)
-            keys = [(factor.name, term, level) for level in factor.levels for term in factor.column_names]
+            table = _summary({"b": self.posterior[f"b_{factor.name}"]}, level)
+            keys = [(factor.name, term, group) for group in factor.levels for term in factor.column_names]
             table = _labelled(table, keys, ["grpvar", "term", "grp"])
             order = np.arange(len(table)).reshape(factor.n_levels, factor.n_columns).T.reshape(-1)
             frames.append(table.iloc[order])
@@ -174,11 +192,12 @@ class BayesResult:
     # --- prediction and model comparison -------------------------------------------------
 
     def predict(self, newdata=None, kind: str = "mean", include_re: bool = True,
-                allow_new_levels: bool = True, random_seed=None, summary: bool = True, ci_prob=None):
+                allow_new_levels: bool = False, random_seed=None, summary: bool = True, level: float = 0.95):
         """Posterior predictions for ``newdata`` (the fitted rows when None).
 
         ``kind="mean"``: the expected response Xβ + Zb; ``"pps"``: draws of y itself.  A
-        level not seen in the fit draws its b from N(0, D) for every posterior draw.
+        level not seen in the fit is an error unless ``allow_new_levels``, when its b is drawn
+        from N(0, D) for every posterior draw (brms's ``sample_new_levels = "gaussian"``).
         Returns a summary table per row, or with ``summary=False`` the draws (chain, draw, obs).
         """
         if kind not in ("mean", "pps"):
@@ -192,7 +211,7 @@ class BayesResult:
         array = xr.DataArray(draws.reshape(chains, per_chain, -1), dims=("chain", "draw", "obs"))
         if not summary:
             return array
-        table = _summary({"y": array}, ci_prob)
+        table = _summary({"y": array}, level)
         table.index = self.spec.row_labels if newdata is None else newdata.index
         return table
 
@@ -280,11 +299,21 @@ def compare(results: dict, by: str = "obs") -> pd.DataFrame:
     return az.compare({name: result._loo_data(by) for name, result in results.items()})
 
 
-def _summary(draws: dict, ci_prob) -> pd.DataFrame:
+def _summary(draws: dict, level: float) -> pd.DataFrame:
+    """ArviZ's summary with equal-tailed ``level`` intervals, labelled as brms labels them."""
     import arviz as az
 
+    level = check_level(level)
     dataset = xr.Dataset({k: _bare(v) for k, v in draws.items()})
-    return az.summary(dataset, ci_kind="hdi", ci_prob=ci_prob, round_to="none")
+    table = az.summary(dataset, ci_kind="eti", ci_prob=level, round_to="none")
+    lower, upper = interval_columns(level)
+    return table.rename(columns=lambda c: lower if c.endswith("_lb") else upper if c.endswith("_ub") else c)
+
+
+def interval_columns(level: float) -> tuple[str, str]:
+    """The columns of a ``level`` interval: ``l-95% CI``, ``u-95% CI`` (brms's)."""
+    percent = f"{100 * level:g}"
+    return f"l-{percent}% CI", f"u-{percent}% CI"
 
 
 def _bare(values) -> xr.DataArray:
@@ -305,7 +334,7 @@ class BayesSummary:
     def __init__(self, result: BayesResult):
         self.result = result
         self.fixed_effects = result.fixef()
-        self.variance_components = result.varcorr()
+        self.random_effects = result.varcorr()
         self.residual = result.residual_params()
         self.diagnostics = result.diagnostics
 
@@ -331,7 +360,7 @@ class BayesSummary:
         return "\n".join(self._header() + ["", "Fixed effects:",
                                             self.fixed_effects[cols].to_string(float_format=lambda v: f"{v:.4g}"),
                                             "", "Random effects (sd, correlation) and residual sd:",
-                                            self._labelled_blank(self.variance_components)[
+                                            self._labelled_blank(self.random_effects)[
                                                 ["grp", "var1", "var2", *cols]].to_string(
                                                 index=False, float_format=lambda v: f"{v:.4g}"),
                                             ""] + self._residual_lines(cols) + self._diagnostic_lines()) + "\n"
@@ -355,7 +384,7 @@ class BayesSummary:
         parts = [f"<p>{html.escape(line)}</p>" for line in self._header()]
         parts += ["<p><b>Fixed effects</b></p>", self.fixed_effects.to_html(float_format=lambda v: f"{v:.4g}"),
                   "<p><b>Random effects and residual sd</b></p>",
-                  self._labelled_blank(self.variance_components).to_html(index=False,
+                  self._labelled_blank(self.random_effects).to_html(index=False,
                                                                          float_format=lambda v: f"{v:.4g}")]
         if not self.residual.empty:
             parts += ["<p><b>Residual structure</b></p>", self.residual.to_html(float_format=lambda v: f"{v:.4g}")]

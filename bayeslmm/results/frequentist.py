@@ -16,13 +16,21 @@ from bayeslmm.model.covariance import ThetaLayout, covariance, sd_cor, term_fact
 from bayeslmm.model.residual import ResidualParameters
 from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results import printing
+from bayeslmm.results.counts import SpecCounts
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
 
 
-class LMMResult:
+class LMMResult(SpecCounts):
     """A linear mixed model fitted by REML or ML.
+
+    The API is :class:`~bayeslmm.results.bayesian.BayesResult`'s: tables (a Series or
+    DataFrame) are methods, ``fixef()``, ``vcov()``, ``se()``, ``varcorr()``, ``ranef()``,
+    ``coef()``, ``residual_params()``, ``variance_components()``, because the Bayesian ones
+    take ``level=`` (0.95 by default wherever an interval is given); scalars and small plain
+    values are properties or attributes: ``sigma``, ``theta``, ``deviance``, ``loglik``,
+    ``aic``, ``bic``, ``npar``, ``nobs``, ``ngrps``.
 
     Examples
     --------
@@ -30,7 +38,7 @@ class LMMResult:
     >>> fit = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy")).fit()
     >>> round(fit.loglik, 3)
     -871.814
-    >>> fit.fixef.round(3).to_dict()
+    >>> fit.fixef().round(3).to_dict()
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
 
@@ -50,7 +58,7 @@ class LMMResult:
         if self.is_singular:
             warnings.warn(
                 "boundary (singular) fit: a variance is estimated as 0 or a correlation as ±1; "
-                "see result.varcorr and consider simplifying the random effects",
+                "see result.varcorr() and consider simplifying the random effects",
                 SingularFitWarning,
                 stacklevel=3,
             )
@@ -169,19 +177,10 @@ class LMMResult:
     # --- criteria -------------------------------------------------------------------
 
     @property
-    def nobs(self) -> int:
-        return self.spec.n
-
-    @property
-    def ngrps(self) -> dict[str, int]:
-        return {f.name: f.n_levels for f in self.spec.factors}
-
-    @property
     def npar(self) -> int:
         """Number of parameters: fixed effects, θ, the residual structure's and σ (lme4/nlme's ``df``)."""
         return self.spec.p + self.layout.size + self._phi.size + 1
 
-    @property
     def residual_params(self) -> ResidualParameters:
         """The fitted residual structure (ρ, variance ratios, …, a dict); empty for independent errors."""
         return ResidualParameters() if self._residual is None else self._residual.parameters(self._phi)
@@ -201,11 +200,10 @@ class LMMResult:
 
     # --- fixed effects --------------------------------------------------------------
 
-    @property
     def fixef(self) -> pd.Series:
+        """The fixed-effect estimates β̂, indexed by their names."""
         return pd.Series(self._profile.beta, index=list(self.spec.fixef_names), name="Estimate")
 
-    @cached_property
     def vcov(self) -> pd.DataFrame:
         """σ̂² M⁻¹, the covariance of the fixed-effect estimates given θ (as lme4's vcov)."""
         p = self.spec.p
@@ -213,9 +211,10 @@ class LMMResult:
         names = list(self.spec.fixef_names)
         return pd.DataFrame(self.sigma**2 * LXinv.T @ LXinv, index=names, columns=names)
 
-    @property
     def se(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.vcov)), index=self.vcov.index, name="Std. Error")
+        """Standard errors of the fixed effects, √diag(vcov())."""
+        vcov = self.vcov()
+        return pd.Series(np.sqrt(np.diag(vcov)), index=vcov.index, name="Std. Error")
 
     # --- variance components --------------------------------------------------------
 
@@ -223,7 +222,6 @@ class LMMResult:
         """Σ_k = σ² T_k T_k' for each random term, in lme4's order."""
         return [covariance(T, self.sigma) for T in term_factors(self.spec.terms, self.theta)]
 
-    @cached_property
     def varcorr(self) -> pd.DataFrame:
         """Variance components as lme4's ``as.data.frame(VarCorr(fit))`` (a correlation next to
         a zero sd is NaN, as there)."""

@@ -70,5 +70,6 @@ def _check_new_levels(name, newdata, group, codes, allow_new_levels) -> None:
         raise LMMError(
             f"newdata has {len(unseen)} level(s) of {name!r} not seen in the fit "
             f"({', '.join(map(str, unseen[:5]))}{' …' if len(unseen) > 5 else ''}); pass "
-            "allow_new_levels=True to predict them at the population level (random effects 0)"
+            "allow_new_levels=True to predict them (a REML/ML fit predicts them at the population level, "
+            "random effects 0; a posterior draws their random effects from N(0, D))"
         )

@@ -66,7 +66,7 @@ def summarize(fit) -> Summary:
         scaled_residuals=_scaled_residuals(fit),
         random_effects=random_effects_table(fit),
         counts=_counts(fit),
-        fixed_effects=pd.DataFrame({"Estimate": fit.fixef, "Std. Error": fit.se, "t value": fit.fixef / fit.se}),
+        fixed_effects=_fixed_effects(fit.fixef(), fit.se()),
         correlation=_fixef_correlation(fit),
         notes=_notes(fit),
     )
@@ -110,11 +110,16 @@ def _counts(fit) -> str:
     return f"Number of obs: {fit.nobs}" + (f", groups:  {groups}" if groups else "")
 
 
+def _fixed_effects(estimate: pd.Series, se: pd.Series) -> pd.DataFrame:
+    return pd.DataFrame({"Estimate": estimate, "Std. Error": se, "t value": estimate / se})
+
+
 def _fixef_correlation(fit) -> pd.DataFrame:
-    cov = fit.vcov.to_numpy()
+    vcov = fit.vcov()
+    cov = vcov.to_numpy()
     sd = np.sqrt(np.diag(cov))
     corr = cov / np.outer(sd, sd)
-    names = list(fit.vcov.index)
+    names = list(vcov.index)
     short = [_abbreviate(n) for n in names]
     table = pd.DataFrame(np.where(np.tril(np.ones_like(corr), -1) > 0, corr, np.nan), index=names, columns=short)
     return table.iloc[1:, :-1]
@@ -125,7 +130,7 @@ def _abbreviate(name: str) -> str:
 
 
 def _notes(fit) -> tuple[str, ...]:
-    notes = list(_residual_lines(fit.residual_params))
+    notes = list(_residual_lines(fit.residual_params()))
     if fit.is_singular:
         notes.append("boundary (singular) fit: a variance is estimated as 0 or a correlation as ±1")
     if not fit.converged:

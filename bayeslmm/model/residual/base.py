@@ -16,7 +16,7 @@ import pandas as pd
 
 
 class ResidualParameters(dict):
-    """A fitted structure's parameters by name (ρ, sd ratios, …; what ``fit.residual_params``
+    """A fitted structure's parameters by name (ρ, sd ratios, …; what ``fit.residual_params()``
     returns) and ``lines``, the text a summary prints for them (as nlme prints its correlation
     and variance structures).  Empty for independent errors."""
 
