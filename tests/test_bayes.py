@@ -10,8 +10,8 @@ import pytest
 from scipy.optimize import minimize
 
 import bayeslmm as blm
-from bayeslmm.linalg import logdensity as ld
 from bayeslmm import bayes
+from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.priors import Flat, HalfNormal, Normal
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
+from bayeslmm.fit import residual as fit_residual
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import cross_products
-from bayeslmm.fit import residual as fit_residual
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning",
                                         "ignore::bayeslmm.SingularFitWarning")

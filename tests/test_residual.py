@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
-from bayeslmm.model import residual as cov
 from bayeslmm.fit import residual as fit_residual
+from bayeslmm.model import residual as cov
 from conftest import PUBLIC, our_name
 
 CASES = {
