@@ -1,12 +1,14 @@
 """linalg/crossprod.py: the sufficient statistics against the dense [X y Z]'[X y Z] built from
-the spec by brute force, with one and two grouping factors, prior weights, and new responses."""
+the spec by brute force, with one, two and three grouping factors, prior weights, and new responses."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayeslmm as blm
 from bayeslmm.linalg.crossprod import ResponseProducts, cross_products, cross_products_of_columns
+from conftest import REPO
 
 
 def _dense_Z(factor) -> np.ndarray:
@@ -66,12 +68,16 @@ SPECS = {  # name: (formula, dataset or None for sleep, weights)
     "two crossed factors": ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin", None),
     "nested factors": ("strength ~ 1 + (1 | batch/cask)", "Pastes", None),
     "slopes and a second factor, weights": ("Reaction ~ Days + (Days | Subject) + (1 | day)", None, "w"),
+    "three crossed factors": ("y ~ x + (1 | f1) + (1 | f2) + (1 | f3)", "tests/data/crossed3.csv", None),
 }
 
 
 def _spec(name, sleep):
     formula, dataset, weights = SPECS[name]
-    data = sleep if dataset is None else blm.datasets.load(dataset)
+    if dataset is None:
+        data = sleep
+    else:
+        data = pd.read_csv(REPO / dataset) if dataset.endswith(".csv") else blm.datasets.load(dataset)
     return blm.LMM(formula, data, weights=weights).spec
 
 
@@ -90,7 +96,8 @@ def test_the_first_factor_has_the_most_levels(sleep):
     assert [f.n_levels for f in spec.factors] == [18, 10]
 
 
-@pytest.mark.parametrize("name", ["two crossed factors", "nested factors", "slopes and a second factor, weights"])
+@pytest.mark.parametrize("name", ["two crossed factors", "nested factors", "slopes and a second factor, weights",
+                                  "three crossed factors"])
 def test_downdate_pairs_scatter_the_dense_product(name, sleep):
     """pairs.scatter(D) = Z2'Z1 blockdiag(D) Z1'Z2 for a random symmetric D_g per first-factor level."""
     spec = _spec(name, sleep)
@@ -102,7 +109,8 @@ def test_downdate_pairs_scatter_the_dense_product(name, sleep):
     np.testing.assert_allclose(stats.pairs.scatter(D), C @ _block_diag(D) @ C.T, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", ["one factor, weights", "two crossed factors", "slopes and a second factor, weights"])
+@pytest.mark.parametrize("name", ["one factor, weights", "two crossed factors", "slopes and a second factor, weights",
+                                  "three crossed factors"])
 def test_new_responses_give_the_cross_products_of_those_responses(name, sleep):
     spec = _spec(name, sleep)
     stats = cross_products(spec)
