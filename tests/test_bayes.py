@@ -2,16 +2,16 @@
 agreement of the marginalised and hierarchical samplers, tables, prediction and LOO."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.optimize import minimize
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal, norm
 
 import bayeslmm as blm
-from bayeslmm.linalg import logdensity as ld
 from bayeslmm import bayes
+from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.priors import Flat, HalfNormal, Normal
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
@@ -214,6 +214,25 @@ def test_variance_components_summarise_the_partition_of_each_draw(quick):
         (quick.posterior["sd_Subject"].isel(Subject_effect=1).values ** 2).mean(), rel=1e-12)
 
 
+def _draws(posterior, name) -> np.ndarray:
+    return posterior[name].values.reshape(-1, *posterior[name].shape[2:])
+
+
+def test_result_tables_summarise_the_draws(quick):
+    """Each row's mean and sd are those of its draws; the 95% interval holds 95% of them."""
+    post = quick.posterior
+    b = _draws(post, "b_Subject")  # (draws, subject, effect); ranef lists effect by effect
+    cases = [(quick.fixef(), _draws(post, "beta")),
+             (quick.varcorr(), np.column_stack([_draws(post, "sd_Subject"), _draws(post, "corr_Subject"),
+                                                _draws(post, "sigma")])),
+             (quick.ranef(), np.concatenate([b[:, :, 0], b[:, :, 1]], axis=1))]
+    for table, draws in cases:
+        np.testing.assert_allclose(table["mean"], draws.mean(axis=0), rtol=1e-10)
+        np.testing.assert_allclose(table["sd"], draws.std(axis=0, ddof=1), rtol=1e-6)
+        inside = ((draws >= table["l-95% CI"].to_numpy()) & (draws <= table["u-95% CI"].to_numpy())).mean(axis=0)
+        assert np.all(np.abs(inside - 0.95) < 0.01)
+
+
 def test_posterior_is_near_reml(quick, model):
     reml = model.fit()
     fixef = quick.fixef()
@@ -241,16 +260,53 @@ def test_prediction(quick, sleepstudy_module):
     assert idata["posterior_predictive"]["y"].shape[-1] == 180
 
 
-def test_loo_by_observation_and_by_group(quick, model):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert quick.loo().n_data_points == 180
-        assert quick.loo(by="group").n_data_points == 18
-        other = model.fit(method="NUTS", draws=300, tune=400, chains=2, random_seed=3, progressbar=False,
-                          priors={"sigma": HalfNormal(50.0)})
-        table = blm.compare({"default": quick, "halfnormal": other})
-        assert set(table.index) == {"default", "halfnormal"}
-        assert set(blm.compare({"a": quick, "b": other}, by="group").index) == {"a", "b"}
+def _lppd(loglik) -> float:
+    """The in-sample log pointwise predictive density Σ_i log mean_s p(y_i | θ_s)."""
+    pointwise = loglik.values.reshape(-1, loglik.shape[-1])
+    return float(np.sum(logsumexp(pointwise, axis=0) - np.log(len(pointwise))))
+
+
+def _assert_loo_consistent(loo, loglik, most):
+    """elpd_loo lies below the in-sample lppd by p_loo, which is positive and below ``most``."""
+    lppd = _lppd(loglik)
+    assert float(loo.p) == pytest.approx(lppd - float(loo.elpd), rel=1e-8)
+    assert 0 < float(loo.p) < most
+
+
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto")  # 600 draws, one subject of 18 left out
+def test_loo_by_observation_and_by_group(quick, model, sleepstudy_module):
+    """By observation the log-likelihood is log N(y_i | x_iβ + z_i b, σ²) at each draw (β, b, σ);
+    by group it is the subject's marginal log N(y_g | X_gβ, σ²I + Z_g D Z_g'). LOO agrees with
+    each; compare() ranks the fits by those elpd values."""
+    spec, post = model.spec, quick.posterior
+    codes, days = spec.factors[0].codes, sleepstudy_module["Days"].to_numpy()
+    by_obs = quick.idata["log_likelihood"]["y"]
+    by_group = bayes.group_log_likelihood(quick.idata, quick.setup)["y"]
+    for chain, draw in [(0, 5), (1, 299)]:
+        beta, b, sigma = (post[name].values[chain, draw] for name in ("beta", "b_Subject", "sigma"))
+        mu = spec.X @ beta + b[codes, 0] + b[codes, 1] * days
+        np.testing.assert_allclose(by_obs.values[chain, draw], norm.logpdf(spec.y, mu, sigma), rtol=1e-10)
+        sd, corr = post["sd_Subject"].values[chain, draw], post["corr_Subject"].values[chain, draw, 0]
+        D = np.outer(sd, sd) * np.array([[1, corr], [corr, 1]])
+        for g in (0, 7, 17):
+            rows = codes == g
+            Z = np.column_stack([np.ones(rows.sum()), days[rows]])
+            V = sigma**2 * np.eye(rows.sum()) + Z @ D @ Z.T
+            dense = multivariate_normal.logpdf(spec.y[rows], spec.X[rows] @ beta, V)
+            assert float(by_group.values[chain, draw, g]) == pytest.approx(dense, rel=1e-10)
+    n_parameters = 2 + 3 + 1 + 2 * 18  # β, D, σ and the subjects' effects
+    loo, loo_group = quick.loo(), quick.loo(by="group")
+    assert loo.n_data_points == 180 and loo_group.n_data_points == 18
+    _assert_loo_consistent(loo, by_obs, n_parameters)
+    _assert_loo_consistent(loo_group, by_group, n_parameters)
+    other = model.fit(method="NUTS", draws=300, tune=400, chains=2, random_seed=3, progressbar=False,
+                      priors={"sigma": HalfNormal(50.0)})
+    for by in ("obs", "group"):
+        table = blm.compare({"default": quick, "halfnormal": other}, by=by)
+        elpd = {name: float(result.loo(by=by).elpd) for name, result in (("default", quick), ("halfnormal", other))}
+        assert table.index[0] == max(elpd, key=elpd.get)
+        for name, value in elpd.items():  # ArviZ rounds the table's elpd to 2 significant digits
+            assert table.loc[name, "elpd"] == pytest.approx(value, rel=0.01)
     with pytest.raises(blm.LMMError, match="by must be"):
         quick.loo(by="subject")
 

@@ -18,9 +18,8 @@ import pytest
 
 import bayeslmm as blm
 from bayeslmm.inference import bootstrap as bs
-from bayeslmm.model import residual as cov
 from bayeslmm.inference.rlrt import eigenvalues
-
+from bayeslmm.model import residual as cov
 from conftest import PUBLIC, TESTS
 
 REF = json.loads((TESTS / "reference" / "bootstrap_reference.json").read_text())
@@ -317,9 +316,9 @@ def test_rlrt_null_distribution_against_refitting():
     """Monte-Carlo check of the spectral null distribution: simulate y under H0 (lm), refit the
     REML model, compute the RLRT; compare its ECDF with the exact-simulated one at their
     quantiles (2,000 refits: tolerance 4 Monte-Carlo sds)."""
-    from bayeslmm.linalg.crossprod import ResponseProducts
     from bayeslmm.fit.optimize import fit_theta
     from bayeslmm.linalg import logdensity as ld
+    from bayeslmm.linalg.crossprod import ResponseProducts
 
     data = blm.datasets.load("Dyestuff")
     model = blm.LMM("Yield ~ 1 + (1 | Batch)", data)
@@ -361,9 +360,9 @@ def test_refits_do_not_stop_on_a_false_boundary():
     """The deviance's derivative in a diagonal θ is 0 at θ = 0, so a gradient method that steps
     onto the bound used to stop there with the optimum inside (a third of these null refits).
     Invariant: the fitted deviance is no worse than the best of a fine grid in θ."""
-    from bayeslmm.linalg.crossprod import ResponseProducts
     from bayeslmm.fit.optimize import fit_theta
     from bayeslmm.linalg import logdensity as ld
+    from bayeslmm.linalg.crossprod import ResponseProducts
 
     model = blm.LMM("Yield ~ 1 + (1 | Batch)", blm.datasets.load("Dyestuff"))
     Y = 1500 + 50 * np.random.default_rng(5).standard_normal((model.spec.n, 100))

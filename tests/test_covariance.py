@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import PUBLIC, case_data, our_group
 
 import bayeslmm as blm
 from bayeslmm.inference.bootstrap import default_statistic, default_statistic_names
 from bayeslmm.model import covariance as cv
 from bayeslmm.model.spec import GroupingFactor, ModelSpec, RandomTerm
 from bayeslmm.results.printing import random_effects_table
+from conftest import PUBLIC, case_data, our_group
 
 pytestmark = pytest.mark.filterwarnings("ignore::bayeslmm.SingularFitWarning")
 

@@ -125,7 +125,7 @@ def test_new_levels_in_predict(sleepstudy):
 
 def test_predict_with_a_missing_column(sleepstudy):
     fit = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy).fit()
-    with pytest.raises(blm.LMMError):
+    with pytest.raises(blm.LMMError, match="could not evaluate the model's predictors on newdata: 'Days'"):
         fit.predict(pd.DataFrame({"Subject": ["308"]}))
 
 

@@ -37,9 +37,13 @@ def test_parenthesised_fixed_terms_are_not_bars():
     assert parsed.fixed == "(x + z)" and len(parsed.bars) == 1
 
 
-@pytest.mark.parametrize("bad", ["y x", "y ~ (x|)", "y ~ (x | g", "~ x", "y ~ (x|g|h)", "y ~ x)", "", "y ~ (1 | a+b)"])
-def test_malformed_formulas_raise(bad):
-    with pytest.raises(blm.LMMError):
+@pytest.mark.parametrize("bad, named", [
+    ("y x", "exactly one '~'"), ("y ~ (x|)", r"'\(x\|\)' .* is malformed; write it as '\(lhs \| group\)'"),
+    ("y ~ (x | g", r"1 unclosed '\('"), ("~ x", "no response on the left of '~'"),
+    ("y ~ (x|g|h)", r"'\(x\|g\|h\)' .* is malformed"), ("y ~ x)", r"a '\)' without a matching '\('"),
+    ("", "must be a non-empty string"), ("y ~ (1 | a+b)", r"grouping factor 'a\+b' .* must be column names")])
+def test_malformed_formulas_raise(bad, named):
+    with pytest.raises(blm.LMMError, match=named):
         parse_formula(bad)
 
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import bayeslmm as blm
-from bayeslmm.model import residual as cov
 from bayeslmm import persist
 from bayeslmm.model import priors
+from bayeslmm.model import residual as cov
 from conftest import REPO
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"

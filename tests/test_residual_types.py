@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import REPO
 
 import bayeslmm as blm
 from bayeslmm import cov
 from bayeslmm.model import residual
 from bayeslmm.model.priors import ResidualPrior
+from conftest import REPO
 
 STEPS = {1: 1, 2: 2, 3: 4, 4: 5, 5: 8}  # integer times with gaps of 1, 2, 1, 3
 

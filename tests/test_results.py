@@ -1,7 +1,6 @@
 """Result object: tables, predictions and reports."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest

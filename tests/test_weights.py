@@ -13,11 +13,11 @@ import pytest
 from scipy.linalg import block_diag
 
 import bayeslmm as blm
-from bayeslmm.linalg import logdensity as ld
-from bayeslmm.inference.bootstrap import refits
-from bayeslmm.linalg.crossprod import factor_matrix
-from bayeslmm.errors import LMMError
 from bayeslmm import bayes
+from bayeslmm.errors import LMMError
+from bayeslmm.inference.bootstrap import refits
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg.crossprod import factor_matrix
 from bayeslmm.model.priors import Flat
 from conftest import pymc_values
 
