@@ -10,15 +10,15 @@ import pandas as pd
 from bayeslmm import bayes, checks, frames
 from bayeslmm.errors import LMMError
 from bayeslmm.fit import residual as fit_residual
-from bayeslmm.fit.optimize import fit_theta
+from bayeslmm.fit.state import fit_state
 from bayeslmm.formula import build_spec
 from bayeslmm.linalg.crossprod import CrossProducts, cross_products
 from bayeslmm.model import priors as priors_module
 from bayeslmm.model import residual as cov
 from bayeslmm.model.covariance import ThetaLayout, theta_layout
-from bayeslmm.model.spec import ModelSpec
+from bayeslmm.model.spec import ModelSpec, term_labels
 from bayeslmm.results.bayesian import BayesResult
-from bayeslmm.results.frequentist import LMMResult, check_method, term_labels
+from bayeslmm.results.frequentist import LMMResult, check_method
 
 
 class LMM:
@@ -117,13 +117,9 @@ class LMM:
                                  marginalize=marginalize, sampler=sampler, progressbar=progressbar,
                                  target_accept=target_accept, log_likelihood=log_likelihood, cores=cores)
             return BayesResult(setup, idata, marginalize, sampler, model=self)
-        if self.residual is not None:
-            opt, phi = fit_residual.fit_with_residual(self.spec, self.layout, self.residual, method == "REML")
-            stats, _ = fit_residual.whitened_stats(self.spec, self.residual, phi)
-            return LMMResult(self.spec, stats, self.layout, method, opt, self.residual, phi,
-                             model=self)
-        opt = fit_theta(self.stats, self.layout, method == "REML", start=start)
-        return LMMResult(self.spec, self.stats, self.layout, method, opt, model=self)
+        stats = self.stats if self.residual is None else None  # re-whitened for every φ otherwise
+        return LMMResult(fit_state(self.spec, self.layout, method == "REML", residual=self.residual, stats=stats,
+                                   start=start))
 
     def pymc_model(self, marginalize: bool = False, priors: dict | None = None):
         """The PyMC model: hierarchical (b = L z, non-centred) or with b and β integrated out."""

@@ -14,7 +14,10 @@ from bayeslmm.bayes.residual import residual_start
 from bayeslmm.bayes.setup import BayesSetup, coords, effect_dim, pair_dim, term_pairs
 from bayeslmm.checks import check_count
 from bayeslmm.errors import LMMError
+from bayeslmm.fit.optimize import fit_theta
+from bayeslmm.fit.residual import fit_with_residual, whitened_stats
 from bayeslmm.linalg import logdensity as ld
+from bayeslmm.model.covariance import theta_layout
 
 
 def check_sampling_arguments(draws, tune, chains) -> None:
@@ -68,9 +71,6 @@ def residual_names(model) -> list[str]:
 
 def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
     """Per-chain starting points near the REML estimate (sds floored, correlations shrunk), jittered."""
-    from bayeslmm.fit.optimize import fit_theta
-    from bayeslmm.model.covariance import theta_layout
-
     spec, layout = setup.spec, theta_layout(setup.spec)
     stats, residual = setup.stats, {}
     with warnings.catch_warnings():
@@ -78,8 +78,6 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
         if setup.residual is None:
             opt = fit_theta(stats, layout, reml=True)
         else:
-            from bayeslmm.fit.residual import fit_with_residual, whitened_stats
-
             opt, phi = fit_with_residual(spec, layout, setup.residual, reml=True)
             stats = whitened_stats(spec, setup.residual, phi)[0]
             residual = residual_start(setup.residual, phi)

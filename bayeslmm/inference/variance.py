@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.inference.profile import confint
+from bayeslmm.model.spec import term_labels
 
 
 def variance_components(fit, level: float = 0.95) -> pd.DataFrame:
@@ -30,8 +31,6 @@ def variance_components(fit, level: float = 0.95) -> pd.DataFrame:
 
 def _factor_of(fit, label: str) -> str:
     """'Subject.1' (a second term on Subject) → 'Subject'."""
-    from bayeslmm.results.frequentist import term_labels
-
     for term, name in zip(fit.spec.terms, term_labels(fit.spec.terms)):
         if name == label:
             return fit.spec.factors[term.factor].name

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayeslmm.arrays import group_sums
 from bayeslmm.errors import LMMError
 
 
@@ -160,17 +161,6 @@ class BoundCS(Bound):
         m = self.sizes[self.groups][:, None]
         means = group_sums(Z, self.groups, self.sizes.size)[self.groups] / m
         return (Z - means) * np.sqrt(1 - rho) + means * np.sqrt(1 - rho + m * rho)
-
-
-def group_sums(M, groups: np.ndarray, size: int, xp=np, trailing: tuple | None = None):
-    """Σ of the rows of M within each group, (size, …); ``trailing``: M's other axes, for a
-    PyTensor M whose shape is only known symbolically."""
-    shape = (size,) + tuple(M.shape[1:] if trailing is None else trailing)
-    if xp is np:
-        out = np.zeros(shape)
-        np.add.at(out, groups, M)
-        return out
-    return xp.specify_shape(xp.inc_subtensor(xp.zeros(shape)[groups], M), shape)
 
 
 def put_rows(shape: tuple, index: tuple, values, xp=np):

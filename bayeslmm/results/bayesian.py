@@ -11,6 +11,7 @@ import xarray as xr
 from bayeslmm import bayes
 from bayeslmm.checks import check_same_weights
 from bayeslmm.errors import LMMError
+from bayeslmm.persist import save_posterior
 from bayeslmm.results.newdata import new_data_matrices, read_newdata
 
 RHAT_LIMIT = 1.01
@@ -68,8 +69,6 @@ class BayesResult:
         >>> blm.load(path).fixef().equals(post.fixef())
         True
         """
-        from bayeslmm.persist import save_posterior
-
         return save_posterior(self, path)
 
     @property

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayeslmm.model.spec import term_labels
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -91,8 +93,6 @@ def _scaled_residuals(fit) -> pd.Series:
 def random_effects_table(fit) -> pd.DataFrame:
     """lme4's printed VarCorr: Groups, Name, Variance, Std.Dev., Corr (lower triangle)."""
     rows, width = [], max([t.size for t in fit.spec.terms], default=1)
-    from bayeslmm.results.frequentist import term_labels  # local: printing is imported by frequentist
-
     for label, term, cov in zip(term_labels(fit.spec.terms), fit.spec.terms, fit.term_covariances()):
         sd = np.sqrt(np.diag(cov))
         corr = cov / np.outer(sd, sd) if np.all(sd > 0) else np.full_like(cov, np.nan)
