@@ -15,8 +15,8 @@ from bayeslmm.formula import build_spec
 from bayeslmm.linalg.crossprod import CrossProducts, cross_products
 from bayeslmm.model import priors as priors_module
 from bayeslmm.model import residual as cov
-from bayeslmm.model.covariance import ThetaLayout, theta_layout
-from bayeslmm.model.spec import ModelSpec, term_labels
+from bayeslmm.model.covariance import ThetaLayout, term_labels, theta_layout
+from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results.bayesian import BayesResult
 from bayeslmm.results.frequentist import LMMResult, check_method
 

@@ -9,8 +9,8 @@ from bayeslmm.bayes.predictive import (
                                        residual_noise,
 )
 from bayeslmm.bayes.sampling import prior_predictive, sample
-from bayeslmm.bayes.setup import BayesSetup, coords, effect_dim, pair_dim, term_pairs
+from bayeslmm.bayes.setup import BayesSetup, coords
 
 __all__ = ["BayesSetup", "build_model", "sample", "prior_predictive", "conditional_draws", "posterior_parameters",
            "factor_Ts", "linear_predictor", "add_pointwise_log_likelihood", "group_log_likelihood",
-           "residual_noise", "coords", "effect_dim", "pair_dim", "term_pairs"]
+           "residual_noise", "coords"]

@@ -13,8 +13,16 @@ import xarray as xr
 
 from bayeslmm.bayes.model import whitened_cross_products
 from bayeslmm.bayes.residual import residual_natural
-from bayeslmm.bayes.setup import BayesSetup, coords, effect_dim, term_pairs
+from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.linalg import logdensity as ld
+from bayeslmm.model.covariance import (
+    cholesky_of_sdcor,
+    corr_variable,
+    correlation_matrix,
+    effect_dim,
+    grouping_factors,
+    sd_variable,
+)
 
 
 def posterior_parameters(posterior: xr.Dataset, setup: BayesSetup):
@@ -22,21 +30,16 @@ def posterior_parameters(posterior: xr.Dataset, setup: BayesSetup):
     sigma = posterior["sigma"].values.reshape(-1)
     chols = []
     for term, label in zip(setup.spec.terms, setup.labels):
-        sd = posterior[f"sd_{label}"].values.reshape(sigma.size, term.size)
-        R = np.broadcast_to(np.eye(term.size), (sigma.size, term.size, term.size)).copy()
-        for k, (r, c) in enumerate(term_pairs(term)):
-            R[:, r, c] = R[:, c, r] = posterior[f"corr_{label}"].values.reshape(sigma.size, -1)[:, k]
-        L = np.linalg.cholesky(R) if term.size > 1 else R
-        chols.append(sd[:, :, None] * L)
+        sd = posterior[sd_variable(label)].values.reshape(sigma.size, term.size)
+        cor = (posterior[corr_variable(label)].values.reshape(sigma.size, -1) if term.size > 1
+               else np.zeros((sigma.size, 0)))
+        chols.append(cholesky_of_sdcor(sd, correlation_matrix(cor, term.size)))
     return sigma, chols
 
 
 def factor_Ts(setup: BayesSetup, chols: list[np.ndarray], sigma: np.ndarray, d: int) -> list[np.ndarray]:
     """Relative factors T_f = blockdiag(chol_k) / σ of draw d."""
-    Ts = [np.zeros((f.n_columns, f.n_columns)) for f in setup.spec.factors]
-    for term, chol in zip(setup.spec.terms, chols):
-        Ts[term.factor][term.columns, term.columns] = chol[d] / sigma[d]
-    return Ts
+    return grouping_factors(setup.spec, [chol[d] / sigma[d] for chol in chols])
 
 
 def conditional_draws(setup: BayesSetup, sigma, chols, rng, chunk_elements: int = 200_000):

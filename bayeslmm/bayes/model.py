@@ -18,10 +18,11 @@ import dataclasses
 import numpy as np
 
 from bayeslmm.bayes.residual import residual_coords, residual_rvs
-from bayeslmm.bayes.setup import BayesSetup, coords, effect_dim, pair_dim, term_pairs
+from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.errors import LMMError
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import cross_products_of_columns
+from bayeslmm.model.covariance import chol_variable, corr_variable, effect_dim, pair_dim, sd_variable, term_pairs
 from bayeslmm.model.priors import Flat, Normal
 from bayeslmm.model.spec import ModelSpec
 
@@ -74,14 +75,14 @@ def _term_chol(term, label: str, prior):
     import pytensor.tensor as pt
 
     if term.size == 1:
-        sd = _scale_rv(prior.sds[0], f"sd_{label}", dims=(effect_dim(label),))
+        sd = _scale_rv(prior.sds[0], sd_variable(label), dims=(effect_dim(label),))
         return sd.reshape((1, 1))
-    chol, corr, stds = pm.LKJCholeskyCov(f"chol_{label}", n=term.size, eta=prior.eta,
+    chol, corr, stds = pm.LKJCholeskyCov(chol_variable(label), n=term.size, eta=prior.eta,
                                          sd_dist=_stacked_dist(prior.sds), compute_corr=True,
                                          store_in_trace=False)
-    pm.Deterministic(f"sd_{label}", stds, dims=(effect_dim(label),))
+    pm.Deterministic(sd_variable(label), stds, dims=(effect_dim(label),))
     rows, cols = zip(*term_pairs(term))
-    pm.Deterministic(f"corr_{label}", corr[list(rows), list(cols)], dims=(pair_dim(label),))
+    pm.Deterministic(corr_variable(label), corr[list(rows), list(cols)], dims=(pair_dim(label),))
     return pt.as_tensor(chol)
 
 

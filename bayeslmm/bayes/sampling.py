@@ -11,13 +11,28 @@ from bayeslmm.bayes.draws import add_conditional_draws
 from bayeslmm.bayes.model import build_model
 from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predictor, residual_noise
 from bayeslmm.bayes.residual import residual_start
-from bayeslmm.bayes.setup import BayesSetup, coords, effect_dim, pair_dim, term_pairs
+from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.checks import check_count
 from bayeslmm.errors import LMMError
 from bayeslmm.fit.optimize import fit_theta
 from bayeslmm.fit.residual import fit_with_residual, whitened_stats
 from bayeslmm.linalg import logdensity as ld
-from bayeslmm.model.covariance import theta_layout
+from bayeslmm.model.covariance import (
+    chol_variable,
+    cholesky_of_sdcor,
+    corr_variable,
+    correlations,
+    covariance,
+    defined,
+    effect_dim,
+    pack_rowwise,
+    pair_dim,
+    sd_cor,
+    sd_variable,
+    term_factors,
+    theta_layout,
+    unpack_rowwise,
+)
 
 
 def check_sampling_arguments(draws, tune, chains) -> None:
@@ -83,23 +98,20 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
             residual = residual_start(setup.residual, phi)
     fact = ld.factorize(opt.theta, stats, layout)
     sigma = float(np.sqrt(ld.sigma2_hat(ld.profile(fact, spec.p), spec.n, True))) or float(np.std(spec.y))
-    Ts = layout.factors_T(opt.theta)
+    estimates = [sd_cor(covariance(T, sigma)) for T in term_factors(spec.terms, opt.theta)]
     out = []
     for _ in range(chains):
         jitter = lambda size: np.exp(rng.uniform(-0.1, 0.1, size))  # noqa: E731
         point = {"sigma": sigma * jitter(None)} | residual
-        for term, label, prior in zip(spec.terms, setup.labels, setup.priors.terms):
-            T = Ts[term.factor][term.columns, term.columns]
-            cov = sigma**2 * T @ T.T
+        for term, label, prior, (sd_hat, cor_hat) in zip(spec.terms, setup.labels, setup.priors.terms, estimates):
             floor = 0.05 * np.array([p.sigma if hasattr(p, "sigma") else p.scale for p in prior.sds])
-            sd = np.maximum(np.sqrt(np.diag(cov)), floor) * jitter(term.size)
+            sd = np.maximum(sd_hat, floor) * jitter(term.size)
             if term.size == 1:
-                point[f"sd_{label}"] = sd
+                point[sd_variable(label)] = sd
                 continue
-            corr = 0.8 * cov / np.outer(np.sqrt(np.diag(cov)) + 1e-300, np.sqrt(np.diag(cov)) + 1e-300)
-            np.fill_diagonal(corr, 1.0)
-            chol = sd[:, None] * np.linalg.cholesky(corr)
-            point[f"chol_{label}"] = chol[np.tril_indices(term.size)]
+            shrunk = 0.8 * defined(cor_hat)  # an undefined correlation (a zero sd) starts at 0
+            np.fill_diagonal(shrunk, 1.0)
+            point[chol_variable(label)] = pack_rowwise(cholesky_of_sdcor(sd, shrunk))
         out.append(point)
     return out
 
@@ -111,15 +123,9 @@ def _add_sds_and_correlations(idata, setup: BayesSetup) -> None:
     for term, label in zip(setup.spec.terms, setup.labels):
         if term.size == 1:
             continue
-        packed = posterior[f"chol_{label}"].values
-        L = np.zeros(packed.shape[:2] + (term.size, term.size))
-        L[..., np.tril_indices(term.size)[0], np.tril_indices(term.size)[1]] = packed
-        cov = L @ np.swapaxes(L, -1, -2)
-        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
-        corr = cov / (sd[..., :, None] * sd[..., None, :])
-        rows, cols = zip(*term_pairs(term))
-        new[f"sd_{label}"] = (("chain", "draw", effect_dim(label)), sd)
-        new[f"corr_{label}"] = (("chain", "draw", pair_dim(label)), corr[..., list(rows), list(cols)])
+        sd, cor = sd_cor(covariance(unpack_rowwise(posterior[chol_variable(label)].values, term.size)))
+        new[sd_variable(label)] = (("chain", "draw", effect_dim(label)), sd)
+        new[corr_variable(label)] = (("chain", "draw", pair_dim(label)), correlations(cor))
     if new:
         dims = {d for value in new.values() for d in value[0][2:]}
         names = coords(setup.spec, setup.labels)

@@ -1,11 +1,12 @@
 """BayesSetup: what both PyMC models, the exact draws and the post-processing read, and the
-names (dims, coords) of the posterior's variables.
+posterior's coords (the covariance parameters' names are :mod:`bayeslmm.model.covariance`'s).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from bayeslmm.linalg.crossprod import CrossProducts
+from bayeslmm.model.covariance import random_effect_coords
 from bayeslmm.model.priors import ModelPriors
 from bayeslmm.model.spec import ModelSpec
 
@@ -24,27 +25,7 @@ class BayesSetup:
         return self.priors.labels
 
 
-def effect_dim(label: str) -> str:
-    return f"{label}_effect"
-
-
-def pair_dim(label: str) -> str:
-    return f"{label}_pair"
-
-
-def term_pairs(term) -> list[tuple[int, int]]:
-    """(row, column) of each correlation, lme4's order: lower triangle column by column."""
-    return [(r, c) for c in range(term.size) for r in range(c + 1, term.size)]
-
-
 def coords(spec: ModelSpec, labels) -> dict[str, list]:
-    out: dict[str, list] = {"fixef": list(spec.fixef_names), "obs": list(range(spec.n))}
-    for factor in spec.factors:
-        out[factor.name] = list(factor.levels)
-        out[effect_dim(factor.name)] = list(factor.column_names)
-    for term, label in zip(spec.terms, labels):
-        out[effect_dim(label)] = list(term.column_names)
-        pairs = term_pairs(term)
-        if pairs:
-            out[pair_dim(label)] = [f"{term.column_names[c]},{term.column_names[r]}" for r, c in pairs]
-    return out
+    """The posterior's coords: the fixed effects, the rows, then the random effects'
+    (:func:`bayeslmm.model.covariance.random_effect_coords`)."""
+    return {"fixef": list(spec.fixef_names), "obs": list(range(spec.n))} | random_effect_coords(spec, labels)

@@ -20,8 +20,8 @@ import pandas as pd
 from bayeslmm.checks import check_count, check_level
 from bayeslmm.errors import LMMError
 from bayeslmm.fit.state import FitState
-from bayeslmm.inference.labels import variance_names
 from bayeslmm.linalg.crossprod import ResponseProducts
+from bayeslmm.model.covariance import SIGMA, sdcor_names, sdcor_of_theta
 
 BATCH = 100  # responses simulated and turned into cross-products at a time (bounds memory)
 # L-BFGS-B stopping rule for refits: a third of the evaluations of the default (1e-15, 1e-10)
@@ -123,18 +123,13 @@ def single_threaded_blas():
 
 
 def default_statistic_names(fit) -> list[str]:
-    return variance_names(fit) + ["sigma"] + list(fit.spec.fixef_names)
+    return sdcor_names(fit.spec) + [SIGMA] + list(fit.spec.fixef_names)
 
 
 def default_statistic(fit) -> np.ndarray:
-    """sds and correlations of every term (lme4's θ order), σ, then the fixed effects."""
-    values = []
-    for cov in fit.term_covariances():
-        sd = np.sqrt(np.diag(cov))
-        for c in range(len(cov)):
-            for r in range(c, len(cov)):
-                values.append(sd[r] if r == c else cov[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else np.nan)
-    return np.r_[values, fit.sigma, fit.fixef.to_numpy()]
+    """sds and correlations of every term (lme4's θ order; NaN next to a zero sd), σ, then the
+    fixed effects."""
+    return np.r_[sdcor_of_theta(fit.spec.terms, fit.theta, fit.sigma), fit.sigma, fit.fixef.to_numpy()]
 
 
 def bootstrap(fit, n: int, seed=None, statistic=None) -> pd.DataFrame:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayeslmm.model.covariance import lower_triangle
+
 
 @dataclass(frozen=True)
 class KenwardRoger:
@@ -55,7 +57,7 @@ def term_patterns(spec, factor_index: int) -> list[tuple[int, int]]:
     out = []
     for term in spec.terms:
         if term.factor == factor_index:
-            out += [(term.offset + r, term.offset + c) for c in range(term.size) for r in range(c, term.size)]
+            out += [(term.offset + r, term.offset + c) for r, c in lower_triangle(term.size)]
     return out
 
 

@@ -15,8 +15,8 @@ from bayeslmm.errors import LMMError
 from bayeslmm.fit.optimize import fit_theta
 from bayeslmm.fit.residual import fit_with_residual
 from bayeslmm.inference.bootstrap import bootstrap_confint
-from bayeslmm.inference.labels import variance_names
 from bayeslmm.linalg import logdensity as ld
+from bayeslmm.model.covariance import SIGMA, defined, sdcor_names, sdcor_of_theta, theta_of_sdcor
 
 
 def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict | None = None) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict |
     if method not in ("profile", "wald"):
         raise LMMError(f"method must be 'profile', 'wald' or 'bootstrap'; got {method!r}")
     z = st.norm.ppf(0.5 + level / 2)
-    names = variance_names(fit) + ["sigma"] + list(fit.spec.fixef_names)
+    names = sdcor_names(fit.spec) + [SIGMA] + list(fit.spec.fixef_names)
     if method == "wald":
         rows = [(np.nan, np.nan)] * (len(names) - fit.spec.p)
         rows += list(zip(fit.fixef - z * fit.se, fit.fixef + z * fit.se))
@@ -74,39 +74,12 @@ class _Profiler:
         self._last = {}  # (parameter, upper side) → the other parameters' last optimum
 
     def _to_natural(self, theta, sigma) -> np.ndarray:
-        out = []
-        for T in self._term_factors(theta):
-            D = sigma**2 * T @ T.T
-            sd = np.sqrt(np.diag(D))
-            for c in range(len(D)):
-                for r in range(c, len(D)):
-                    out.append(sd[r] if r == c else D[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else 0.0)
-        return np.array(out)
-
-    def _term_factors(self, theta):
-        Ts = self.model.layout.factors_T(theta)
-        return [Ts[t.factor][t.columns, t.columns] for t in self.fit.spec.terms]
+        """The sds and correlations at (θ, σ): the profile's coordinates (finite: an undefined
+        correlation starts at 0)."""
+        return defined(sdcor_of_theta(self.fit.spec.terms, theta, sigma))
 
     def _theta(self, natural, sigma):
-        theta, k = [], 0
-        for term in self.fit.spec.terms:
-            S = term.size
-            D = np.zeros((S, S))
-            for c in range(S):
-                for r in range(c, S):
-                    D[r, c] = natural[k]
-                    k += 1
-            sd = np.diag(D).copy()
-            if np.any(sd < 0) or np.any(np.abs(D[np.tril_indices(S, -1)]) >= 1):
-                return None
-            R = np.where(np.eye(S) > 0, 1.0, D + D.T)
-            cov = R * np.outer(sd, sd)
-            try:
-                L = np.linalg.cholesky(cov + 1e-14 * np.eye(S) * max(cov.max(), 1e-300)) / sigma
-            except np.linalg.LinAlgError:
-                return None
-            theta += [L[r, c] for c in range(S) for r in range(c, S)]
-        return np.array(theta)
+        return theta_of_sdcor(self.fit.spec.terms, natural, sigma)
 
     def deviance(self, v) -> float:
         sigma = v[self.sigma_index]
@@ -178,14 +151,8 @@ class _Profiler:
         return (1e-6 * self.estimate[self.sigma_index], None)  # sds and σ stay positive
 
     def _is_correlation(self, j: int) -> bool:
-        k = 0
-        for term in self.fit.spec.terms:
-            for c in range(term.size):
-                for r in range(c, term.size):
-                    if k == j:
-                        return r != c
-                    k += 1
-        return False
+        """Coordinate j is a correlation: below a term's diagonal (θ's order)."""
+        return j < self.sigma_index and not self.model.layout.diagonal[j]
 
     def _root(self, j, target, estimate, end):
         """ζ_j = target between the estimate and ``end`` (None: unbounded above).  Secant steps

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.inference.profile import confint
-from bayeslmm.model.spec import term_labels
+from bayeslmm.model.covariance import SIGMA, sd_name, term_labels
 
 
 def variance_components(fit, level: float = 0.95) -> pd.DataFrame:
@@ -17,7 +17,7 @@ def variance_components(fit, level: float = 0.95) -> pd.DataFrame:
     rows = []
     for _, row in fit.varcorr[fit.varcorr["var2"].isna()].iterrows():
         group, effect = row["grp"], row["var1"]
-        label = "sigma" if group == "Residual" else f"sd_{effect}|{_factor_of(fit, group)}"
+        label = SIGMA if group == "Residual" else sd_name(effect, _factor_of(fit, group))
         rows.append({"group": group, "effect": effect if group != "Residual" else "", "variance": row["vcov"],
                      "sd": row["sdcor"], "sd_lower": intervals.loc[label, "lower"],
                      "sd_upper": intervals.loc[label, "upper"]})

@@ -104,14 +104,3 @@ class ModelSpec:
     @property
     def p(self) -> int:
         return self.X.shape[1]
-
-
-def term_labels(terms) -> list[str]:
-    """R's make.unique on group names: 'Subject', 'Subject.1', …"""
-    seen: dict[str, int] = {}
-    labels = []
-    for term in terms:
-        count = seen.get(term.group_name, 0)
-        labels.append(term.group_name if count == 0 else f"{term.group_name}.{count}")
-        seen[term.group_name] = count + 1
-    return labels

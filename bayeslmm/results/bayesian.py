@@ -11,6 +11,7 @@ import xarray as xr
 from bayeslmm import bayes
 from bayeslmm.checks import check_same_weights
 from bayeslmm.errors import LMMError
+from bayeslmm.model.covariance import corr_variable, effect_dim, pair_dim, sd_variable, term_pairs, varcorr_rows
 from bayeslmm.persist import save_posterior
 from bayeslmm.results.newdata import new_data_matrices, read_newdata
 
@@ -88,12 +89,11 @@ class BayesResult:
         rows, draws = [], {}
         posterior = self.posterior
         for term, label in zip(self.spec.terms, self.setup.labels):
-            for s, name in enumerate(term.column_names):
-                rows.append((label, name, None))
-                draws[f"r{len(rows)}"] = posterior[f"sd_{label}"].isel({bayes.effect_dim(label): s})
-            for k, (r, c) in enumerate(bayes.term_pairs(term)):
-                rows.append((label, term.column_names[c], term.column_names[r]))
-                draws[f"r{len(rows)}"] = posterior[f"corr_{label}"].isel({bayes.pair_dim(label): k})
+            pairs = term_pairs(term)
+            for key, (r, c) in varcorr_rows(term, label):
+                rows.append(key)
+                draws[f"r{len(rows)}"] = (posterior[sd_variable(label)].isel({effect_dim(label): r}) if r == c else
+                                          posterior[corr_variable(label)].isel({pair_dim(label): pairs.index((r, c))}))
         rows.append(("Residual", None, None))
         draws[f"r{len(rows)}"] = posterior["sigma"]
         return _labelled(_summary(draws, ci_prob), rows, ["grp", "var1", "var2"])
@@ -129,7 +129,7 @@ class BayesResult:
         for term, label in zip(self.spec.terms, self.setup.labels):
             if "(Intercept)" in term.column_names:
                 s = term.column_names.index("(Intercept)")
-                parts[label] = posterior[f"sd_{label}"].isel({bayes.effect_dim(label): s}) ** 2
+                parts[label] = posterior[sd_variable(label)].isel({effect_dim(label): s}) ** 2
         parts["Residual"] = posterior["sigma"] ** 2
         total = sum(parts.values())
         table = _summary({f"r{i}": v / total for i, v in enumerate(parts.values())}, ci_prob)

@@ -15,7 +15,7 @@ from bayeslmm.inference import profile as profile_inference
 from bayeslmm.inference import variance
 from bayeslmm.inference.fixed_effects import coef_table, f_tests
 from bayeslmm.linalg import logdensity as ld
-from bayeslmm.model.spec import term_labels
+from bayeslmm.model.covariance import covariance, sd_cor, term_factors, term_labels, varcorr_rows
 from bayeslmm.persist import save_pickle
 from bayeslmm.results import printing
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
@@ -214,24 +214,16 @@ class LMMResult:
 
     def term_covariances(self) -> list[np.ndarray]:
         """Σ_k = σ² T_k T_k' for each random term, in lme4's order."""
-        out = []
-        for term in self.spec.terms:
-            T = self.state.factorization.T[term.factor][term.columns, term.columns]
-            out.append(self.sigma**2 * T @ T.T)
-        return out
+        return [covariance(T, self.sigma) for T in term_factors(self.spec.terms, self.theta)]
 
     @cached_property
     def varcorr(self) -> pd.DataFrame:
-        """Variance components as lme4's ``as.data.frame(VarCorr(fit))``."""
+        """Variance components as lme4's ``as.data.frame(VarCorr(fit))`` (a correlation next to
+        a zero sd is NaN, as there)."""
         rows = []
         for label, term, cov in zip(term_labels(self.spec.terms), self.spec.terms, self.term_covariances()):
-            sd = np.sqrt(np.diag(cov))
-            names = term.column_names
-            rows += [(label, names[i], None, cov[i, i], sd[i]) for i in range(len(names))]
-            for c in range(len(names)):
-                for r in range(c + 1, len(names)):
-                    corr = cov[r, c] / (sd[r] * sd[c]) if sd[r] * sd[c] > 0 else np.nan
-                    rows.append((label, names[c], names[r], cov[r, c], corr))
+            sd, cor = sd_cor(cov)
+            rows += [(*key, cov[r, c], sd[r] if r == c else cor[r, c]) for key, (r, c) in varcorr_rows(term, label)]
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bayeslmm.model.spec import term_labels
+from bayeslmm.model.covariance import sd_cor, term_labels
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,7 @@ def random_effects_table(fit) -> pd.DataFrame:
     """lme4's printed VarCorr: Groups, Name, Variance, Std.Dev., Corr (lower triangle)."""
     rows, width = [], max([t.size for t in fit.spec.terms], default=1)
     for label, term, cov in zip(term_labels(fit.spec.terms), fit.spec.terms, fit.term_covariances()):
-        sd = np.sqrt(np.diag(cov))
-        corr = cov / np.outer(sd, sd) if np.all(sd > 0) else np.full_like(cov, np.nan)
+        sd, corr = sd_cor(cov)
         for i, name in enumerate(term.column_names):
             cells = [f"{corr[i, j]:.2f}" for j in range(i)] + [""] * (width - 1 - i)
             rows.append([label if i == 0 else "", name, cov[i, i], sd[i], *cells])

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayeslmm.model.covariance.maps import term_slices, theta_lower
+from bayeslmm.model.covariance.names import theta_names
+from bayeslmm.model.covariance.triangle import columnwise_indices
 from bayeslmm.model.spec import ModelSpec
 
 
@@ -46,21 +49,18 @@ class ThetaLayout:
 
 
 def theta_layout(spec: ModelSpec) -> ThetaLayout:
-    lower, names, scale = [], [], []
-    entries: list[list[tuple[int, int, int]]] = [[] for _ in spec.factors]
+    """θ's size, bounds, names, natural scales and place in each factor's T, for ``spec``."""
+    entries: list[list[np.ndarray]] = [[] for _ in spec.factors]
     rms = [np.sqrt(np.mean(f.raw**2, axis=0)) for f in spec.factors]
-    for term in spec.terms:
-        for c in range(term.size):
-            for r in range(c, term.size):
-                entries[term.factor].append((term.offset + r, term.offset + c, len(lower)))
-                size = rms[term.factor][term.offset + r]
-                scale.append(1.0 / size if size > 0 else 1.0)
-                lower.append(0.0 if r == c else -np.inf)
-                pair = term.column_names[r] if r == c else f"{term.column_names[r]}.{term.column_names[c]}"
-                names.append(f"{term.group_name}.{pair}")
-    packed = tuple(
-        tuple(np.asarray(col, dtype=np.intp).reshape(-1) for col in zip(*e)) if e else (np.empty(0, np.intp),) * 3
-        for e in entries
-    )
+    scale = []
+    for term, block in zip(spec.terms, term_slices(spec.terms)):
+        rows, cols = columnwise_indices(term.size)
+        index = np.arange(block.start, block.stop, dtype=np.intp)
+        entries[term.factor].append(np.stack([term.offset + rows, term.offset + cols, index]))
+        size = rms[term.factor][term.offset + rows]
+        scale.append(np.where(size > 0, 1.0 / np.where(size > 0, size, 1.0), 1.0))
+    packed = tuple(tuple(np.concatenate(e, axis=1)) if e else (np.empty(0, np.intp),) * 3 for e in entries)
+    lower = np.concatenate([theta_lower(t.size) for t in spec.terms]) if spec.terms else np.zeros(0)
+    names = tuple(name for term in spec.terms for name in theta_names(term))
     sizes = tuple(f.n_columns for f in spec.factors)
-    return ThetaLayout(len(lower), np.asarray(lower), tuple(names), sizes, packed, np.asarray(scale))
+    return ThetaLayout(lower.size, lower, names, sizes, packed, np.concatenate(scale) if scale else np.zeros(0))
