@@ -5,7 +5,7 @@ from bayeslmm.errors import ConvergenceWarning, LMMError, SingularFitWarning
 from bayeslmm.inference.lrt import anova
 from bayeslmm.inference.rlrt import exact_rlrt
 from bayeslmm.lmm import LMM
-from bayeslmm.persist import load
+from bayeslmm.loading import load
 from bayeslmm.results.bayesian import BayesResult, PosteriorWarning, compare
 from bayeslmm.results.frequentist import LMMResult
 

@@ -97,7 +97,8 @@ def _arrow_dictionary(column: pd.Series) -> pd.Series:
     """An arrow dictionary column as a categorical, in the dictionary's order."""
     import pyarrow as pa
 
-    array = pa.chunked_array(column.array._pa_array).combine_chunks()  # noqa: SLF001 (pandas' arrow array)
+    array = pa.array(column.array)  # pandas' __arrow_array__: its arrow data, chunked or not
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
     categories = array.dictionary.to_pylist()
     values = array.dictionary_decode().to_pylist()
     return pd.Series(pd.Categorical(values, categories=categories), index=column.index, name=column.name)

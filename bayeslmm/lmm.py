@@ -10,7 +10,7 @@ import pandas as pd
 from bayeslmm import bayes, checks, frames
 from bayeslmm.errors import LMMError
 from bayeslmm.fit import residual as fit_residual
-from bayeslmm.fit.optimize import fit_theta
+from bayeslmm.fit.state import fit_state
 from bayeslmm.formula import build_spec
 from bayeslmm.linalg.crossprod import CrossProducts, cross_products
 from bayeslmm.model import priors as priors_module
@@ -129,13 +129,9 @@ class LMM:
         self._check_options(method, start, nuts)
         if method == "NUTS":
             return self._sample({**LMM.NUTS_DEFAULTS, **nuts})
-        if self.residual is not None:
-            opt, phi = fit_residual.fit_with_residual(self.spec, self.layout, self.residual, method == "REML")
-            stats, _ = fit_residual.whitened_stats(self.spec, self.residual, phi)
-            return LMMResult(self.spec, stats, self.layout, method, opt, self.residual, phi,
-                             model=self)
-        opt = fit_theta(self.stats, self.layout, method == "REML", start=start)
-        return LMMResult(self.spec, self.stats, self.layout, method, opt, model=self)
+        stats = self.stats if self.residual is None else None  # re-whitened for every φ otherwise
+        return LMMResult(fit_state(self.spec, self.layout, method == "REML", residual=self.residual, stats=stats,
+                                   start=start))
 
     def _check_options(self, method: str, start, nuts: dict) -> None:
         """LMMError for an argument the method does not use (``nuts``: the NUTS options passed)."""

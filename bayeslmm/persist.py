@@ -5,7 +5,8 @@ A posterior is saved as one netCDF (HDF5) file: ArviZ's DataTree groups as sampl
 variables over ``row``, and as attributes the formula, the residual structure, the
 resolved priors (JSON), the sampler and how it sampled.  Loading refits nothing: it
 rebuilds the model specification from the formula and the rows, and puts the stored
-draws back (docs/design.md, "Saved posteriors").  A REML/ML fit is pickled.
+draws back (docs/design.md, "Saved posteriors").  A REML/ML fit is pickled.  Loading
+either is :func:`bayeslmm.loading.load`, above the results it rebuilds.
 """
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ import pandas as pd
 import xarray as xr
 
 from bayeslmm.errors import LMMError
+from bayeslmm.model import priors
+from bayeslmm.model import residual as cov
 
 FORMAT = "bayeslmm-posterior"
 VERSION = 1
 MODEL_GROUP = "bayeslmm"
 ENGINE = "h5netcdf"
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -44,55 +47,6 @@ def save_pickle(result, path) -> Path:
     with path.open("wb") as handle:
         pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
     return path
-
-
-def load(path):
-    """A fit saved with ``save``: a BayesResult from netCDF, an LMMResult from a pickle.
-
-    Only load pickles you trust: unpickling runs code.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> import bayeslmm as blm
-    >>> fit = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy")).fit()
-    >>> path = fit.save(pathlib.Path(tempfile.mkdtemp()) / "fit.pkl")
-    >>> blm.load(path).fixef().equals(fit.fixef())
-    True
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise LMMError(f"no file {str(path)!r} to load a fit from")
-    with path.open("rb") as handle:
-        signature = handle.read(len(_HDF5_SIGNATURE))
-    if signature == _HDF5_SIGNATURE:
-        return _load_posterior(path)
-    with path.open("rb") as handle:
-        try:
-            return pickle.load(handle)
-        except (pickle.UnpicklingError, EOFError) as err:
-            raise LMMError(f"{str(path)!r} is neither a saved posterior (netCDF) nor a pickled fit: {err}") from None
-
-
-def _load_posterior(path: Path):
-    from bayeslmm import bayes
-    from bayeslmm.lmm import LMM
-    from bayeslmm.results.bayesian import BayesResult
-
-    with xr.open_datatree(path, engine=ENGINE) as stored:
-        tree = stored.load()
-    if MODEL_GROUP not in tree.children or tree[MODEL_GROUP].attrs.get("format") != FORMAT:
-        raise LMMError(f"{str(path)!r} is a netCDF file but not a posterior saved by BayesResult.save")
-    model_data = tree[MODEL_GROUP].to_dataset()
-    attrs = model_data.attrs
-    if attrs["version"] > VERSION:
-        raise LMMError(f"{str(path)!r} was saved by a newer bayeslmm (format version {attrs['version']}); upgrade")
-    del tree[MODEL_GROUP]
-    rows = rows_frame(model_data)
-    weights = rows.pop(WEIGHTS).to_numpy() if WEIGHTS in rows.columns else None
-    model = LMM(attrs["formula"], rows, residual=decode(attrs["residual"]), weights=weights)
-    setup = bayes.BayesSetup(model.spec, model.stats, decode(attrs["priors"]), model.residual)
-    return BayesResult(setup, tree, bool(attrs["marginalize"]), attrs["sampler"], model=model)
 
 
 # --- the model group -------------------------------------------------------------------------
@@ -194,10 +148,7 @@ def _owner(cls) -> str:
     raise LMMError(f"cannot save a {cls.__name__}: only bayeslmm.priors and bayeslmm.cov objects are saved")
 
 
-def _modules() -> dict:  # imported when used: the package's __init__ imports this module
-    from bayeslmm.model import priors
-    from bayeslmm.model import residual as cov
-
+def _modules() -> dict:
     return {"cov": cov, "priors": priors}
 
 

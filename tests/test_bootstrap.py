@@ -125,7 +125,7 @@ def test_fast_refit_equals_a_full_fit_of_the_simulated_data(formula, dataset, re
         np.testing.assert_allclose(refit.fit.sigma, fresh.sigma, rtol=1e-5)
         # anything computed from a refit sees the simulated data, not the original
         np.testing.assert_allclose(refit.fit.fitted(), fresh.fitted(), rtol=1e-5)
-        assert refit.fit._model.stats is not fit._model.stats
+        assert refit.fit.state.stats is not fit.state.stats
 
 
 def test_bootstrap_default_columns_and_reproducibility(slope_fit):

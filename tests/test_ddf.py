@@ -155,7 +155,7 @@ def test_dense_path_equals_the_per_group_path(fits):
     """The several-factor path (all random effects in one dense block) on a one-factor model."""
     fit = fits("sleep_days_group")
     per_group = ddf.kenward_roger(fit)
-    dense = ddf._assemble(ddf._dense_blocks(fit))
+    dense = ddf.assemble_blocks(ddf.dense_blocks(fit))
     np.testing.assert_allclose(dense.phi_adjusted, per_group.phi_adjusted, rtol=1e-9)
     np.testing.assert_allclose(dense.W, per_group.W, rtol=1e-7)
 

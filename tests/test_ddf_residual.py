@@ -55,7 +55,7 @@ def test_compound_symmetry_gls_against_the_random_intercept_model(sitka):
     np.testing.assert_allclose(kr_cs.phi, kr_ri.phi, rtol=1e-6)
     np.testing.assert_allclose(_df(kr_cs, 4), _df(kr_ri, 4), rtol=1e-5)
     # W transforms as a covariance: W_(σ²,ρ) = J⁻¹ W_(τ²,s²) J⁻ᵀ, J = ∂(τ², s²)/∂(σ², ρ)
-    sigma2, rho = cs.sigma**2, cs._residual.natural(cs._phi)["rho"]
+    sigma2, rho = cs.sigma**2, cs.state.residual.natural(cs.state.phi)["rho"]
     J_inv = np.linalg.inv(np.array([[rho, sigma2], [1 - rho, -sigma2]]))
     np.testing.assert_allclose(kr_cs.W, J_inv @ kr_ri.W @ J_inv.T, rtol=1e-5)
     predicted = kr_ri.phi_adjusted + kr_cs.W[0, 1] * kr_ri.phi @ (kr_ri.P[0] - kr_ri.P[1]) @ kr_ri.phi
@@ -138,7 +138,7 @@ def test_results_do_not_depend_on_row_order(sitka):
 def test_clear_errors(sitka):
     # the check comes before any algebra, so an unfitted stand-in (fitting this model takes ~10 s) shows it
     model = blm.LMM("size ~ time + (1 | tree) + (1 | visit)", sitka, residual="het(treat)")
-    two = SimpleNamespace(reml=True, _model=model, _residual=model.residual)
+    two = SimpleNamespace(reml=True, state=SimpleNamespace(spec=model.spec, residual=model.residual))
     with pytest.raises(blm.LMMError, match="at most one grouping factor"):
         ddf.kenward_roger(two)
     ml = blm.LMM("size ~ time", sitka, residual="ar1(visit | tree)").fit("ML")

@@ -13,6 +13,8 @@ from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predi
 from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.checks import check_count
 from bayeslmm.errors import LMMError
+from bayeslmm.fit.optimize import fit_theta
+from bayeslmm.fit.residual import fit_with_residual, whitened_stats
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.covariance import (
     chol_variable,
@@ -83,8 +85,6 @@ def residual_names(setup: BayesSetup) -> list[str]:
 
 def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
     """Per-chain starting points near the REML estimate (sds floored, correlations shrunk), jittered."""
-    from bayeslmm.fit.optimize import fit_theta
-
     spec, layout = setup.spec, theta_layout(setup.spec)
     stats, residual = setup.stats, {}
     with warnings.catch_warnings():
@@ -92,8 +92,6 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
         if setup.residual is None:
             opt = fit_theta(stats, layout, reml=True)
         else:
-            from bayeslmm.fit.residual import fit_with_residual, whitened_stats
-
             opt, phi = fit_with_residual(spec, layout, setup.residual, reml=True)
             stats = whitened_stats(spec, setup.residual, phi)[0]
             residual = setup.residual.initial_values(phi)

@@ -9,12 +9,12 @@ bounds (the role BOBYQA plays in lme4).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
 from bayeslmm.errors import ConvergenceWarning
+from bayeslmm.fit.optsum import OptSummary
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
@@ -22,40 +22,33 @@ from bayeslmm.model.covariance import ThetaLayout
 GRADIENT_TOLERANCE = 2e-3  # lme4's check.conv.grad tolerance, here on the scaled gradient
 
 
-@dataclass(frozen=True)
-class ThetaFit:
-    theta: np.ndarray
-    deviance: float
-    converged: bool
-    message: str
-    n_evaluations: int
-
-
-def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None, tolerances=None) -> ThetaFit:
+def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None, tolerances=None) -> OptSummary:
     """Minimise the profiled deviance over θ, from ``start`` or ``layout.start``.
 
     ``tolerances`` overrides L-BFGS-B's ``ftol``/``gtol`` (one grouping factor): bootstrap
     refits, warm-started near their optimum, need θ to ~1e-6 rather than the last digits.
     """
     if layout.size == 0:
-        return ThetaFit(np.zeros(0), ld.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
+        return OptSummary(np.zeros(0), ld.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
     scale = layout.scale
     start = layout.start if start is None else np.asarray(start, dtype=float)
-    result = _minimise(stats, layout, reml, start / scale, tolerances)
+    optimizer, options = optimizer_settings(stats, layout, tolerances)
+    result = _minimise(stats, layout, reml, start / scale, optimizer, options)
     theta, evaluations = snap_to_bounds(result.x * scale, layout), int(result.nfev)
     for _ in range(int(layout.diagonal.sum())):  # each restart frees at least one diagonal
         probe = _below_false_boundary(theta, stats, layout, reml)
         if probe is None:
             break
-        result = _minimise(stats, layout, reml, probe / scale, tolerances)
+        result = _minimise(stats, layout, reml, probe / scale, optimizer, options)
         theta, evaluations = snap_to_bounds(result.x * scale, layout), evaluations + int(result.nfev)
     deviance = ld.objective(theta, stats, layout, reml)
-    converged, message = check_convergence(theta, deviance, stats, layout, reml, result.message)
-    return ThetaFit(theta, deviance, converged, message, evaluations)
+    converged, message, gradient_norm = check_convergence(theta, deviance, stats, layout, reml, result.message)
+    return OptSummary(theta, deviance, converged, message, evaluations, optimizer=optimizer, tolerances=options,
+                      start=start, gradient_norm=gradient_norm)
 
 
 def newton_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start, tolerance: float = 1e-2,
-                 iterations: int = 8) -> ThetaFit | None:
+                 iterations: int = 8) -> OptSummary | None:
     """A few Newton steps from a nearby start (one grouping factor: exact gradient, Hessian by
     differences of it), for the inner fits of an outer search where θ̂ moves little between
     calls; L-BFGS-B's first step from such a start is a unit step that takes many halvings
@@ -73,7 +66,9 @@ def newton_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start, t
         if not np.isfinite(value):
             return None
         if np.max(np.abs(grad)) < tolerance:
-            return ThetaFit(x * scale, value, True, "Newton steps from a warm start", 2 * count + 1)
+            return OptSummary(x * scale, value, True, "Newton steps from a warm start", 2 * count + 1,
+                              optimizer="Newton", tolerances={"max|gradient|": tolerance},
+                              start=np.asarray(start, dtype=float), gradient_norm=float(np.max(np.abs(grad))))
         step = 1e-6 * np.maximum(np.abs(x), 1.0)
         hessian = np.column_stack([(gradient(x + h)[1] - grad) / h[j]
                                    for j, h in enumerate(np.diag(step))])
@@ -91,19 +86,25 @@ def newton_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start, t
     return None
 
 
-def _minimise(stats, layout, reml, start_scaled, tolerances):
+def optimizer_settings(stats: CrossProducts, layout: ThetaLayout, tolerances=None) -> tuple[str, dict]:
+    """The optimiser and its options: L-BFGS-B with the exact gradient for one grouping factor
+    (``tolerances`` override its stops), COBYQA otherwise."""
+    if stats.n_factors == 1:
+        return "L-BFGS-B", {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10, "maxls": 50, **(tolerances or {})}
+    return "COBYQA", {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
+
+
+def _minimise(stats, layout, reml, start_scaled, optimizer: str, options: dict):
     scale = layout.scale
     bounds = [(0.0, None) if lo == 0 else (None, None) for lo in layout.lower]
-    if stats.n_factors == 1:
+    if optimizer == "L-BFGS-B":
         def fun(scaled):
             value, grad = ld.objective_gradient(scaled * scale, stats, layout, reml)
             return value, grad * scale
-        options = {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10, "maxls": 50, **(tolerances or {})}
         return minimize(fun, start_scaled, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
 
     def fun(scaled):
         return ld.objective(scaled * scale, stats, layout, reml)
-    options = {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
     return minimize(fun, start_scaled, method="COBYQA", bounds=bounds, options=options)
 
 
@@ -163,9 +164,11 @@ def _finite_difference(theta, stats, layout, reml) -> np.ndarray:
     return grad
 
 
-def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -> tuple[bool, str]:
+def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -> tuple[bool, str, float]:
+    """lme4's check: converged when max|scaled gradient| ≤ GRADIENT_TOLERANCE (a warning
+    otherwise); the verdict, its message and that maximum."""
     if not np.isfinite(deviance):
-        return False, "the deviance is not finite at the optimum"
+        return False, "the deviance is not finite at the optimum", np.nan
     grad = scaled_gradient(theta, stats, layout, reml)
     worst = float(np.max(np.abs(grad)))
     if worst > GRADIENT_TOLERANCE:
@@ -173,6 +176,6 @@ def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -
             f"model failed to converge: max|grad| = {worst:.3g} (tol = {GRADIENT_TOLERANCE}); "
             f"optimizer said: {optimizer_message}"
         )
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)
-        return False, message
-    return True, f"converged (max|grad| = {worst:.2g})"
+        warnings.warn(message, ConvergenceWarning, stacklevel=5)
+        return False, message, worst
+    return True, f"converged (max|grad| = {worst:.2g})", worst

@@ -19,7 +19,8 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
 from bayeslmm.errors import ConvergenceWarning, LMMError
-from bayeslmm.fit.optimize import ThetaFit, fit_theta, newton_theta
+from bayeslmm.fit.optimize import fit_theta, newton_theta
+from bayeslmm.fit.optsum import OptSummary
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import cross_products
 from bayeslmm.model.covariance import ThetaLayout
@@ -75,7 +76,7 @@ class ProfiledPhi:
         self.theta = None
         self.evaluations = 0
 
-    def inner_fit(self, phi, rough: bool = True) -> tuple[ThetaFit, float]:
+    def inner_fit(self, phi, rough: bool = True) -> tuple[OptSummary, float]:
         """θ̂(φ) and Σ log|R_i(φ)|; ``rough``: a looser stop for the search's inner fits, where
         an error in θ̂ moves the profiled value only to second order."""
         stats, logdet = whitened_stats(self.spec, self.bound, phi)
@@ -114,20 +115,22 @@ class ProfiledPhi:
         return gls_phi_gradient(self.spec, self.bound, phi, self.reml)
 
 
-def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -> tuple[ThetaFit, np.ndarray]:
+def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -> tuple[OptSummary, np.ndarray]:
     """Minimise −2ℓ over φ with θ profiled out, then fit θ at φ̂ (its warnings surface)."""
     profiled = ProfiledPhi(spec, layout, bound, reml)
     start = starting_phi(spec, bound)
     exact = start.size > 1 and not spec.factors and bound.has_covariance_jacobian
     if start.size == 1:
+        optimizer, options = "bounded Brent", {"xatol": 1e-5, "maxiter": 200}
         result = minimize_scalar(lambda x: _finite(profiled(x)), bounds=bracket_on_grid(profiled),
-                                 method="bounded", options={"xatol": 1e-5, "maxiter": 200})
+                                 method="bounded", options=options)
         phi, outer_message = np.atleast_1d(result.x), str(result.message)
     else:
+        optimizer, options = "BFGS", {"gtol": 1e-7, "maxiter": 2000}
         per_row = 1.0 / spec.n  # −2ℓ/n: gradient tolerances then mean the same at any size
         fun = (lambda x: _finite(profiled(x)) * per_row)
         jac = (lambda x: profiled.gradient(x) * per_row) if exact else "3-point"
-        result = minimize(fun, start, jac=jac, method="BFGS", options={"gtol": 1e-7, "maxiter": 2000})
+        result = minimize(fun, start, jac=jac, method="BFGS", options=options)
         phi, outer_message = result.x, str(result.message)
     inner, logdet = profiled.inner_fit(phi, rough=False)
     if exact:  # the quasi-Newton step H⁻¹g with the exact gradient
@@ -137,9 +140,11 @@ def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -
     outer_converged = bool(np.all(steps <= NEWTON_STEP_TOLERANCE))
     message = f"largest Newton step in φ {steps.max():.2g}; optimizer said: {outer_message}; θ: {inner.message}"
     if not outer_converged:
-        warnings.warn(f"model failed to converge: {message}", ConvergenceWarning, stacklevel=3)
-    fit = ThetaFit(inner.theta, inner.deviance + logdet, outer_converged and inner.converged, message,
-                   profiled.evaluations)
+        warnings.warn(f"model failed to converge: {message}", ConvergenceWarning, stacklevel=4)
+    fit = OptSummary(inner.theta, inner.deviance + logdet, outer_converged and inner.converged, message,
+                     profiled.evaluations, optimizer=f"{optimizer} over φ, θ profiled ({inner.optimizer})",
+                     tolerances={**options, "Newton step in φ": NEWTON_STEP_TOLERANCE}, start=layout.start,
+                     gradient_norm=inner.gradient_norm, phi_start=start, phi=np.asarray(phi, dtype=float))
     return fit, phi
 
 

@@ -3,14 +3,14 @@ pbkrtest's PBmodcomp).
 
 A simulated response is y* = Xβ̂ + Zb* + ε*, with b* ~ N(0, σ̂²ΛΛ') drawn level by level and
 ε* ~ N(0, σ̂²R_i(φ̂)) drawn group by group.  A refit changes only y, so only the y-dependent
-cross-products change (:class:`bayeslmm.crossprod.ResponseProducts`); the optimiser starts
-from θ̂.  Fits with a residual structure re-whiten the data for every φ and are refitted
-through the model (slower, but the same code path as the original fit).
+cross-products change (:class:`bayeslmm.linalg.crossprod.ResponseProducts`); the optimiser starts
+from θ̂.  Fits with a residual structure re-whiten the data for every φ (slower, but the same
+code path as the original fit).  Refits are fit states (:class:`bayeslmm.fit.state.FitState`);
+a statistic sees each as the kind of result it was given (``fit.from_state``).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import warnings
 
@@ -19,6 +19,7 @@ import pandas as pd
 
 from bayeslmm.checks import check_count, check_level
 from bayeslmm.errors import LMMError
+from bayeslmm.fit.state import FitState
 from bayeslmm.linalg.crossprod import ResponseProducts
 from bayeslmm.model.covariance import SIGMA, sdcor_names, sdcor_of_theta
 
@@ -28,40 +29,31 @@ BATCH = 100  # responses simulated and turned into cross-products at a time (bou
 REFIT_TOLERANCES = {"ftol": 1e-13, "gtol": 1e-9}
 
 
-# --- checks --------------------------------------------------------------------------------
-
-
-def _needs_model(fit) -> None:
-    if fit._model is None:
-        raise LMMError("simulating and refitting need a fit made through LMM(...).fit()")
-
-
 # --- simulation ----------------------------------------------------------------------------
 
 
 def simulate(fit, n: int = 1, seed=None) -> pd.DataFrame:
     """``n`` responses simulated from the fitted model: columns ``sim_1 … sim_n``, the model's rows."""
     n = check_count(n)
-    _needs_model(fit)
-    Y = draw_responses(fit, n, np.random.default_rng(seed))
+    Y = draw_responses(fit.state, n, np.random.default_rng(seed))
     return pd.DataFrame(Y, index=fit.spec.row_labels, columns=[f"sim_{k + 1}" for k in range(n)])
 
 
-def draw_responses(fit, n: int, rng: np.random.Generator) -> np.ndarray:
+def draw_responses(state: FitState, n: int, rng: np.random.Generator) -> np.ndarray:
     """(nobs, n) responses: Xβ̂ + Σ_f Z_f b_f* + ε*, each part drawn in that order (ε*_i with
     sd σ̂/√w_i under prior weights)."""
-    spec = fit.spec
-    Y = np.repeat((spec.X @ fit.fixef().to_numpy())[:, None], n, axis=1)
-    for factor, T in zip(spec.factors, fit._factorization.T):
+    spec = state.spec
+    Y = np.repeat((spec.X @ state.beta)[:, None], n, axis=1)
+    for factor, T in zip(spec.factors, state.factorization.T):
         G, S = factor.n_levels, factor.n_columns
-        b = fit.sigma * np.einsum("st,gtk->gsk", T, rng.standard_normal((G, S, n)))  # b_g = σ T z_g
+        b = state.sigma * np.einsum("st,gtk->gsk", T, rng.standard_normal((G, S, n)))  # b_g = σ T z_g
         for s in range(S):
             Y += factor.raw[:, s, None] * b[factor.codes, s, :]
-    noise = fit.sigma * rng.standard_normal((spec.n, n))
+    noise = state.sigma * rng.standard_normal((spec.n, n))
     if spec.weights is not None:  # Var(ε_i) = σ²/w_i
         noise *= spec.noise_scale[:, None]
-    if fit._residual is not None:
-        noise = fit._residual.colour(fit._residual.natural(fit._phi), noise)  # N(0, σ̂²R_i) per group
+    if state.residual is not None:
+        noise = state.residual.colour(state.residual.natural(state.phi), noise)  # N(0, σ̂²R_i) per group
     return Y + noise
 
 
@@ -70,48 +62,50 @@ def draw_responses(fit, n: int, rng: np.random.Generator) -> np.ndarray:
 
 @dataclasses.dataclass
 class Refit:
-    fit: object  # LMMResult for the simulated response
+    fit: object  # a FitState, or the caller's result for it (refits)
     converged: bool
 
 
-def refits(fit, Y: np.ndarray):
-    """One refit of ``fit``'s model per column of ``Y``, same method, warm-started at θ̂.
+def refit_states(state: FitState, Y: np.ndarray):
+    """One refit of ``state``'s model per column of ``Y``, same method, warm-started at θ̂.
 
-    Every refit carries its own copy of the model (the new y and cross-products), so that
-    anything computed from it — a Satterthwaite table, a profile — uses the simulated data.
-    Warnings of the refits are silenced here; their convergence is returned instead.
+    Every refit is a state of its own (the new y and cross-products), so that anything
+    computed from it — a Satterthwaite table, a profile — uses the simulated data.  Warnings
+    of the refits are silenced here; their convergence is returned instead.
     """
-    from bayeslmm.fit.optimize import fit_theta
-    from bayeslmm.results.frequentist import LMMResult
-
-    model = fit._model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if fit._residual is not None:
+        if state.residual is not None:
             for k in range(Y.shape[1]):
-                clone = _model_with_response(model, Y[:, k], stats=None)
-                new = clone.fit(fit.method)
-                yield Refit(new, new.converged)
+                new = state.refit(y=Y[:, k])
+                yield Refit(new, new.optsum.converged)
             return
-        products = ResponseProducts(model.spec)
+        products = ResponseProducts(state.spec)
         for start in range(0, Y.shape[1], BATCH):
             block = Y[:, start:start + BATCH]
-            for k, stats in enumerate(products.with_responses(model.stats, block)):
-                clone = _model_with_response(model, block[:, k], stats)
-                opt = fit_theta(stats, model.layout, fit.reml, start=fit.theta, tolerances=REFIT_TOLERANCES)
-                new = LMMResult(clone.spec, stats, model.layout, fit.method, opt, model=clone)
-                yield Refit(new, opt.converged)
+            for k, stats in enumerate(products.with_responses(state.stats, block)):
+                new = state.refit(y=block[:, k], stats=stats, start=state.theta, tolerances=REFIT_TOLERANCES)
+                yield Refit(new, new.optsum.converged)
 
 
-def _refits_of_simulations(source, targets, n: int, rng: np.random.Generator):
+def refits(fit, Y: np.ndarray):
+    """:func:`refit_states` of ``fit.state``, each refit given as ``fit.from_state`` makes it
+    (an LMMResult for an LMMResult), built while the refits' warnings are silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for refit in refit_states(fit.state, Y):
+            yield Refit(fit.from_state(refit.fit), refit.converged)
+
+
+def _refits_of_simulations(source: FitState, targets, n: int, rng: np.random.Generator, refit=refit_states):
     """Simulate from ``source`` BATCH responses at a time (memory: nobs × BATCH) and yield the
-    refit of ``targets`` (one fit, or a tuple of fits refitted to the same responses)."""
+    ``refit`` of ``targets`` (one, or a tuple refitted to the same responses)."""
     for start in range(0, n, BATCH):
         Y = draw_responses(source, min(BATCH, n - start), rng)
         if isinstance(targets, tuple):
-            yield from zip(*(refits(target, Y) for target in targets))
+            yield from zip(*(refit(target, Y) for target in targets))
         else:
-            yield from refits(targets, Y)
+            yield from refit(targets, Y)
 
 
 def single_threaded_blas():
@@ -123,16 +117,6 @@ def single_threaded_blas():
     except ImportError:  # pragma: no cover
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-def _model_with_response(model, y: np.ndarray, stats):
-    """A shallow copy of the LMM with y replaced (and its cross-products, when given)."""
-    clone = copy.copy(model)
-    clone.spec = dataclasses.replace(model.spec, y=np.asarray(y, dtype=float))
-    clone.__dict__.pop("stats", None)
-    if stats is not None:
-        clone.__dict__["stats"] = stats
-    return clone
 
 
 # --- bootMer ---------------------------------------------------------------------------------
@@ -157,12 +141,12 @@ def bootstrap(fit, n: int, seed=None, statistic=None) -> pd.DataFrame:
     warning is issued — nothing is dropped silently.
     """
     n = check_count(n)
-    _needs_model(fit)
     names, evaluate = _statistic(fit, statistic)
     rows = np.full((n, len(names)), np.nan)
     not_converged, failed, first_error = [], [], None
     with single_threaded_blas():
-        for k, refit in enumerate(_refits_of_simulations(fit, fit, n, np.random.default_rng(seed))):
+        simulations = _refits_of_simulations(fit.state, fit, n, np.random.default_rng(seed), refit=refits)
+        for k, refit in enumerate(simulations):
             if not refit.converged:
                 not_converged.append(k)
             try:
@@ -239,13 +223,11 @@ def bootstrap_lrt(small, large, observed: float, n: int, seed=None) -> tuple[flo
     smaller model: simulate from ``small``, refit both, p = (1 + #{LRT* ≥ LRT}) / (1 + n′) with
     n′ the replicates whose two refits gave a finite statistic."""
     n = check_count(n)
-    _needs_model(small)
-    _needs_model(large)
     lrt = np.full(n, np.nan)
     not_converged = []
     rng = np.random.default_rng(seed)
     with single_threaded_blas():
-        for k, (a, b) in enumerate(_refits_of_simulations(small, (small, large), n, rng)):
+        for k, (a, b) in enumerate(_refits_of_simulations(small.state, (small.state, large.state), n, rng)):
             if not (a.converged and b.converged):
                 not_converged.append(k)
             lrt[k] = 2 * (b.fit.loglik - a.fit.loglik)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayeslmm.errors import LMMError
+from bayeslmm.formula.transforms import from_formulae_names
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,4 @@ def type1_contrasts(spec) -> dict[str, np.ndarray]:
 
 def _r_label(name: str) -> str:
     """formulae's term name → the label R prints (they agree except for transforms)."""
-    from bayeslmm.formula.transforms import from_formulae_names
-
     return from_formulae_names([name])[0]

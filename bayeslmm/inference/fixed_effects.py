@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats as st
 
 from bayeslmm.checks import check_level
 from bayeslmm.errors import LMMError
-from bayeslmm.inference.satterthwaite import _satterthwaite_pieces, satterthwaite_df
+from bayeslmm.inference import contrasts
+from bayeslmm.inference.kenward_roger import kenward_roger, kenward_roger_ftest, kr_df_and_scale, satterthwaite_ftest
+from bayeslmm.inference.satterthwaite import satterthwaite_df, satterthwaite_pieces
 
 DDF_METHODS = ("satterthwaite", "kenward-roger", "asymptotic")
 
@@ -30,8 +33,6 @@ def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataF
     Kenward–Roger df of each unit contrast (REML fits; see :mod:`bayeslmm.ddf`, and
     :mod:`bayeslmm.kr_blocks` for residual structures, at most one grouping factor there).  ``"asymptotic"``: normal reference (df = ∞).
     """
-    from scipy import stats as st
-
     level = check_level(level)
     ddf = check_ddf(ddf)
     estimate, se = fit.fixef().to_numpy(), fit.se().to_numpy()
@@ -51,8 +52,6 @@ def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataF
 
 def _kenward_roger_t(fit) -> tuple[np.ndarray, np.ndarray]:
     """KR standard errors (√diag Φ_A) and the KR df of each coefficient's unit contrast."""
-    from bayeslmm.inference.kenward_roger import kenward_roger, kr_df_and_scale
-
     kr = kenward_roger(fit)
     unit = np.eye(fit.spec.p)
     return np.sqrt(np.diag(kr.phi_adjusted)), np.array([kr_df_and_scale(kr, row)[0] for row in unit])
@@ -67,10 +66,6 @@ def f_tests(fit, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
     L Var(β̂) L'.  ``"kenward-roger"``: Wald F on the adjusted Φ_A, scaled, with KR's df.
     Mean Sq is the unscaled Wald F times σ̂² (as lmerTest's).
     """
-    from scipy import stats as st
-
-    from bayeslmm.inference.kenward_roger import kenward_roger, kenward_roger_ftest, satterthwaite_ftest
-
     kind, hypotheses = _hypotheses(fit, type)
     ddf = check_ddf(ddf)
     if ddf == "asymptotic":
@@ -80,7 +75,7 @@ def f_tests(fit, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
         kr = kenward_roger(fit)
         tests = [kenward_roger_ftest(kr, L, beta) for L in hypotheses.values()]
     else:
-        gradients, A = _satterthwaite_pieces(fit)
+        gradients, A = satterthwaite_pieces(fit)
         vcov = fit.vcov().to_numpy()
         tests = [satterthwaite_ftest(vcov, gradients, A, L, beta) for L in hypotheses.values()]
     mean_sq = np.array([t.wald_f for t in tests]) * fit.sigma**2
@@ -97,8 +92,6 @@ def f_tests(fit, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
 
 
 def _hypotheses(fit, type) -> tuple[int, dict]:
-    from bayeslmm.inference import contrasts
-
     kind = {3: 3, "3": 3, "III": 3, 1: 1, "1": 1, "I": 1}.get(type) if isinstance(type, (int, str)) else None
     if kind is None:
         raise LMMError(f"type must be 3 (lmerTest's type III) or 1 (sequential); got {type!r}")

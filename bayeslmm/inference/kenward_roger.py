@@ -25,24 +25,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from bayeslmm.errors import LMMError
+from bayeslmm.inference.kenward_roger_residual import kenward_roger_blocks
+from bayeslmm.inference.kr_assembly import KenwardRoger, assemble, pattern, term_patterns
 from bayeslmm.linalg.crossprod import factor_matrix
-from bayeslmm.model.covariance import lower_triangle
 
 MAX_DENSE_RANDOM_EFFECTS = 4000  # q × q work for models with several grouping factors
 
 
 @dataclass(frozen=True)
-class KenwardRoger:
-    """Φ, the adjusted Φ_A and the pieces the df need (P_k and W)."""
-
-    phi: np.ndarray  # (p, p)
-    phi_adjusted: np.ndarray  # (p, p)
-    P: np.ndarray  # (m, p, p), m variance parameters, the residual variance last
-    W: np.ndarray  # (m, m)
-
-
-@dataclass(frozen=True)
-class _Blocks:
+class Blocks:
     """Independent blocks of V: per block Z'Z (F), Z'X (R), K; plus X'X, n and σ²."""
 
     F: np.ndarray  # (B, q, q)
@@ -55,14 +46,13 @@ class _Blocks:
 
 
 def kenward_roger(fit) -> KenwardRoger:
-    """Kenward–Roger pieces of a REML fit (a residual structure: :mod:`bayeslmm.kr_blocks`)."""
-    if fit._residual is not None:
-        from bayeslmm.inference.kenward_roger_residual import kenward_roger_blocks
-
+    """Kenward–Roger pieces of a REML fit (a residual structure:
+    :mod:`bayeslmm.inference.kenward_roger_residual`)."""
+    if fit.state.residual is not None:
         return kenward_roger_blocks(fit)
     _check_fit(fit)
-    blocks = _one_factor_blocks(fit) if len(fit.spec.factors) == 1 else _dense_blocks(fit)
-    return _assemble(blocks)
+    blocks = _one_factor_blocks(fit) if len(fit.spec.factors) == 1 else dense_blocks(fit)
+    return assemble_blocks(blocks)
 
 
 def _check_fit(fit) -> None:
@@ -74,41 +64,25 @@ def _check_fit(fit) -> None:
                        "LMM(...).fit('REML')) and ask again")
 
 
-def _term_patterns(spec, factor_index: int) -> list[tuple[int, int]]:
-    """(row, column) inside a factor's S columns of every covariance parameter on that factor."""
-    out = []
-    for term in spec.terms:
-        if term.factor == factor_index:
-            out += [(term.offset + r, term.offset + c) for r, c in lower_triangle(term.size)]
-    return out
-
-
-def _pattern(size: int, pairs) -> np.ndarray:
-    E = np.zeros((size, size))
-    for r, c in pairs:
-        E[r, c] = E[c, r] = 1.0
-    return E
-
-
-def _one_factor_blocks(fit) -> _Blocks:
-    stats, p = fit._model.stats, fit.spec.p
-    T = fit._factorization.T[0]
+def _one_factor_blocks(fit) -> Blocks:
+    stats, p = fit.state.stats, fit.spec.p
+    T = fit.state.factorization.T[0]
     F, R = stats.ZtZ1, stats.ZtXY1[:, :, :p]
     S = T.shape[0]
     M = np.eye(S) + T.T @ F @ T  # (G, S, S)
     K = T @ np.linalg.solve(M, np.broadcast_to(T.T, M.shape))
-    E = np.stack([_pattern(S, [pair]) for pair in _term_patterns(fit.spec, 0)])
-    return _Blocks(F, R, K, E, stats.XYtXY[:p, :p], fit.spec.n, fit.sigma**2)
+    E = np.stack([pattern(S, [pair]) for pair in term_patterns(fit.spec, 0)])
+    return Blocks(F, R, K, E, stats.XYtXY[:p, :p], fit.spec.n, fit.sigma**2)
 
 
-def _dense_blocks(fit) -> _Blocks:
+def dense_blocks(fit) -> Blocks:
     """One block over all random effects: Z'Z dense, for several grouping factors."""
     spec = fit.spec
     sizes = [f.n_levels * f.n_columns for f in spec.factors]
     q = sum(sizes)
     if q == 0:  # no random effects: only σ², and KR reduces to the exact t / F tests of OLS
         empty = np.zeros((1, 0, 0))
-        return _Blocks(empty, np.zeros((1, 0, spec.p)), empty, np.zeros((0, 0, 0)), spec.X.T @ spec.X, spec.n,
+        return Blocks(empty, np.zeros((1, 0, spec.p)), empty, np.zeros((0, 0, 0)), spec.X.T @ spec.X, spec.n,
                        fit.sigma**2)
     if q > MAX_DENSE_RANDOM_EFFECTS:
         raise LMMError(f"Kenward–Roger with several grouping factors works on the q × q random-effect matrix "
@@ -116,22 +90,24 @@ def _dense_blocks(fit) -> _Blocks:
     Z = sp.hstack([factor_matrix(f) for f in spec.factors], format="csr")
     F = (Z.T @ Z).toarray()
     R = np.asarray(Z.T @ spec.X)
-    Lam = sp.block_diag([sp.kron(sp.identity(f.n_levels), T) for f, T in zip(spec.factors, fit._factorization.T)],
+    Lam = sp.block_diag([sp.kron(sp.identity(f.n_levels), T) for f, T in zip(spec.factors, fit.state.factorization.T)],
                         format="csr").toarray()
     M = np.eye(q) + Lam.T @ F @ Lam
     K = Lam @ np.linalg.solve(M, Lam.T)
     E, start = [], 0
     for index, (factor, size) in enumerate(zip(spec.factors, sizes)):
         S = factor.n_columns
-        for pair in _term_patterns(spec, index):
+        for pair in term_patterns(spec, index):
             block = np.zeros((q, q))
-            block[start:start + size, start:start + size] = np.kron(np.eye(factor.n_levels), _pattern(S, [pair]))
+            block[start:start + size, start:start + size] = np.kron(np.eye(factor.n_levels), pattern(S, [pair]))
             E.append(block)
         start += size
-    return _Blocks(F[None], R[None], K[None], np.stack(E), spec.X.T @ spec.X, spec.n, fit.sigma**2)
+    return Blocks(F[None], R[None], K[None], np.stack(E), spec.X.T @ spec.X, spec.n, fit.sigma**2)
 
 
-def _assemble(b: _Blocks) -> KenwardRoger:
+def assemble_blocks(b: Blocks) -> KenwardRoger:
+    """The sums of :mod:`bayeslmm.inference.kr_assembly` for V = σ²(I + ZΛΛ'Z'), from the
+    blocks' cross-products (V⁻¹ = σ⁻²(I − ZKZ')), then the assembly."""
     s2 = b.sigma2
     eye = np.eye(b.F.shape[1])
     N = eye - b.K @ b.F  # V⁻¹Z = Z N / σ²
@@ -168,21 +144,7 @@ def _assemble(b: _Blocks) -> KenwardRoger:
     Ktr[:-1, -1] = Ktr[-1, :-1] = np.einsum("kst,bts->k", b.E, ZV2Z)
     Ktr[-1, -1] = trV2
 
-    phi = np.linalg.inv(XVX)
-    phi = (phi + phi.T) / 2
-    PhiP = phi @ P  # (m, p, p)
-    info = Ktr - 2 * np.einsum("pr,klpr->kl", phi, Q) + np.einsum("kpr,lrp->kl", PhiP, PhiP)
-    W = _twice_inverse(info)
-    middle = np.einsum("kl,klpr->pr", W, Q) - np.einsum("kl,kps,lsr->pr", W, P @ phi, P)
-    adjusted = phi + 2 * phi @ middle @ phi
-    return KenwardRoger(phi, (adjusted + adjusted.T) / 2, P, W)
-
-
-def _twice_inverse(info: np.ndarray) -> np.ndarray:
-    """2 I⁻¹, by the pseudo-inverse when I is (nearly) singular, as pbkrtest does."""
-    smallest = np.min(np.abs(np.linalg.eigvalsh(info)))
-    W = 2 * (np.linalg.inv(info) if smallest > 1e-10 else np.linalg.pinv(info))
-    return (W + W.T) / 2
+    return assemble(XVX, P, Q, Ktr)
 
 
 def kr_moments(kr: KenwardRoger, L: np.ndarray) -> tuple[float, float, int]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayeslmm.errors import LMMError
+from bayeslmm.inference.kr_assembly import KenwardRoger, assemble, pattern, term_patterns
 
 FIRST_STEP = 1e-5  # central differences in φ: truncation ~h², rounding ~ε/h
 SECOND_STEP = 1e-4  # second differences: rounding ~ε/h²
@@ -120,14 +121,14 @@ def relative_derivatives(bound, phi, layout: BlockLayout) -> tuple[dict, dict, d
 
 
 def _blocks_of(fit) -> tuple[np.ndarray, BlockLayout]:
-    spec = fit._model.spec
+    spec = fit.state.spec
     if len(spec.factors) > 1:
         raise LMMError("Kenward–Roger with a residual covariance structure supports at most one grouping factor "
                        f"(this model has {len(spec.factors)}); use ddf='satterthwaite'")
     if spec.factors:
         codes = spec.factors[0].codes
-    elif fit._residual is not None:
-        codes = fit._residual.groups
+    elif fit.state.residual is not None:
+        codes = fit.state.residual.groups
     else:
         codes = np.arange(spec.n)
     return codes, block_layout(np.asarray(codes))
@@ -135,16 +136,14 @@ def _blocks_of(fit) -> tuple[np.ndarray, BlockLayout]:
 
 def _random_patterns(fit) -> tuple[np.ndarray, np.ndarray]:
     """D (S × S, all terms on the factor) and the patterns E_k of its free entries."""
-    from bayeslmm.inference.kenward_roger import _pattern, _term_patterns
-
-    spec = fit._model.spec
+    spec = fit.state.spec
     if not spec.factors:
         return np.zeros((0, 0)), np.zeros((0, 0, 0))
     S = spec.factors[0].n_columns
     D = np.zeros((S, S))
     for term, cov in zip(spec.terms, fit.term_covariances()):
         D[term.columns, term.columns] = cov
-    E = np.stack([_pattern(S, [pair]) for pair in _term_patterns(spec, 0)])
+    E = np.stack([pattern(S, [pair]) for pair in term_patterns(spec, 0)])
     return D, E
 
 
@@ -173,11 +172,13 @@ class _Sums:
         self.K += np.einsum("kbij,lbji->kl", M, M)
 
 
-def kenward_roger_blocks(fit):
-    """Kenward–Roger pieces (:class:`bayeslmm.ddf.KenwardRoger`) of a REML fit, per block.
+def kenward_roger_blocks(fit) -> KenwardRoger:
+    """Kenward–Roger pieces (:class:`bayeslmm.inference.kr_assembly.KenwardRoger`) of a REML
+    fit, per block.
 
     Handles a residual structure (at most one grouping factor); on a model without one it
-    reproduces :func:`bayeslmm.ddf.kenward_roger` (R_b = I, nothing non-linear).  Reached
+    reproduces :func:`bayeslmm.inference.kenward_roger.kenward_roger` (R_b = I, nothing
+    non-linear).  Reached
     through ``fit.coef_table(ddf="kenward-roger")`` and ``fit.anova(ddf="kenward-roger")``.
 
     Examples
@@ -188,18 +189,16 @@ def kenward_roger_blocks(fit):
     >>> fit.coef_table(ddf="kenward-roger")["df"].round(1).tolist()
     [284.2, 353.3, 284.2, 353.3]
     """
-    from bayeslmm.inference.kenward_roger import KenwardRoger, _twice_inverse
-
     if not fit.reml:
         raise LMMError("Kenward–Roger is defined for REML fits; refit with fit.refit('REML') (or "
                        "LMM(...).fit('REML')) and ask again")
-    spec = fit._model.spec
+    spec = fit.state.spec
     codes, layout = _blocks_of(fit)
     D, E = _random_patterns(fit)
     sigma2 = fit.sigma**2
-    bound = fit._residual
+    bound = fit.state.residual
     if bound is not None:
-        base, first, second = relative_derivatives(bound, fit._phi, layout)
+        base, first, second = relative_derivatives(bound, fit.state.phi, layout)
     else:
         base = {s: np.broadcast_to(np.eye(s), (rows.shape[0], s, s)) for s, rows in layout.groups.items()}
         first = {s: np.zeros((0, rows.shape[0], s, s)) for s, rows in layout.groups.items()}
@@ -225,11 +224,4 @@ def kenward_roger_blocks(fit):
         d2V[1:, 1:] = sigma2 * second[s]
         sums.add(X, V, dV, d2V, m_random)
 
-    phi = np.linalg.inv(sums.XVX)
-    phi = (phi + phi.T) / 2
-    PhiP = phi @ sums.P
-    info = sums.K - 2 * np.einsum("pr,klpr->kl", phi, sums.Q) + np.einsum("kpr,lrp->kl", PhiP, PhiP)
-    W = _twice_inverse(info)
-    middle = np.einsum("kl,klpr->pr", W, sums.Q - sums.R / 4) - np.einsum("kl,kps,lsr->pr", W, sums.P @ phi, sums.P)
-    adjusted = phi + 2 * phi @ middle @ phi
-    return KenwardRoger(phi, (adjusted + adjusted.T) / 2, sums.P, W)
+    return assemble(sums.XVX, sums.P, sums.Q, sums.K, sums.R)

@@ -10,6 +10,7 @@ from scipy import stats
 
 from bayeslmm.checks import check_same_weights
 from bayeslmm.errors import LMMError
+from bayeslmm.inference.bootstrap import bootstrap_lrt_column
 
 
 def anova(*fits, names: list[str] | None = None, method: str = "lrt", n: int = 1000, seed=None) -> pd.DataFrame:
@@ -51,8 +52,6 @@ def anova(*fits, names: list[str] | None = None, method: str = "lrt", n: int = 1
     table["Pr(>Chisq)"] = [np.nan] + [stats.chi2.sf(c, d) if d > 0 else np.nan for c, d in zip(chisq[1:], df[1:])]
     notes = _boundary_column(table, fits)
     if method == "bootstrap":
-        from bayeslmm.inference.bootstrap import bootstrap_lrt_column
-
         notes.append(bootstrap_lrt_column(table, fits, n, seed))
     elif method != "lrt":
         raise LMMError(f"method must be 'lrt' or 'bootstrap'; got {method!r}")

@@ -2,14 +2,20 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import stats as st
+from scipy.optimize import brentq, minimize
 
 from bayeslmm.checks import check_level
 from bayeslmm.errors import LMMError
-from bayeslmm.inference.satterthwaite import _stats_at_phi
+from bayeslmm.fit.optimize import fit_theta
+from bayeslmm.fit.residual import fit_with_residual
+from bayeslmm.inference.bootstrap import bootstrap_confint
+from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.covariance import SIGMA, defined, sdcor_names, sdcor_of_theta, theta_of_sdcor
 
 
@@ -24,12 +30,8 @@ def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict |
     no Wald interval (NaN), as in lme4.  ``"bootstrap"``: percentiles of a parametric bootstrap,
     ``bootstrap`` holding its ``n`` and ``seed`` (lme4's ``method = "boot"``).
     """
-    from scipy import stats as st
-
     level = check_level(level)
     if method == "bootstrap":
-        from bayeslmm.inference.bootstrap import bootstrap_confint
-
         return bootstrap_confint(fit, level=level, **(bootstrap or {}))
     if method not in ("profile", "wald"):
         raise LMMError(f"method must be 'profile', 'wald' or 'bootstrap'; got {method!r}")
@@ -60,16 +62,13 @@ class _Profiler:
     intervals map to ρ and the sd ratios through the structure's monotone transforms."""
 
     def __init__(self, fit):
-        from bayeslmm.linalg import logdensity as ld
-
-        if fit._model is None:
-            raise LMMError("profile intervals need a model fitted through LMM(...).fit()")
-        self.ld, self.model, self.fit = ld, fit._model, fit
+        self.fit = fit
         ml = fit if not fit.reml else fit.refit("ML")
+        self.model = ml.state  # the ML fit: its data, θ's layout and residual structure
         natural = self._to_natural(ml.theta, ml.sigma)
         self.sigma_index = natural.size
         self.coordinates = [] if self.model.residual is None else self.model.residual.coordinates()
-        self.estimate = np.r_[natural, ml.sigma, ml._phi]
+        self.estimate = np.r_[natural, ml.sigma, ml.state.phi]
         self.best = self.deviance(self.estimate)
         self.ml = ml
         self._last = {}  # (parameter, upper side) → the other parameters' last optimum
@@ -83,12 +82,12 @@ class _Profiler:
         return theta_of_sdcor(self.fit.spec.terms, natural, sigma)
 
     def deviance(self, v) -> float:
-        ld, sigma = self.ld, v[self.sigma_index]
+        sigma = v[self.sigma_index]
         theta = self._theta(v[: self.sigma_index], sigma) if sigma > 0 else None
         if theta is None:
             return np.inf
         try:
-            stats, logdet = _stats_at_phi(self.model, v[self.sigma_index + 1:])
+            stats, logdet = self.model.stats_at(v[self.sigma_index + 1:])
         except np.linalg.LinAlgError:
             return np.inf
         fact = ld.factorize(theta, stats, self.model.layout)
@@ -97,8 +96,6 @@ class _Profiler:
         return value if np.isfinite(value) else np.inf
 
     def zeta(self, j: int, value: float) -> float:
-        from scipy.optimize import minimize
-
         others = [k for k in range(self.estimate.size) if k != j]
         # the root search moves value in small steps: start from the last optimum on this side
         side = (j, value > self.estimate[j])
@@ -134,8 +131,6 @@ class _Profiler:
     def phi_interval(self, j: int, z: float, limit: float = None) -> tuple[float, float]:
         """Where ζ of an unconstrained φ_j crosses ∓z, stepping out by doubling; ±limit (e.g.
         ρ = ±tanh 12) where it never does."""
-        from scipy.optimize import brentq
-
         estimate, limit = self.estimate[j], limit or PHI_LIMIT
         ends = []
         for target in (-z, z):
@@ -164,8 +159,6 @@ class _Profiler:
         from the estimate (ζ is nearly linear in a well-behaved parameter) find a short bracket,
         Brent's method closes it; reaching ``end`` first means the interval reaches the
         boundary there."""
-        from scipy.optimize import brentq
-
         def passed(z):
             return (z - target) * np.sign(target) >= 0
 
@@ -190,10 +183,6 @@ class _Profiler:
 
     def fixed_interval(self, j: int, z: float) -> tuple[float, float]:
         """Profile of β_j: the ML fit of y − x_j b on the other columns, for each b."""
-        from scipy.optimize import brentq
-
-        from bayeslmm.fit.optimize import fit_theta
-
         beta, se = self.ml.fixef().to_numpy()[j], self.ml.se().to_numpy()[j]
 
         def zeta(b):
@@ -216,16 +205,12 @@ class _Profiler:
 
     def _offset_fit_with_residual(self, j: int, b: float) -> float:
         """The ML deviance with β_j fixed at b, θ and φ re-optimised (the structure's own search)."""
-        from bayeslmm.fit.residual import fit_with_residual
-
         return fit_with_residual(_offset_spec(self.model.spec, j, b), self.model.layout, self.model.residual,
                                  reml=False)[0].deviance
 
 
 def _offset_spec(spec, j: int, b: float):
     """The spec of y − b x_j on the other columns of X."""
-    import dataclasses
-
     keep = [k for k in range(spec.p) if k != j]
     return dataclasses.replace(spec, y=spec.y - b * spec.X[:, j], X=spec.X[:, keep],
                                fixef_names=tuple(spec.fixef_names[k] for k in keep))
@@ -233,8 +218,6 @@ def _offset_spec(spec, j: int, b: float):
 
 def _offset_stats(stats, j: int, b: float):
     """Cross-products of [X_(−j), y − b x_j] from those of [X, y]: a linear map of the columns."""
-    import dataclasses
-
     p = stats.p
     keep = [k for k in range(p) if k != j]
     M = np.zeros((p + 1, p))

@@ -21,6 +21,7 @@ import pandas as pd
 
 from bayeslmm.checks import check_count, check_same_weights
 from bayeslmm.errors import LMMError
+from bayeslmm.fit.state import FitState
 from bayeslmm.linalg import logdensity as ld
 
 SIMULATION_BATCH = 2000  # simulated statistics per block (bounds memory: batch × (K + grid))
@@ -96,20 +97,23 @@ def exact_rlrt(m, mA=None, m0=None, n_sim: int = 10000, seed=None, log_grid: tup
     return RLRTResult(float(statistic), float(np.mean(statistic < sample)), n_sim, sample, fit.spec.formula)
 
 
-def _reml_fit(m):
-    from bayeslmm.lmm import LMM
-    from bayeslmm.results.frequentist import LMMResult
+def _is_result(m) -> bool:
+    """A REML/ML result: it carries its fit state."""
+    return isinstance(getattr(m, "state", None), FitState)
 
-    if isinstance(m, LMM):
-        return m.fit("REML")
-    if not isinstance(m, LMMResult):
+
+def _reml_fit(m):
+    """The REML fit of ``m``: a result (refitted by REML if it is ML) or a model (its ``fit``)."""
+    if _is_result(m):
+        return m if m.reml else m.refit("REML")
+    if not callable(getattr(m, "fit", None)):
         raise LMMError(f"m must be an LMM or its REML fit (LMMResult); got {type(m).__name__}")
-    return m if m.reml else m.refit("REML")
+    return m.fit("REML")
 
 
 def _check_single_component(fit) -> None:
     spec = fit.spec
-    if fit._residual is not None:
+    if fit.state.residual is not None:
         raise LMMError("exact_rlrt needs independent errors; the model has a residual structure")
     if len(spec.terms) != 1 or spec.terms[0].size != 1:
         raise LMMError(f"exact_rlrt tests a single variance: m needs one scalar random term such as (1 | g); "
@@ -120,15 +124,13 @@ def _check_single_component(fit) -> None:
 
 def _null_model_statistic(fit) -> float:
     """2(ℓ_R(θ̂) − ℓ_R(θ = 0)): the REML criterion with no random effect is that of lm."""
-    zero = ld.objective(np.zeros(fit.layout.size), fit._model.stats, fit.layout, reml=True)
+    zero = ld.objective(np.zeros(fit.layout.size), fit.state.stats, fit.layout, reml=True)
     return zero - fit.deviance
 
 
 def _two_model_statistic(fit, mA, m0) -> float:
-    from bayeslmm.results.frequentist import LMMResult
-
     for name, other in (("mA", mA), ("m0", m0)):
-        if not isinstance(other, LMMResult) or not other.reml:
+        if not _is_result(other) or not other.reml:
             raise LMMError(f"{name} must be a REML fit (LMMResult from LMM(...).fit('REML'))")
     if mA.spec.fixef_names != m0.spec.fixef_names or not np.allclose(mA.spec.X, m0.spec.X):
         raise LMMError("fixed effects of mA and m0 differ: REML-based inference needs the same fixed effects")
@@ -143,7 +145,7 @@ def _two_model_statistic(fit, mA, m0) -> float:
 
 def eigenvalues(fit) -> np.ndarray:
     """μ: eigenvalues of Z'P₀Z (descending, scaled to max 1, rank-deficient part kept at 0)."""
-    stats, p = fit._model.stats, fit.spec.p
+    stats, p = fit.state.stats, fit.spec.p
     ZtZ = stats.ZtZ1[:, 0, 0]
     ZtX = stats.ZtXY1[:, 0, :p]
     L = np.linalg.cholesky(stats.XYtXY[:p, :p])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayeslmm.errors import LMMError
+from bayeslmm.linalg import logdensity as ld
 
 
 def _gradient_quadratic(c, gradients, A) -> float:
@@ -15,25 +15,21 @@ def _gradient_quadratic(c, gradients, A) -> float:
 
 def satterthwaite_df(fit) -> np.ndarray:
     """Satterthwaite denominator df of each fixed effect (lmerTest's varpar = (θ, σ))."""
-    gradients, A = _satterthwaite_pieces(fit)
+    gradients, A = satterthwaite_pieces(fit)
     V = fit.vcov().to_numpy()
     return np.array([2 * V[j, j] ** 2 / _gradient_quadratic(np.eye(len(V))[j], gradients, A) for j in range(len(V))])
 
 
-def _satterthwaite_pieces(fit):
+def satterthwaite_pieces(fit):
     """∂Var(β̂)/∂varpar_k (one p × p matrix per variance parameter) and A = 2H⁻¹ (lmerTest's)."""
-    from bayeslmm.linalg import logdensity as ld
-
-    model = fit._model
-    if model is None:
-        raise LMMError("Satterthwaite df need a model fitted through LMM(...).fit()")
-    layout, n, reml, p = model.layout, fit.nobs, fit.reml, fit.spec.p
+    state = fit.state
+    layout, n, reml, p = state.layout, fit.nobs, fit.reml, fit.spec.p
     theta_size = fit.theta.size
     # varpar = (θ, σ, φ): a residual structure's parameters vary with the others, as in mmrm
-    varpar = np.r_[fit.theta, fit.sigma, fit._phi]
+    varpar = np.r_[fit.theta, fit.sigma, state.phi]
 
     def stats_at(v):
-        return _stats_at_phi(model, v[theta_size + 1:])
+        return state.stats_at(v[theta_size + 1:])
 
     def deviance(v):
         stats, logdet = stats_at(v)
@@ -52,15 +48,6 @@ def _satterthwaite_pieces(fit):
     gradients = _richardson(lambda h: np.stack(
         [(vcov_matrix(varpar + e) - vcov_matrix(varpar - e)) / (2 * e.sum()) for e in np.diag(h)]), step)
     return gradients, A
-
-
-def _stats_at_phi(model, phi):
-    """Cross-products and Σ log|R_i| of the data whitened at φ (the model's own without a structure)."""
-    if model.residual is None:
-        return model.stats, 0.0
-    from bayeslmm.fit.residual import whitened_stats
-
-    return whitened_stats(model.spec, model.residual, phi)
 
 
 def _richardson(derivative, step, levels: int = 3):

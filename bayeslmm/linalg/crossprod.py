@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from bayeslmm.arrays import group_sums
 from bayeslmm.model.spec import GroupingFactor, ModelSpec
 
 
@@ -77,8 +78,6 @@ def cross_products_of_columns(XY, raw, codes: np.ndarray, n_levels: int, p: int,
     """The cross-products of [X y] and one factor's columns ``raw`` (levels ``codes``), against
     the array namespace ``xp``: the Bayesian model with a residual structure whitens the data
     inside its graph and forms these there (no factor: ``raw`` is None)."""
-    from bayeslmm.model.residual import group_sums
-
     XYtXY = xp.dot(XY.T, XY)
     n = XY.shape[0]
     if raw is None:

@@ -109,7 +109,7 @@ def factorize_graph(Ts, stats: CrossProducts, xp):
     """C and log|L|² of the blocked Cholesky against a symbolic ``xp`` (PyTensor), for any
     number of grouping factors: the first factor entry by entry (:func:`factorize_first`),
     the others as in :func:`_factorize_other_factors` — the downdate by the same fixed
-    scatter of pairs, then a dense Cholesky of the second block."""
+    scatter of pairs, then the second block by :func:`second_block`."""
     _, Linv, R, C, logdet = factorize_first(Ts[0], stats, xp=xp)
     logdet = logdet - stats.log_weights  # as in factorize_T
     if stats.n_factors == 1:
@@ -122,15 +122,10 @@ def factorize_graph(Ts, stats: CrossProducts, xp):
     weights = (pairs.products * D[pairs.level]).sum(axis=1)
     upper = xp.inc_subtensor(xp.zeros(pairs.size**2)[pairs.position], weights).reshape((pairs.size, pairs.size))
     downdate = upper + upper.T - xp.diag(xp.diag(upper))
-    inner = _lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels, xp)
-    A22 = _lambda_t_times(inner.T, Ts, stats.levels, xp) + np.eye(pairs.size)
-    L22 = xp.linalg.cholesky(A22)
     BR = xp.stack([_sum_terms(B[s][k][:, None] * R[k] for k in range(S)) for s in range(S)], axis=1)
     R1_scaled = BR.reshape((stats.levels[0] * S, stats.p + 1))
-    rhs = _lambda_t_times(stats.ZtXY2 - _sparse_times(stats.Z2tZ1, R1_scaled), Ts, stats.levels, xp)
-    R2 = xp.linalg.solve_triangular(L22, rhs, lower=True)
-    diagonal = L22[np.arange(pairs.size), np.arange(pairs.size)]
-    return C - xp.dot(R2.T, R2), logdet + 2.0 * xp.log(diagonal).sum()
+    _, _, C, logdet = second_block(Ts, stats, downdate, R1_scaled, C, logdet, xp)
+    return C, logdet
 
 
 def _sparse_times(A, X):
@@ -163,18 +158,38 @@ def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorizati
     """The second block row: L21 = Λ2'Z2'Z1Λ1L11⁻ᵀ (kept implicit), L22 dense."""
     B1 = batched.times_left(Ts[0], batched.transpose(L1inv))  # NumPy only: sparse second block
     downdate = stats.pairs.scatter(B1 @ batched.transpose(B1))  # Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2
-    inner = _lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels)
-    A22 = _lambda_t_times(inner.T, Ts, stats.levels) + np.eye(inner.shape[0])
-    try:
-        L22 = np.linalg.cholesky(A22)
-    except np.linalg.LinAlgError:
-        return None
     R1_scaled = (B1 @ R1).reshape(-1, R1.shape[-1])
-    rhs = _lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels)
-    R2 = solve_lower(L22, rhs)
-    C = C - R2.T @ R2
-    logdet += 2.0 * np.log(np.diag(L22)).sum()
+    block = second_block(Ts, stats, downdate, R1_scaled, C, logdet)
+    if block is None:
+        return None
+    L22, R2, C, logdet = block
     return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels)
+
+
+def second_block(Ts, stats: CrossProducts, downdate, R1_scaled, C, logdet, xp=np):
+    """The second block row of the blocked Cholesky, for NumPy or PyTensor (``xp``).
+
+    From the downdate Z2'Z1Λ1A1⁻¹Λ1'Z1'Z2 and R1_scaled = blockdiag(B1)R1, B1 = T1L1⁻ᵀ:
+    A22 = Λ2'(Z2'Z2 − downdate)Λ2 + I = L22L22', R2 = L22⁻¹Λ2'(Z2'[X y] − Z2'Z1 R1_scaled).
+    Returns L22, R2, the Schur complement C − R2'R2 and log|L|² + log|L22|²; None where A22
+    is not positive definite (NumPy; a PyTensor graph gives NaN there)."""
+    inner = _lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels, xp)
+    size = stats.pairs.size
+    A22 = _lambda_t_times(inner.T, Ts, stats.levels, xp) + np.eye(size)
+    if xp is np:
+        try:
+            L22 = np.linalg.cholesky(A22)
+        except np.linalg.LinAlgError:
+            return None
+        rhs = _lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels)
+        R2 = solve_lower(L22, rhs)
+        diagonal = np.diag(L22)
+    else:
+        L22 = xp.linalg.cholesky(A22)
+        rhs = _lambda_t_times(stats.ZtXY2 - _sparse_times(stats.Z2tZ1, R1_scaled), Ts, stats.levels, xp)
+        R2 = xp.linalg.solve_triangular(L22, rhs, lower=True)
+        diagonal = L22[np.arange(size), np.arange(size)]
+    return L22, R2, C - xp.dot(R2.T, R2), logdet + 2.0 * xp.log(diagonal).sum()
 
 
 def _lambda_t_times(X, Ts, levels: tuple[int, ...], xp=np):

@@ -13,6 +13,7 @@ from bayeslmm.checks import check_level, check_same_weights
 from bayeslmm.errors import LMMError
 from bayeslmm.model.covariance import corr_variable, effect_dim, pair_dim, sd_variable, term_pairs, varcorr_rows
 from bayeslmm.model.variance_partition import variance_partition, variance_rows
+from bayeslmm.persist import save_posterior
 from bayeslmm.results.counts import SpecCounts
 from bayeslmm.results.newdata import new_data_matrices, read_newdata
 
@@ -78,8 +79,6 @@ class BayesResult(SpecCounts):
         >>> blm.load(path).fixef().equals(post.fixef())
         True
         """
-        from bayeslmm.persist import save_posterior
-
         return save_posterior(self, path)
 
     @property

@@ -7,14 +7,17 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from bayeslmm import checks
 from bayeslmm.errors import LMMError, SingularFitWarning
-from bayeslmm.fit.optimize import ThetaFit
+from bayeslmm.fit.optsum import OptSummary
+from bayeslmm.fit.state import FitState
+from bayeslmm.inference import bootstrap as bootstrap_inference
+from bayeslmm.inference import profile as profile_inference
+from bayeslmm.inference import variance
+from bayeslmm.inference.fixed_effects import coef_table, f_tests
 from bayeslmm.linalg import logdensity as ld
-from bayeslmm.linalg.crossprod import CrossProducts
-from bayeslmm.model.covariance import ThetaLayout, covariance, sd_cor, term_factors, term_labels, varcorr_rows
+from bayeslmm.model.covariance import covariance, sd_cor, term_factors, term_labels, varcorr_rows
 from bayeslmm.model.residual import ResidualParameters
-from bayeslmm.model.spec import ModelSpec
+from bayeslmm.persist import save_pickle
 from bayeslmm.results import printing
 from bayeslmm.results.counts import SpecCounts
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
@@ -32,6 +35,9 @@ class LMMResult(SpecCounts):
     values are properties or attributes: ``sigma``, ``theta``, ``deviance``, ``loglik``,
     ``aic``, ``bic``, ``npar``, ``nobs``, ``ngrps``.
 
+    Built from a :class:`bayeslmm.fit.state.FitState` (``result.state``), which holds
+    everything the fit is: the result refits, simulates and bootstraps from it alone.
+
     Examples
     --------
     >>> import bayeslmm as blm
@@ -42,19 +48,13 @@ class LMMResult(SpecCounts):
     {'(Intercept)': 251.405, 'Days': 10.467}
     """
 
-    def __init__(self, spec: ModelSpec, stats: CrossProducts, layout: ThetaLayout, method: str, opt: ThetaFit,
-                 residual=None, phi=None, model=None):
-        self.spec, self.layout, self.method, self._model = spec, layout, method, model
-        self._residual, self._phi = residual, (np.zeros(0) if phi is None else np.asarray(phi))
-        self.reml = method == "REML"
-        self.theta = opt.theta
-        self.converged, self.message = opt.converged, opt.message
-        self._factorization = ld.factorize(opt.theta, stats, layout)
-        self._profile = ld.profile(self._factorization, spec.p)
-        checks.check_residual_precision(self._profile.r2, float(stats.XYtXY[-1, -1]), spec)
-        self.deviance = float(opt.deviance)
-        self.sigma = float(np.sqrt(ld.sigma2_hat(self._profile, spec.n, self.reml)))
-        self.is_singular = bool(np.any(opt.theta[layout.diagonal] < SINGULAR_TOLERANCE))
+    def __init__(self, state: FitState):
+        self.state = state
+        self.spec, self.layout, self.method, self.reml = state.spec, state.layout, state.method, state.reml
+        self.theta = state.theta
+        self.converged, self.message = state.optsum.converged, state.optsum.message
+        self.deviance, self.sigma = state.deviance, state.sigma
+        self.is_singular = bool(np.any(state.theta[state.layout.diagonal] < SINGULAR_TOLERANCE))
         if self.is_singular:
             warnings.warn(
                 "boundary (singular) fit: a variance is estimated as 0 or a correlation as ±1; "
@@ -62,6 +62,16 @@ class LMMResult(SpecCounts):
                 SingularFitWarning,
                 stacklevel=3,
             )
+
+    @classmethod
+    def from_state(cls, state: FitState) -> "LMMResult":
+        """The result of another fit state, e.g. a bootstrap refit's."""
+        return cls(state)
+
+    @property
+    def optsum(self) -> OptSummary:
+        """What the optimiser did: initial and final θ, tolerances, evaluations, final gradient."""
+        return self.state.optsum
 
     def save(self, path):
         """Pickle this fit to ``path``; :func:`bayeslmm.load` reads it back.  Returns the path.
@@ -74,8 +84,6 @@ class LMMResult(SpecCounts):
         >>> blm.load(fit.save(pathlib.Path(tempfile.mkdtemp()) / "fit.pkl")).sigma == fit.sigma
         True
         """
-        from bayeslmm.persist import save_pickle
-
         return save_pickle(self, path)
 
     def coef_table(self, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
@@ -91,8 +99,6 @@ class LMMResult(SpecCounts):
         >>> fit.coef_table(ddf="kenward-roger")["df"].round(3).tolist()
         [17.0, 17.0]
         """
-        from bayeslmm.inference.fixed_effects import coef_table
-
         return coef_table(self, ddf=ddf, level=level)
 
     def anova(self, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
@@ -112,8 +118,6 @@ class LMMResult(SpecCounts):
         >>> fit.anova(ddf="kenward-roger")["F value"].round(2).tolist()
         [2191.89, 1.41, 14.65]
         """
-        from bayeslmm.inference.fixed_effects import f_tests
-
         return f_tests(self, type=type, ddf=ddf)
 
     def confint(self, method: str = "profile", level: float = 0.95, n: int = 1000, seed=None) -> pd.DataFrame:
@@ -122,10 +126,8 @@ class LMMResult(SpecCounts):
         ``method``: ``"profile"``, ``"wald"`` or ``"bootstrap"`` (percentiles of ``n`` parametric
         bootstrap refits drawn with ``seed``).
         """
-        from bayeslmm.inference.profile import confint
-
         extra = {"bootstrap": {"n": n, "seed": seed}} if method == "bootstrap" else {}
-        return confint(self, method=method, level=level, **extra)
+        return profile_inference.confint(self, method=method, level=level, **extra)
 
     def simulate(self, n: int = 1, seed=None) -> pd.DataFrame:
         """``n`` responses simulated from the fitted model (lme4's ``simulate``).
@@ -140,9 +142,7 @@ class LMMResult(SpecCounts):
         >>> fit.simulate(2, seed=1).shape
         (180, 2)
         """
-        from bayeslmm.inference.bootstrap import simulate
-
-        return simulate(self, n, seed=seed)
+        return bootstrap_inference.simulate(self, n, seed=seed)
 
     def bootstrap(self, n: int = 1000, seed=None, statistic=None) -> pd.DataFrame:
         """Parametric bootstrap (lme4's ``bootMer``): ``n`` simulated responses, each refitted.
@@ -158,32 +158,27 @@ class LMMResult(SpecCounts):
         >>> list(fit.bootstrap(5, seed=1).columns)
         ['sd_(Intercept)|Subject', 'sigma', '(Intercept)', 'Days']
         """
-        from bayeslmm.inference.bootstrap import bootstrap
-
-        return bootstrap(self, n, seed=seed, statistic=statistic)
+        return bootstrap_inference.bootstrap(self, n, seed=seed, statistic=statistic)
 
     def variance_components(self, level: float = 0.95) -> pd.DataFrame:
         """Variance, sd with profile interval, share of variance and ICC per random effect."""
-        from bayeslmm.inference.variance import variance_components
-
-        return variance_components(self, level=level)
+        return variance.variance_components(self, level=level)
 
     def refit(self, method: str) -> "LMMResult":
         """The same model fitted by another method (``"REML"`` or ``"ML"``)."""
-        if self._model is None:
-            raise LMMError("this result does not know its model; fit it through LMM(...).fit()")
-        return self._model.fit(method)
+        return LMMResult(self.state.refit(reml=check_method(method, ("REML", "ML")) == "REML"))
 
     # --- criteria -------------------------------------------------------------------
 
     @property
     def npar(self) -> int:
         """Number of parameters: fixed effects, θ, the residual structure's and σ (lme4/nlme's ``df``)."""
-        return self.spec.p + self.layout.size + self._phi.size + 1
+        return self.state.npar
 
     def residual_params(self) -> ResidualParameters:
         """The fitted residual structure (ρ, variance ratios, …, a dict); empty for independent errors."""
-        return ResidualParameters() if self._residual is None else self._residual.parameters(self._phi)
+        state = self.state
+        return ResidualParameters() if state.residual is None else state.residual.parameters(state.phi)
 
     @property
     def loglik(self) -> float:
@@ -202,12 +197,12 @@ class LMMResult(SpecCounts):
 
     def fixef(self) -> pd.Series:
         """The fixed-effect estimates β̂, indexed by their names."""
-        return pd.Series(self._profile.beta, index=list(self.spec.fixef_names), name="Estimate")
+        return pd.Series(self.state.profile.beta, index=list(self.spec.fixef_names), name="Estimate")
 
     def vcov(self) -> pd.DataFrame:
         """σ̂² M⁻¹, the covariance of the fixed-effect estimates given θ (as lme4's vcov)."""
         p = self.spec.p
-        LXinv = ld.solve_lower(self._profile.LX, np.eye(p))
+        LXinv = ld.solve_lower(self.state.profile.LX, np.eye(p))
         names = list(self.spec.fixef_names)
         return pd.DataFrame(self.sigma**2 * LXinv.T @ LXinv, index=names, columns=names)
 
@@ -236,14 +231,14 @@ class LMMResult(SpecCounts):
 
     @cached_property
     def _modes(self) -> list[np.ndarray]:
-        return ld.conditional_modes(self._factorization, self._profile.beta)
+        return ld.conditional_modes(self.state.factorization, self.state.profile.beta)
 
     def ranef(self, cond_var: bool = True) -> pd.DataFrame:
         """Conditional modes (BLUPs) as lme4's ``as.data.frame(ranef(fit, condVar = TRUE))``.
 
         Columns ``grpvar, term, grp, condval`` and, with ``cond_var``, ``condsd``.
         """
-        covs = ld.conditional_covariances(self._factorization, self.sigma**2) if cond_var else None
+        covs = ld.conditional_covariances(self.state.factorization, self.sigma**2) if cond_var else None
         frames = []
         for f, (factor, b) in enumerate(zip(self.spec.factors, self._modes)):
             G, S = b.shape
@@ -264,7 +259,7 @@ class LMMResult(SpecCounts):
         """Per-level coefficients: fixed effects plus that level's random effects (lme4's coef)."""
         out = {}
         for factor, b in zip(self.spec.factors, self._modes):
-            table = pd.DataFrame(np.tile(self._profile.beta, (factor.n_levels, 1)),
+            table = pd.DataFrame(np.tile(self.state.profile.beta, (factor.n_levels, 1)),
                                  index=list(factor.levels), columns=list(self.spec.fixef_names))
             for s, name in enumerate(factor.column_names):
                 table[name] = table.get(name, 0.0) + b[:, s]
@@ -289,7 +284,7 @@ class LMMResult(SpecCounts):
 
     def _population(self) -> np.ndarray:
         """Xβ̂ plus the offset, for the rows used in the fit."""
-        return with_offset(self.spec.X @ self._profile.beta, self.spec.offset)
+        return with_offset(self.spec.X @ self.state.profile.beta, self.spec.offset)
 
     def residuals(self) -> pd.Series:
         return pd.Series(self.spec.observed - self.fitted().to_numpy(), index=self.spec.row_labels,
@@ -308,7 +303,7 @@ class LMMResult(SpecCounts):
                                                                name="predicted")
         newdata = read_newdata(self.spec, newdata)
         X, offset, factors_codes_raw = new_data_matrices(self.spec, newdata, allow_new_levels, include_re)
-        values = with_offset(X @ self._profile.beta, offset)
+        values = with_offset(X @ self.state.profile.beta, offset)
         if include_re:
             values = values + self._random_part(factors_codes_raw)
         return pd.Series(values, index=newdata.index, name="predicted")
@@ -326,8 +321,7 @@ class LMMResult(SpecCounts):
         return self.summary()._repr_html_()
 
 
-def check_method(method: str) -> str:
-    valid = ("REML", "ML", "NUTS")
+def check_method(method: str, valid: tuple[str, ...] = ("REML", "ML", "NUTS")) -> str:
     if not isinstance(method, str) or method.upper() not in valid:
         raise LMMError(f"method must be one of {', '.join(valid)}; got {method!r}")
     return method.upper()

@@ -5,6 +5,7 @@ One module per structure (``cs``, ``ar1``, ``unstructured``, ``toeplitz``,
 :class:`~bayeslmm.model.residual.base.BoundStructure`, the interface the rest of the package
 calls (docs/residual_structures.md).  Never an n × n matrix: per-group blocks only.
 """
+from bayeslmm.arrays import group_sums, put_rows
 from bayeslmm.model.residual.ar1 import AR1, ARH1
 from bayeslmm.model.residual.base import BoundStructure, ResidualParameters, Structure
 from bayeslmm.model.residual.combined import Combined
@@ -12,7 +13,6 @@ from bayeslmm.model.residual.cs import CompoundSymmetry
 from bayeslmm.model.residual.heteroscedastic import Heteroscedastic
 from bayeslmm.model.residual.independent import Independent
 from bayeslmm.model.residual.parse import parse
-from bayeslmm.model.residual.rows import group_sums, put_rows
 from bayeslmm.model.residual.toeplitz import Toeplitz
 from bayeslmm.model.residual.unstructured import Unstructured
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayeslmm.arrays import group_sums
 from bayeslmm.model.residual.base import BoundStructure, ResidualParameters
 from bayeslmm.model.residual.combined import Combinable
 from bayeslmm.model.residual.parts import Correlation, SdRatios
-from bayeslmm.model.residual.rows import group_sums, ordered_times
+from bayeslmm.model.residual.rows import ordered_times
 
 
 @dataclass(frozen=True)

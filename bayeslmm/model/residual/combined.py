@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayeslmm.arrays import group_sums
 from bayeslmm.errors import LMMError
 from bayeslmm.model.residual.base import BoundStructure, ResidualParameters, Structure
 from bayeslmm.model.residual.heteroscedastic import BoundHeteroscedastic, Heteroscedastic
-from bayeslmm.model.residual.rows import group_sums
 
 
 class Combinable(Structure):

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bayeslmm.arrays import group_sums
 from bayeslmm.model.residual.base import BoundStructure, ResidualParameters
 from bayeslmm.model.residual.combined import Combinable
 from bayeslmm.model.residual.parts import Correlation
-from bayeslmm.model.residual.rows import codes, group_sums
+from bayeslmm.model.residual.rows import codes
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from abc import abstractmethod
 
 import numpy as np
 
+from bayeslmm.arrays import put_rows
 from bayeslmm.model.residual.base import BoundStructure
-from bayeslmm.model.residual.rows import put_rows
 
 
 class TimeCovariance(BoundStructure):
