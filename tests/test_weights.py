@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,11 +18,11 @@ from bayeslmm.inference.bootstrap import refits
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import factor_matrix
 from bayeslmm.model.priors import Flat
-from conftest import pymc_values
+from conftest import TESTS, pymc_values
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")
 
-REFERENCE = json.loads((Path(__file__).parent / "reference" / "weights_reference.json").read_text())
+REFERENCE = json.loads((TESTS / "reference" / "weights_reference.json").read_text())
 SLOPES = "Reaction ~ Days + (Days | Subject)"
 CROSSED = "diameter ~ 1 + (1 | plate) + (1 | sample)"
 

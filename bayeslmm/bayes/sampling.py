@@ -103,7 +103,7 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
         jitter = lambda size: np.exp(rng.uniform(-0.1, 0.1, size))  # noqa: E731
         point = {"sigma": sigma * jitter(None)} | residual
         for term, label, prior, (sd_hat, cor_hat) in zip(spec.terms, setup.labels, setup.priors.terms, estimates):
-            floor = 0.05 * np.array([p.sigma if hasattr(p, "sigma") else p.scale for p in prior.sds])
+            floor = 0.05 * np.array([p.typical_scale for p in prior.sds])
             sd = np.maximum(sd_hat, floor) * jitter(term.size)
             if term.size == 1:
                 point[sd_variable(label)] = sd

@@ -72,6 +72,11 @@ class HalfStudentT:
     def __post_init__(self):
         _check_parameters(self, ("nu", "sigma"))
 
+    @property
+    def typical_scale(self) -> float:
+        """The prior's scale parameter: the size of sd it expects (what initial values floor at)."""
+        return self.sigma
+
     def dist(self, size=None):
         import pymc as pm
 
@@ -87,6 +92,11 @@ class HalfNormal:
     def __post_init__(self):
         _check_parameters(self, ("sigma",))
 
+    @property
+    def typical_scale(self) -> float:
+        """The prior's scale parameter: the size of sd it expects (what initial values floor at)."""
+        return self.sigma
+
     def dist(self, size=None):
         import pymc as pm
 
@@ -101,6 +111,11 @@ class Exponential:
 
     def __post_init__(self):
         _check_parameters(self, ("scale",))
+
+    @property
+    def typical_scale(self) -> float:
+        """The prior's scale parameter: the size of sd it expects (what initial values floor at)."""
+        return self.scale
 
     def dist(self, size=None):
         import pymc as pm

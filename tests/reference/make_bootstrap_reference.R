@@ -1,4 +1,4 @@
-# make_bootstrap_reference.R -- reference values for tests/test_bootstrap.py
+# make_bootstrap_reference.R -- reference values for tests/inference/test_bootstrap.py
 #
 # How to rerun (from the repository root):
 #

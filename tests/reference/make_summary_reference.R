@@ -1,4 +1,4 @@
-# lme4's printed summary() of the sleepstudy fits, for tests/test_printing.py (which parses the
+# lme4's printed summary() of the sleepstudy fits, for tests/results/test_printing.py (which parses the
 # numbers and row labels). Run from the repo root: Rscript tests/reference/make_summary_reference.R
 suppressMessages(library(lme4))
 options(width = 80)

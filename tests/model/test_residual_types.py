@@ -65,7 +65,7 @@ def dense_R(structure, data: pd.DataFrame, params: dict) -> np.ndarray:
     if isinstance(structure, cov.CompoundSymmetry):
         return np.where(same, params["rho"], 0.0) + (1 - params["rho"]) * np.eye(len(data))
     t = data[structure.time].to_numpy()
-    if isinstance(structure, (cov.Unstructured, cov.Toeplitz)):  # S itself: tests/test_toeplitz.py checks it
+    if isinstance(structure, (cov.Unstructured, cov.Toeplitz)):  # S itself: tests/model/test_toeplitz.py checks it
         position = np.searchsorted(np.sort(np.unique(t)), t)
         return np.where(same, params["S"][position[:, None], position[None, :]], 0.0)
     R = np.where(same, params["rho"] ** np.abs(t[:, None] - t[None, :]), 0.0)

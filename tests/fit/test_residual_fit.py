@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ import pytest
 import bayeslmm as blm
 from bayeslmm.fit import residual as fit_residual
 from bayeslmm.model import residual as cov
-from conftest import PUBLIC, our_name
+from conftest import PUBLIC, TESTS, our_name
 
 CASES = {
     "sitka_gls_cs_reml": ("size ~ time * treat", cov.CompoundSymmetry(group="tree"), "REML"),
@@ -169,7 +168,7 @@ def test_unstructured_gradient_is_exact(sitka, reml):
     np.testing.assert_allclose(exact, numeric, rtol=1e-5, atol=1e-5 * np.abs(exact).max())
 
 
-HET_REFERENCE = json.loads((Path(__file__).parent / "reference" / "het_reference.json").read_text())
+HET_REFERENCE = json.loads((TESTS / "reference" / "het_reference.json").read_text())
 HET_CASES = {  # made with nlme 3.1-162 by tests/reference/make_het_reference.R
     "sitka_gls_ar1_het_reml": ("size ~ time * treat", "ar1(visit | tree) + het(treat)", "REML"),
     "sitka_gls_cs_het_ml": ("size ~ time * treat", cov.CompoundSymmetry(group="tree") & cov.Heteroscedastic(by="treat"), "ML"),

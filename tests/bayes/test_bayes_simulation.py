@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import bayeslmm as blm
+from conftest import REPO
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_frequentist import simulate_slopes  # noqa: E402
 
 TRUTH = {"beta": [1.0, 0.5, -0.3], "sd": [1.0, 0.5], "corr": 0.3, "sigma": 1.0}

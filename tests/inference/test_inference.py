@@ -114,7 +114,7 @@ def test_wald_intervals_and_bad_input(sitka):
     with pytest.raises(blm.LMMError, match="level"):
         fit.confint(level=0)
     with pytest.raises(blm.LMMError, match="method"):
-        fit.confint(method="jackknife")  # "bootstrap" exists now: tests/test_bootstrap.py
+        fit.confint(method="jackknife")  # "bootstrap" exists now: tests/inference/test_bootstrap.py
 
 
 def test_profile_of_a_singular_fit_reports_the_boundary():
