@@ -1,4 +1,4 @@
-"""LMM: one model specification, fitted by REML or ML (and, later, sampled)."""
+"""LMM: one model specification, fitted by REML or ML or sampled with NUTS."""
 from __future__ import annotations
 
 import dataclasses

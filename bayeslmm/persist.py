@@ -1,4 +1,4 @@
-"""Saving and loading fits.
+"""Saving fits (loading.py reads them back).
 
 A posterior is saved as one netCDF (HDF5) file: ArviZ's DataTree groups as sampled, plus a
 ``bayeslmm`` group holding what rebuilds the model — the cleaned training rows as

@@ -140,3 +140,35 @@ def test_the_private_access_finder_tells_own_from_foreign():
                      "def f(a, b):\n    return a._x, b._y, a.__dict__, a._repr_html_()\n"
                      "from bayeslmm.m import _z\n")
     assert sorted(private_accesses("m", tree)) == ["m:5 ._y", "m:6 import _z"]
+
+
+# --- layers ------------------------------------------------------------------------------------
+
+# docs/design.md's module map, bottom layer first: a module imports only from its own layer or
+# the layers before it, so the pipeline reads in one direction
+LAYERS = ["bayeslmm.errors", "bayeslmm.arrays", "bayeslmm.checks", "bayeslmm.frames", "bayeslmm.datasets",
+          "bayeslmm.model", "bayeslmm.formula", "bayeslmm.linalg", "bayeslmm.fit", "bayeslmm.bayes",
+          "bayeslmm.inference", "bayeslmm.persist", "bayeslmm.results", "bayeslmm.lmm", "bayeslmm.loading",
+          "bayeslmm.cov", "bayeslmm.priors", "bayeslmm.cli", "bayeslmm"]
+
+
+def layer_of(module: str) -> int:
+    """The index of the longest entry of LAYERS that ``module`` is or lies inside."""
+    matches = [i for i, layer in enumerate(LAYERS) if module == layer or module.startswith(layer + ".")]
+    return max(matches, key=lambda i: len(LAYERS[i]))
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{name} -> {target}" for name, targets in sorted(graph.items()) for target in sorted(targets)
+            if layer_of(target) > layer_of(name)]
+
+
+def test_imports_follow_the_layers_of_the_module_map():
+    found = upward_imports(import_graph())
+    assert not found, "imports against the module map's direction: " + ", ".join(found)
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert upward_imports({"bayeslmm.linalg.crossprod": {"bayeslmm.results.frequentist"},
+                           "bayeslmm.results.frequentist": {"bayeslmm.linalg.crossprod"}}) \
+        == ["bayeslmm.linalg.crossprod -> bayeslmm.results.frequentist"]

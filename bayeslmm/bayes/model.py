@@ -1,4 +1,4 @@
-"""The Bayesian path: the model spec as a PyMC model, sampled with NUTS.
+"""The model spec as PyMC models: marginalised (b, β integrated out) or hierarchical.
 
 Two PyMC models share their priors (built once, here):
 
