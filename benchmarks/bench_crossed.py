@@ -52,6 +52,8 @@ INSTEVAL = "y ~ x + (1 | s) + (1 | d) + (1 | dept)"
 RATINGS = "y ~ x + (1 | user) + (1 | item)"
 ADDRESS_SPACE_CAP = 12 * 2**30  # bytes; the target is 8 GB of resident memory
 TOLERANCE = 1e-6
+DEFAULT_DESIGNS = ["maximal", "prec", "three", "insteval"]
+LARGE_TIMEOUT = 1_200  # seconds for our 1M-row fit before it is reported as not finished
 
 
 # --- simulated designs ------------------------------------------------------------------------
@@ -181,14 +183,17 @@ def cap_address_space() -> None:
 
 
 def time_ours_in_child(formula: str, data: pd.DataFrame, repeats: int = 1, env: dict | None = None,
-                       cap: bool = False) -> dict:
+                       cap: bool = False, timeout: float | None = None) -> dict:
     """Our fit in a fresh Python process (its own BLAS threads and peak memory), or why it failed."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "d.csv"
         data.to_csv(path, index=False)
         code = CHILD_SCRIPT.format(here=str(HERE), path=str(path), formula=formula, repeats=repeats)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                             preexec_fn=cap_address_space if cap else None)
+        try:
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                 preexec_fn=cap_address_space if cap else None, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"not finished after {timeout:.0f} s (stopped)"}
     if out.returncode != 0:
         return {"error": f"exit {out.returncode}: {out.stderr.strip()[-400:]}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -240,7 +245,7 @@ def blas_threads(formula: str, data: pd.DataFrame, repeats: int) -> None:
 
 def large_design(lme4: bool) -> None:
     data = simulate_ratings()
-    ours = time_ours_in_child(RATINGS, data, cap=True)
+    ours = time_ours_in_child(RATINGS, data, cap=True, timeout=LARGE_TIMEOUT)
     report(f"1M ratings, 60,000 users × 8,000 items (target < 60 s within 8 GB): {RATINGS}", ours,
            time_lme4(RATINGS, data) if lme4 else None)
 
@@ -282,30 +287,40 @@ def bayes_design(label: str, formula: str, data: pd.DataFrame) -> None:
     sys.stdout.flush()
 
 
+def cheap_designs(names: list[str], repeats: int, lme4: bool) -> None:
+    """The designs run by default; the 2,400-row one also under one and the default BLAS threads."""
+    if "maximal" in names:
+        frequentist_design("subjects × items 56 × 32, maximal", MAXIMAL, simulate_maximal(), 0.1, 1, lme4)
+    if "prec" in names:
+        frequentist_design("subjects × items 56 × 32", PREC, simulate_prec(), None, repeats, lme4)
+    if "three" in names:
+        three = simulate_three_factor()
+        frequentist_design("three factors, 2,400 rows", THREE_FACTOR, three, 0.2, repeats, lme4)
+        blas_threads(THREE_FACTOR, three, repeats)
+    if "insteval" in names:
+        frequentist_design("InstEval-sized, 73,421 rows", INSTEVAL, simulate_insteval(), 0.1, 1, lme4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--designs", nargs="*", default=DEFAULT_DESIGNS, choices=DEFAULT_DESIGNS,
+                        help="which of the default designs (none: only the flagged ones)")
     parser.add_argument("--large", action="store_true", help="the 1M-row ratings model")
     parser.add_argument("--bayes", action="store_true", help="NUTS against stan_lmer, (1 + prec | ...) model")
     parser.add_argument("--bayes-maximal", action="store_true", help="also NUTS on the maximal 4 + 4 model")
     parser.add_argument("--repeats", type=int, default=3, help="fits per tool on the designs under 2,500 rows")
     parser.add_argument("--no-lme4", action="store_true")
     args = parser.parse_args()
-    lme4, repeats = not args.no_lme4, args.repeats
+    lme4 = not args.no_lme4
     print("load average (1, 5, 15 min) at the start: %.1f %.1f %.1f on %d cores" % (*os.getloadavg(), os.cpu_count()))
     warm_up()
-    maximal, prec, three = simulate_maximal(), simulate_prec(), simulate_three_factor()
-    frequentist_design("subjects × items 56 × 32, maximal", MAXIMAL, maximal, 0.1, 1, lme4)
-    frequentist_design("subjects × items 56 × 32", PREC, prec, None, repeats, lme4)
-    frequentist_design("three factors, 2,400 rows", THREE_FACTOR, three, 0.2, repeats, lme4)
-    blas_threads(THREE_FACTOR, three, repeats)
-    frequentist_design("InstEval-sized, 73,421 rows", INSTEVAL, simulate_insteval(), 0.1, 1, lme4)
+    cheap_designs(args.designs, args.repeats, lme4)
     if args.large:
         large_design(lme4)
     if args.bayes or args.bayes_maximal:
-        bayes_design("1,792 rows", PREC, prec)
+        bayes_design("1,792 rows", PREC, simulate_prec())
     if args.bayes_maximal:
-        bayes_design("1,792 rows, maximal", MAXIMAL, maximal)
-
+        bayes_design("1,792 rows, maximal", MAXIMAL, simulate_maximal())
 
 if __name__ == "__main__":
     main()
