@@ -206,7 +206,8 @@ def report(label: str, ours: dict, lme4: dict | None, target: float | None = Non
     if "error" in ours:
         print(f"  bayeslmm failed: {ours['error']}")
     else:
-        memory = f", peak RSS {ours['peak_rss_gb']:.2f} GB" if "peak_rss_gb" in ours else ""
+        memory = (f", peak RSS {ours['peak_rss_gb']:.2f} GB ({ours['rss_before_gb']:.2f} GB before the fit)"
+                  if "peak_rss_gb" in ours else "")
         print(f"  bayeslmm {ours['seconds']:8.2f} s  logLik {ours['loglik']:.6f}  "
               f"converged {ours['converged']}{memory}")
     if lme4 is None:
