@@ -3,17 +3,18 @@
 A fit is thousands of small dense kernels (Cholesky factors, triangular solves and products
 of blocks of a few to a few thousand rows).  OpenBLAS's default is one thread per core, and
 its threads spin-wait for one another: when another process holds a core, each kernel waits
-for a descheduled thread.  Measured on the 2-core machine of issue 12, one other process
+for a descheduled thread.  Measured on the 2-core machine of issue 12 with another process
 running, scipy's Cholesky, 1 vs 2 threads:
 
     n = 140:  0.08 ms vs 0.30 ms      n = 1000:  17 ms vs 123 ms
     n = 500:  4.4 ms vs 7.1 ms        n = 2000: 114 ms vs 1376 ms
 
-and idle, the second thread gains little below n ≈ 1000 (benchmarks in the report of issue
-12).  So there is no size below which one thread should be used and above which two pay: one
-thread is never much slower and often ten times faster.  It also makes the result independent
-of the machine: OpenBLAS splits sums differently with the thread count, which moved the
-optimum of a crossed fit.  Hence one thread always, not a size threshold.
+and whole fits: the three-factor fit of tests/data/schools_hoods.csv took 20 s with two
+threads and 0.8 s with one; its Satterthwaite table 49 s and 0.7 s (the issue's InstEval-sized
+fit: 10.4 s and 4.6 s).  No size was found where the second thread pays on a shared machine,
+so there is no threshold: one thread always.  That also makes the result independent of the
+machine: OpenBLAS's last bits depend on its thread count, and with two threads the same fit took another
+optimizer path (154 evaluations instead of 151, θ different in the 8th digit).
 
 The limit covers both BLAS libraries loaded (NumPy's and SciPy's OpenBLAS) and is restored on
 exit; user code outside a fit keeps its own setting.  Entering costs ~15 µs (one
