@@ -17,7 +17,8 @@ machine: OpenBLAS's last bits depend on its thread count, and with two threads t
 optimizer path (154 evaluations instead of 151, θ different in the 8th digit).
 
 The limit covers both BLAS libraries loaded (NumPy's and SciPy's OpenBLAS) and is restored on
-exit; user code outside a fit keeps its own setting.  Entering costs ~15 µs (one
+exit; user code outside a fit keeps its own setting (the limit is process-wide: other Python
+threads calling BLAS during a fit get one thread too).  Entering costs ~15 µs (one
 threadpoolctl controller, made once), so nesting is harmless.
 """
 from __future__ import annotations
