@@ -112,6 +112,16 @@ class DowndatePairs:
         upper = np.bincount(self.position, weights, minlength=self.size**2).reshape(self.size, self.size)
         return upper + upper.T - np.diag(np.diag(upper))
 
+    def gather(self, X: np.ndarray, G1: int, S1: int) -> np.ndarray:
+        """(C' X C)_gg = Σ_{i,j} C_g[i] ' X[i, j] C_g[j] of every first-factor level, (G1, S1, S1), for
+        a symmetric Q2 × Q2 ``X``: the transpose of :meth:`scatter` (the gradient's selected inverse)."""
+        values = X.reshape(-1)[self.position]
+        diagonal = self.position // self.size == self.position % self.size
+        weights = self.products * np.where(diagonal, 0.5, 1.0)[:, None] * values[:, None]
+        sums = np.stack([np.bincount(self.level, weights[:, k], minlength=G1) for k in range(S1 * S1)], axis=1)
+        half = sums.reshape(G1, S1, S1)
+        return half + half.transpose(0, 2, 1)
+
 
 def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     Q2 = Z2tZ1.shape[0]
