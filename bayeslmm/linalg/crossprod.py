@@ -107,7 +107,6 @@ class DowndatePairs:
     level: np.ndarray  # g of the pair
     products: np.ndarray  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
     size: int  # Q2
-    matrix: sp.csr_matrix | None = None  # Z2'Z1 itself (Q2, Q1)
     dense: np.ndarray | None = None  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
 
     def scatter(self, D: np.ndarray) -> np.ndarray:
@@ -130,13 +129,13 @@ class DowndatePairs:
         if self.dense is not None:
             XC = (X @ self.dense.reshape(self.size, -1)).reshape(self.dense.shape)
             return np.einsum("qgs,qgt->gst", self.dense, XC)
-        XC_t = np.asarray(self.matrix.T @ X)  # (Q1, Q2): rows (g, t) of C'X
-        Ct = self.matrix.T.tocsr()
-        out = np.empty((G1, S1, S1))
-        for t in range(S1):
-            rows = np.repeat(XC_t[t::S1], S1, axis=0)  # row (g, s) holds C_g[:, t]' X
-            out[:, :, t] = np.asarray(Ct.multiply(rows).sum(axis=1)).reshape(G1, S1)
-        return out
+        # the pairs again, each weighted by X[i, j] (halved on the diagonal, which the transpose
+        # below counts twice): O(pairs) memory, no Q1 × Q2 array for large factors
+        diagonal = self.position // self.size == self.position % self.size
+        values = X.reshape(-1)[self.position] * np.where(diagonal, 0.5, 1.0)
+        by_level = sp.csr_matrix((values, (self.level, np.arange(values.size))), shape=(G1, values.size))
+        half = np.asarray(by_level @ self.products).reshape(G1, S1, S1)
+        return half + half.transpose(0, 2, 1)
 
 
 def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
@@ -158,7 +157,7 @@ def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     dense_cost = Q2 * Q2 * G1 * S1
     use_dense = Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * products.size
     dense = Z2tZ1.toarray().reshape(Q2, G1, S1) if use_dense else None
-    return DowndatePairs(position, level.astype(np.intp), products, Q2, Z2tZ1, dense)
+    return DowndatePairs(position, level.astype(np.intp), products, Q2, dense)
 
 
 def _pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -126,7 +126,7 @@ def test_dense_and_sparse_products_of_the_second_block_agree(name):
     stats = blm.LMM(formula, make()).stats
     pairs = stats.pairs
     G1, S1 = stats.ZtZ1.shape[:2]
-    dense = dataclasses.replace(pairs, dense=pairs.matrix.toarray().reshape(pairs.size, G1, S1))
+    dense = dataclasses.replace(pairs, dense=stats.Z2tZ1.toarray().reshape(pairs.size, G1, S1))
     sparse = dataclasses.replace(pairs, dense=None)
     rng = np.random.default_rng(2)
     D = rng.normal(size=(G1, S1, S1))
@@ -135,7 +135,7 @@ def test_dense_and_sparse_products_of_the_second_block_agree(name):
     X = X + X.T
     np.testing.assert_allclose(dense.scatter(D), sparse.scatter(D), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dense.gather(X, G1, S1), sparse.gather(X, G1, S1), rtol=1e-12, atol=1e-12)
-    C = pairs.matrix.toarray()
+    C = stats.Z2tZ1.toarray()
     expected = C.T @ X @ C  # the diagonal blocks of Z1'Z2 X Z2'Z1
     blocks = np.stack([expected[g * S1:(g + 1) * S1, g * S1:(g + 1) * S1] for g in range(G1)])
     np.testing.assert_allclose(sparse.gather(X, G1, S1), blocks, rtol=1e-12, atol=1e-12)
