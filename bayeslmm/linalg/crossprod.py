@@ -108,6 +108,11 @@ class DowndatePairs:
     products: np.ndarray  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
     size: int  # Q2
     dense: np.ndarray | None = None  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
+    # for gather without ``dense``: the pairs again, ordered by level, the products halved on the
+    # diagonal (the transpose in gather counts it twice), and where each level's pairs start
+    gather_position: np.ndarray | None = None
+    gather_products: np.ndarray | None = None
+    level_starts: np.ndarray | None = None
 
     def scatter(self, D: np.ndarray) -> np.ndarray:
         """Σ_g C_g D_g C_g' as a dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
@@ -129,12 +134,11 @@ class DowndatePairs:
         if self.dense is not None:
             XC = (X @ self.dense.reshape(self.size, -1)).reshape(self.dense.shape)
             return np.einsum("qgs,qgt->gst", self.dense, XC)
-        # the pairs again, each weighted by X[i, j] (halved on the diagonal, which the transpose
-        # below counts twice): O(pairs) memory, no Q1 × Q2 array for large factors
-        diagonal = self.position // self.size == self.position % self.size
-        values = X.reshape(-1)[self.position] * np.where(diagonal, 0.5, 1.0)
-        by_level = sp.csr_matrix((values, (self.level, np.arange(values.size))), shape=(G1, values.size))
-        half = np.asarray(by_level @ self.products).reshape(G1, S1, S1)
+        # Σ over each level's pairs of X[i, j] C_g[i, s] C_g[j, t]: O(pairs), no Q1 × Q2 array
+        values = X.reshape(-1)[self.gather_position]
+        count = values.size
+        sums = sp.csr_matrix((values, np.arange(count), self.level_starts), shape=(G1, count))
+        half = np.asarray(sums @ self.gather_products).reshape(G1, S1, S1)
         return half + half.transpose(0, 2, 1)
 
 
@@ -157,7 +161,13 @@ def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     dense_cost = Q2 * Q2 * G1 * S1
     use_dense = Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * products.size
     dense = Z2tZ1.toarray().reshape(Q2, G1, S1) if use_dense else None
-    return DowndatePairs(position, level.astype(np.intp), products, Q2, dense)
+    if dense is not None:
+        return DowndatePairs(position, level.astype(np.intp), products, Q2, dense)
+    by_level = np.argsort(level, kind="stable")
+    halves = np.where(position // Q2 == position % Q2, 0.5, 1.0)
+    level_starts = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=G1))])
+    return DowndatePairs(position, level.astype(np.intp), products, Q2, None, position[by_level],
+                         products[by_level] * halves[by_level, None], level_starts)
 
 
 def _pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -60,8 +60,7 @@ def logdet_derivatives(fact: ld.Factorization, stats: CrossProducts) -> list[np.
     N = stats.pairs.gather(lam_omega, *fact.L1.shape[:2])  # (F'Ω22F)_gg = (W12 Λ2Ω22Λ2' W21)_gg
     Omega11 = A1inv + batched.transpose(H) @ N @ H
     first = (batched.times(stats.ZtZ1, T1) @ Omega11 - N @ H).sum(axis=0)
-    downdate = stats.pairs.scatter(H @ T1.T)  # W21 Λ1 H' W12, as the factorization's downdate
-    schur_lam = ld.lambda_t_times((stats.ZtZ2 - downdate).T, Ts, levels).T  # (W22 − W21Λ1H'W12)Λ2
+    schur_lam = ld.lambda_t_times((stats.ZtZ2 - fact.downdate).T, Ts, levels).T  # (W22 − W21Λ1H'W12)Λ2
     others = []
     for rows, omega in zip(ld.split_other_factors(schur_lam, fact), ld.split_other_factors(Omega22, fact)):
         others.append(np.einsum("gsq,gtq->st", rows, omega))
@@ -107,7 +106,7 @@ def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
     if info != 0:
         raise np.linalg.LinAlgError(f"inverse from the Cholesky factor failed (info={info})")
     lower = np.tril(inverse)
-    return lower + np.tril(lower, -1).T
+    return lower + lower.T - np.diag(np.diag(lower))
 
 
 def _transposed(Ts):

@@ -49,6 +49,7 @@ class Factorization:
     C: np.ndarray  # (p+1, p+1)
     logdet: float  # log |L_θ|² − Σ log w_i = log|ZΛΛ'Z' + W⁻¹| (prior weights W; Σ log w_i = 0 without)
     levels: tuple[int, ...] = ()  # G_f of every factor
+    downdate: np.ndarray | None = None  # (Q2, Q2) = Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2 (kept for the gradient)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorizati
     if block is None:
         return None
     L22, R2, C, logdet = block
-    return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels)
+    return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels, downdate)
 
 
 def second_block(Ts, stats: CrossProducts, downdate, R1_scaled, C, logdet, xp=np):
