@@ -70,19 +70,7 @@ def test_variance_components(interior):
     np.testing.assert_allclose(ours["sdcor"][~sd_rows], ref["sdcor"][~sd_rows], atol=1e-3)
 
 
-# Today's COBYQA (several factors) stops short of lme4 here; the exact-gradient L-BFGS-B of
-# branch `grad` is to reach it (the lead removes these marks after merging it).
-SHORT_OF_LME4 = {
-    "crossed_maximal_reml": "COBYQA stops 0.213 short of lme4's logLik (-2709.0975 vs -2708.8849), "
-                            "reporting max|grad| 0.0067 > 0.002 (trust-region radius at its lower bound)",
-    "crossed_maximal_ml": "COBYQA stops 0.203 short of lme4's logLik (-2702.3308 vs -2702.1280) and reports "
-                          "convergence; lme4's bobyqa refit stops at the same point",
-}
-
-
-@pytest.mark.slow  # ~10-25 s per fit with today's derivative-free optimizer
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(strict=False, reason=SHORT_OF_LME4[name]))
-                                  for name in SINGULAR])
+@pytest.mark.parametrize("name", SINGULAR)
 def test_the_maximal_singular_fit_reaches_lme4s_loglik(name):
     case = CASES[name]
     fit = fit_case(case)
