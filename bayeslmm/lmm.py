@@ -19,6 +19,7 @@ from bayeslmm.model.covariance import ThetaLayout, term_labels, theta_layout
 from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results.bayesian import BayesResult
 from bayeslmm.results.frequentist import LMMResult, check_method
+from bayeslmm.threads import one_blas_thread
 
 
 class LMM:
@@ -129,9 +130,10 @@ class LMM:
         self._check_options(method, start, nuts)
         if method == "NUTS":
             return self._sample({**LMM.NUTS_DEFAULTS, **nuts})
-        stats = self.stats if self.residual is None else None  # re-whitened for every φ otherwise
-        return LMMResult(fit_state(self.spec, self.layout, method == "REML", residual=self.residual, stats=stats,
-                                   start=start))
+        with one_blas_thread():  # the cross-products too: the same sums on every machine
+            stats = self.stats if self.residual is None else None  # re-whitened for every φ otherwise
+            return LMMResult(fit_state(self.spec, self.layout, method == "REML", residual=self.residual,
+                                       stats=stats, start=start))
 
     def _check_options(self, method: str, start, nuts: dict) -> None:
         """LMMError for an argument the method does not use (``nuts``: the NUTS options passed)."""

@@ -146,7 +146,7 @@ def test_the_private_access_finder_tells_own_from_foreign():
 
 # docs/design.md's module map, bottom layer first: a module imports only from its own layer or
 # the layers before it, so the pipeline reads in one direction
-LAYERS = ["bayeslmm.errors", "bayeslmm.arrays", "bayeslmm.checks", "bayeslmm.frames", "bayeslmm.datasets",
+LAYERS = ["bayeslmm.errors", "bayeslmm.arrays", "bayeslmm.threads", "bayeslmm.checks", "bayeslmm.frames", "bayeslmm.datasets",
           "bayeslmm.model", "bayeslmm.formula", "bayeslmm.linalg", "bayeslmm.fit", "bayeslmm.bayes",
           "bayeslmm.inference", "bayeslmm.persist", "bayeslmm.results", "bayeslmm.lmm", "bayeslmm.loading",
           "bayeslmm.cov", "bayeslmm.priors", "bayeslmm.cli", "bayeslmm"]

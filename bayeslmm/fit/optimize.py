@@ -2,9 +2,11 @@
 
 θ is optimised in units of its natural size (``layout.scale``: 1 / rms of the
 column it multiplies), so that a slope on time in days is as well conditioned as
-an intercept.  One grouping factor: L-BFGS-B with the log-density's exact
-gradient.  Several factors: COBYQA, a derivative-free trust-region method with
-bounds (the role BOBYQA plays in lme4).
+an intercept.  L-BFGS-B with the exact gradient (:mod:`bayeslmm.linalg.gradient`)
+for any number of grouping factors; COBYQA, a derivative-free trust-region method
+with bounds (the role BOBYQA plays in lme4), only as a fallback where the gradient
+path fails.  Convergence is checked as lme4's checkConv does: the scaled gradient,
+and with several factors the Hessian on the interior.
 """
 from __future__ import annotations
 
@@ -15,18 +17,22 @@ from scipy.optimize import minimize
 
 from bayeslmm.errors import ConvergenceWarning
 from bayeslmm.fit.optsum import OptSummary
+from bayeslmm.linalg import gradient as gr
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
 
 GRADIENT_TOLERANCE = 2e-3  # lme4's check.conv.grad tolerance, here on the scaled gradient
+HESSIAN_TOLERANCE = 1e-6  # lme4's check.conv.hess: smallest / largest eigenvalue above −this
+HESSIAN_MAX_SIZE = 40  # free θ entries up to which the Hessian check runs (2 gradients per entry)
 
 
 def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None, tolerances=None) -> OptSummary:
     """Minimise the profiled deviance over θ, from ``start`` or ``layout.start``.
 
-    ``tolerances`` overrides L-BFGS-B's ``ftol``/``gtol`` (one grouping factor): bootstrap
-    refits, warm-started near their optimum, need θ to ~1e-6 rather than the last digits.
+    ``tolerances`` overrides L-BFGS-B's ``ftol``/``gtol``: bootstrap refits, warm-started near
+    their optimum, need θ to ~1e-6 rather than the last digits.  Where the gradient path fails
+    (a non-finite deviance or gradient), COBYQA refits from the start and the summary says so.
     """
     if layout.size == 0:
         return OptSummary(np.zeros(0), ld.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
@@ -34,6 +40,10 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
     start = layout.start if start is None else np.asarray(start, dtype=float)
     optimizer, options = optimizer_settings(stats, layout, tolerances)
     result = _minimise(stats, layout, reml, start / scale, optimizer, options)
+    if not _finite_result(result):
+        optimizer, options = "COBYQA", fallback_settings(layout)
+        result = _minimise(stats, layout, reml, start / scale, optimizer, options)
+        optimizer = "COBYQA (fallback: the gradient path gave a non-finite value)"
     theta, evaluations = snap_to_bounds(result.x * scale, layout), int(result.nfev)
     for _ in range(int(layout.diagonal.sum())):  # each restart frees at least one diagonal
         probe = _below_false_boundary(theta, stats, layout, reml)
@@ -58,7 +68,7 @@ def newton_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start, t
     x = np.asarray(start, dtype=float) / scale
 
     def gradient(z):
-        value, grad = ld.objective_gradient(z * scale, stats, layout, reml)
+        value, grad = gr.objective_gradient(z * scale, stats, layout, reml)
         return value, grad * scale
 
     value, grad = gradient(x)
@@ -87,11 +97,19 @@ def newton_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start, t
 
 
 def optimizer_settings(stats: CrossProducts, layout: ThetaLayout, tolerances=None) -> tuple[str, dict]:
-    """The optimiser and its options: L-BFGS-B with the exact gradient for one grouping factor
-    (``tolerances`` override its stops), COBYQA otherwise."""
-    if stats.n_factors == 1:
-        return "L-BFGS-B", {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10, "maxls": 50, **(tolerances or {})}
-    return "COBYQA", {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
+    """The optimiser and its options: L-BFGS-B with the exact gradient for any number of grouping
+    factors (``tolerances`` override its stops)."""
+    return "L-BFGS-B", {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10, "maxls": 50, **(tolerances or {})}
+
+
+def fallback_settings(layout: ThetaLayout) -> dict:
+    """COBYQA's options, for the derivative-free fallback."""
+    return {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
+
+
+def _finite_result(result) -> bool:
+    jac = getattr(result, "jac", None)
+    return bool(np.isfinite(result.fun) and (jac is None or np.all(np.isfinite(jac))))
 
 
 def _minimise(stats, layout, reml, start_scaled, optimizer: str, options: dict):
@@ -99,7 +117,10 @@ def _minimise(stats, layout, reml, start_scaled, optimizer: str, options: dict):
     bounds = [(0.0, None) if lo == 0 else (None, None) for lo in layout.lower]
     if optimizer == "L-BFGS-B":
         def fun(scaled):
-            value, grad = ld.objective_gradient(scaled * scale, stats, layout, reml)
+            try:
+                value, grad = gr.objective_gradient(scaled * scale, stats, layout, reml)
+            except np.linalg.LinAlgError:
+                return np.nan, np.full(scaled.shape, np.nan)
             return value, grad * scale
         return minimize(fun, start_scaled, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
 
@@ -138,34 +159,15 @@ def snap_to_bounds(theta: np.ndarray, layout: ThetaLayout) -> np.ndarray:
 
 
 def scaled_gradient(theta, stats, layout, reml) -> np.ndarray:
-    """Gradient in θ's natural units; components pushing against an active bound set to 0."""
-    if stats.n_factors == 1:
-        grad = ld.objective_gradient(theta, stats, layout, reml)[1] * layout.scale
-    else:
-        grad = _finite_difference(theta, stats, layout, reml)
+    """Exact gradient in θ's natural units; components pushing against an active bound set to 0."""
+    grad = gr.objective_gradient(theta, stats, layout, reml)[1] * layout.scale
     at_bound = layout.diagonal & (theta <= 0) & (grad > 0)
     return np.where(at_bound, 0.0, grad)
 
 
-def _finite_difference(theta, stats, layout, reml) -> np.ndarray:
-    """Central differences in scaled units; forward ones at a lower bound."""
-    step = 1e-5
-    grad = np.zeros_like(theta)
-    here = ld.objective(theta, stats, layout, reml)
-    for j in range(theta.size):
-        up, down = theta.copy(), theta.copy()
-        up[j] += step * layout.scale[j]
-        down[j] -= step * layout.scale[j]
-        f_up = ld.objective(up, stats, layout, reml)
-        if layout.diagonal[j] and down[j] < 0:
-            grad[j] = (f_up - here) / step
-        else:
-            grad[j] = (f_up - ld.objective(down, stats, layout, reml)) / (2 * step)
-    return grad
-
-
 def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -> tuple[bool, str, float]:
-    """lme4's check: converged when max|scaled gradient| ≤ GRADIENT_TOLERANCE (a warning
+    """lme4's check: converged when max|scaled gradient| ≤ GRADIENT_TOLERANCE and, with several
+    grouping factors, the Hessian on the interior has no negative eigenvalue (a warning
     otherwise); the verdict, its message and that maximum."""
     if not np.isfinite(deviance):
         return False, "the deviance is not finite at the optimum", np.nan
@@ -178,4 +180,40 @@ def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -
         )
         warnings.warn(message, ConvergenceWarning, stacklevel=5)
         return False, message, worst
+    negative = negative_curvature(theta, stats, layout, reml) if stats.n_factors > 1 else 0
+    if negative:
+        message = (f"model failed to converge: degenerate Hessian with {negative} negative eigenvalue(s) "
+                   f"(max|grad| = {worst:.2g})")
+        warnings.warn(message, ConvergenceWarning, stacklevel=5)
+        return False, message, worst
     return True, f"converged (max|grad| = {worst:.2g})", worst
+
+
+HESSIAN_STEP = 1e-4  # central differences of the exact gradient, in scaled units
+
+
+def interior_hessian(theta, stats, layout, reml) -> tuple[np.ndarray, np.ndarray]:
+    """The Hessian of the deviance in scaled θ over the coordinates away from their bound
+    (central differences of the exact gradient), and those coordinates' indices."""
+    scale = layout.scale
+    free = np.flatnonzero(~layout.diagonal | (theta > 2 * HESSIAN_STEP * scale))
+    columns = []
+    for j in free:
+        step = np.zeros_like(theta)
+        step[j] = HESSIAN_STEP * scale[j]
+        up = gr.objective_gradient(theta + step, stats, layout, reml)[1]
+        down = gr.objective_gradient(theta - step, stats, layout, reml)[1]
+        columns.append((up - down)[free] * scale[free] / (2 * HESSIAN_STEP))
+    hessian = np.column_stack(columns) if columns else np.zeros((0, 0))
+    return 0.5 * (hessian + hessian.T), free
+
+
+def negative_curvature(theta, stats, layout, reml) -> int:
+    """How many eigenvalues of the interior Hessian are below −HESSIAN_TOLERANCE × the largest
+    (lme4's check.conv.hess); 0 where there are more than HESSIAN_MAX_SIZE free coordinates."""
+    free = ~layout.diagonal | (theta > 2 * HESSIAN_STEP * layout.scale)
+    if not 0 < free.sum() <= HESSIAN_MAX_SIZE:
+        return 0
+    eigenvalues = np.linalg.eigvalsh(interior_hessian(theta, stats, layout, reml)[0])
+    largest = np.max(np.abs(eigenvalues))
+    return int(np.sum(eigenvalues < -HESSIAN_TOLERANCE * largest)) if largest > 0 else 0

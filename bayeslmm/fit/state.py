@@ -21,6 +21,7 @@ from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts, cross_products
 from bayeslmm.model.covariance import ThetaLayout
 from bayeslmm.model.spec import ModelSpec
+from bayeslmm.threads import one_blas_thread
 
 
 class FitState:
@@ -104,6 +105,7 @@ class FitState:
                          tolerances=tolerances)
 
 
+@one_blas_thread()
 def fit_state(spec: ModelSpec, layout: ThetaLayout, reml: bool, residual=None, stats: CrossProducts | None = None,
               start=None, tolerances=None) -> FitState:
     """Fit ``spec`` by REML or ML: over θ (from ``start``, stopping at ``tolerances``; ``stats``

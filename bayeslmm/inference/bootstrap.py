@@ -10,7 +10,6 @@ a statistic sees each as the kind of result it was given (``fit.from_state``).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import warnings
 
@@ -22,6 +21,7 @@ from bayeslmm.errors import LMMError
 from bayeslmm.fit.state import FitState
 from bayeslmm.linalg.crossprod import ResponseProducts
 from bayeslmm.model.covariance import SIGMA, sdcor_names, sdcor_of_theta
+from bayeslmm.threads import one_blas_thread
 
 BATCH = 100  # responses simulated and turned into cross-products at a time (bounds memory)
 # L-BFGS-B stopping rule for refits: a third of the evaluations of the default (1e-15, 1e-10)
@@ -108,17 +108,6 @@ def _refits_of_simulations(source: FitState, targets, n: int, rng: np.random.Gen
             yield from refit(targets, Y)
 
 
-def single_threaded_blas():
-    """BLAS on one thread while refitting: the refits are many products of tiny matrices, where
-    OpenBLAS's threads cost more than they give (8× slower on sleepstudy with 2 threads on a busy
-    machine).  threadpoolctl comes with PyMC, a dependency; without it nothing is changed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 # --- bootMer ---------------------------------------------------------------------------------
 
 
@@ -144,7 +133,7 @@ def bootstrap(fit, n: int, seed=None, statistic=None) -> pd.DataFrame:
     names, evaluate = _statistic(fit, statistic)
     rows = np.full((n, len(names)), np.nan)
     not_converged, failed, first_error = [], [], None
-    with single_threaded_blas():
+    with one_blas_thread():
         simulations = _refits_of_simulations(fit.state, fit, n, np.random.default_rng(seed), refit=refits)
         for k, refit in enumerate(simulations):
             if not refit.converged:
@@ -226,7 +215,7 @@ def bootstrap_lrt(small, large, observed: float, n: int, seed=None) -> tuple[flo
     lrt = np.full(n, np.nan)
     not_converged = []
     rng = np.random.default_rng(seed)
-    with single_threaded_blas():
+    with one_blas_thread():
         for k, (a, b) in enumerate(_refits_of_simulations(small.state, (small.state, large.state), n, rng)):
             if not (a.converged and b.converged):
                 not_converged.append(k)

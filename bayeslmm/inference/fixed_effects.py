@@ -12,6 +12,7 @@ from bayeslmm.errors import LMMError
 from bayeslmm.inference import contrasts
 from bayeslmm.inference.kenward_roger import kenward_roger, kenward_roger_ftest, kr_df_and_scale, satterthwaite_ftest
 from bayeslmm.inference.satterthwaite import satterthwaite_df, satterthwaite_pieces
+from bayeslmm.threads import one_blas_thread
 
 DDF_METHODS = ("satterthwaite", "kenward-roger", "asymptotic")
 
@@ -23,6 +24,7 @@ def check_ddf(ddf) -> str:
     return ddf.lower()
 
 
+@one_blas_thread()
 def coef_table(fit, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
     """Fixed-effect estimates with t tests (broom's columns, snake case).
 
@@ -57,6 +59,7 @@ def _kenward_roger_t(fit) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.diag(kr.phi_adjusted)), np.array([kr_df_and_scale(kr, row)[0] for row in unit])
 
 
+@one_blas_thread()
 def f_tests(fit, type: int = 3, ddf: str = "satterthwaite") -> pd.DataFrame:
     """F tests of each fixed-effect term, as lmerTest's ``anova(fit, type, ddf)`` prints them.
 

@@ -28,6 +28,7 @@ from bayeslmm.errors import LMMError
 from bayeslmm.inference.kenward_roger_residual import kenward_roger_blocks
 from bayeslmm.inference.kr_assembly import KenwardRoger, assemble, pattern, term_patterns
 from bayeslmm.linalg.crossprod import factor_matrix
+from bayeslmm.threads import one_blas_thread
 
 MAX_DENSE_RANDOM_EFFECTS = 4000  # q × q work for models with several grouping factors
 
@@ -45,6 +46,7 @@ class Blocks:
     sigma2: float
 
 
+@one_blas_thread()
 def kenward_roger(fit) -> KenwardRoger:
     """Kenward–Roger pieces of a REML fit (a residual structure:
     :mod:`bayeslmm.inference.kenward_roger_residual`)."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from bayeslmm.errors import LMMError
 from bayeslmm.inference.kr_assembly import KenwardRoger, assemble, pattern, term_patterns
+from bayeslmm.threads import one_blas_thread
 
 FIRST_STEP = 1e-5  # central differences in φ: truncation ~h², rounding ~ε/h
 SECOND_STEP = 1e-4  # second differences: rounding ~ε/h²
@@ -172,6 +173,7 @@ class _Sums:
         self.K += np.einsum("kbij,lbji->kl", M, M)
 
 
+@one_blas_thread()
 def kenward_roger_blocks(fit) -> KenwardRoger:
     """Kenward–Roger pieces (:class:`bayeslmm.inference.kr_assembly.KenwardRoger`) of a REML
     fit, per block.

@@ -11,8 +11,10 @@ from scipy import stats
 from bayeslmm.checks import check_same_weights
 from bayeslmm.errors import LMMError
 from bayeslmm.inference.bootstrap import bootstrap_lrt_column
+from bayeslmm.threads import one_blas_thread
 
 
+@one_blas_thread()
 def anova(*fits, names: list[str] | None = None, method: str = "lrt", n: int = 1000, seed=None) -> pd.DataFrame:
     """Likelihood-ratio table of nested models, one row per model in the order given.
 

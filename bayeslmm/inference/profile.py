@@ -17,8 +17,10 @@ from bayeslmm.fit.residual import fit_with_residual
 from bayeslmm.inference.bootstrap import bootstrap_confint
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.covariance import SIGMA, defined, sdcor_names, sdcor_of_theta, theta_of_sdcor
+from bayeslmm.threads import one_blas_thread
 
 
+@one_blas_thread()
 def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict | None = None) -> pd.DataFrame:
     """Intervals for the sds, correlations, σ and fixed effects, labelled as lme4's
     ``confint(..., oldNames = FALSE)`` (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``,

@@ -23,6 +23,7 @@ from bayeslmm.checks import check_count, check_same_weights
 from bayeslmm.errors import LMMError
 from bayeslmm.fit.state import FitState
 from bayeslmm.linalg import logdensity as ld
+from bayeslmm.threads import one_blas_thread
 
 SIMULATION_BATCH = 2000  # simulated statistics per block (bounds memory: batch × (K + grid))
 
@@ -51,6 +52,7 @@ class RLRTResult:
         return str(self)
 
 
+@one_blas_thread()
 def exact_rlrt(m, mA=None, m0=None, n_sim: int = 10000, seed=None, log_grid: tuple[float, float] = (-10.0, 8.0),
                grid_length: int = 200) -> RLRTResult:
     """Simulated exact RLRT that the one variance component of ``m`` is zero (RLRsim's exactRLRT).

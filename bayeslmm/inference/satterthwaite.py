@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from bayeslmm.linalg import logdensity as ld
+from bayeslmm.threads import one_blas_thread
 
 
 def _gradient_quadratic(c, gradients, A) -> float:
@@ -20,6 +21,7 @@ def satterthwaite_df(fit) -> np.ndarray:
     return np.array([2 * V[j, j] ** 2 / _gradient_quadratic(np.eye(len(V))[j], gradients, A) for j in range(len(V))])
 
 
+@one_blas_thread()
 def satterthwaite_pieces(fit):
     """∂Var(β̂)/∂varpar_k (one p × p matrix per variance parameter) and A = 2H⁻¹ (lmerTest's)."""
     state = fit.state

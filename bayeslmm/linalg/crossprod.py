@@ -87,6 +87,10 @@ def cross_products_of_columns(XY, raw, codes: np.ndarray, n_levels: int, p: int,
     return CrossProducts(n, p, XYtXY, ZtZ1, ZtXY1, None, None, None, (n_levels,))
 
 
+DENSE_ENTRIES = 1 << 22  # Z2'Z1 kept dense (32 MB at most) where BLAS beats the scatter of pairs
+DENSE_ADVANTAGE = 20  # flops of a dense product per scattered pair product that still pay
+
+
 @dataclass(frozen=True)
 class DowndatePairs:
     """Z2'Z1 D Z1'Z2 = Σ_g C_g D_g C_g' as a scatter of fixed pairs of rows of C_g = Z2'Z1[:, g].
@@ -94,16 +98,28 @@ class DowndatePairs:
     Each pair (i, j) of non-zero rows within one first-factor level g contributes
     C_g[i] D_g C_g[j]'; its position, level and the products C_g[i,s] C_g[j,t] are
     fixed by the data, so an evaluation is one gather and one bincount.  Only pairs
-    with i ≤ j are kept (D_g is symmetric), sorted by position for locality.
+    with i ≤ j are kept (D_g is symmetric), sorted by position for locality.  Where Z2'Z1
+    is small and dense (crossed designs: every subject meets most items) it is also kept
+    as a dense (Q2, G1, S1) array, and both products are BLAS products instead.
     """
 
     position: np.ndarray  # i * Q2 + j
     level: np.ndarray  # g of the pair
     products: np.ndarray  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
     size: int  # Q2
+    dense: np.ndarray | None = None  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
+    # for gather without ``dense``: the pairs again, ordered by level, the products halved on the
+    # diagonal (the transpose in gather counts it twice), and where each level's pairs start
+    gather_position: np.ndarray | None = None
+    gather_products: np.ndarray | None = None
+    level_starts: np.ndarray | None = None
 
     def scatter(self, D: np.ndarray) -> np.ndarray:
         """Σ_g C_g D_g C_g' as a dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
+        if self.dense is not None:
+            CD = np.einsum("qgs,gst->qgt", self.dense, D).reshape(self.size, -1)
+            product = CD @ self.dense.reshape(self.size, -1).T
+            return 0.5 * (product + product.T)
         flat = D.reshape(D.shape[0], -1)
         if flat.shape[1] == 1:
             weights = self.products[:, 0] * flat[self.level, 0]
@@ -111,6 +127,19 @@ class DowndatePairs:
             weights = np.einsum("pk,pk->p", self.products, flat[self.level])
         upper = np.bincount(self.position, weights, minlength=self.size**2).reshape(self.size, self.size)
         return upper + upper.T - np.diag(np.diag(upper))
+
+    def gather(self, X: np.ndarray, G1: int, S1: int) -> np.ndarray:
+        """C_g' X C_g of every first-factor level, (G1, S1, S1), for a symmetric Q2 × Q2 ``X``:
+        the diagonal blocks of Z1'Z2 X Z2'Z1 (the transpose of :meth:`scatter`)."""
+        if self.dense is not None:
+            XC = (X @ self.dense.reshape(self.size, -1)).reshape(self.dense.shape)
+            return np.einsum("qgs,qgt->gst", self.dense, XC)
+        # Σ over each level's pairs of X[i, j] C_g[i, s] C_g[j, t]: O(pairs), no Q1 × Q2 array
+        values = X.reshape(-1)[self.gather_position]
+        count = values.size
+        sums = sp.csr_matrix((values, np.arange(count), self.level_starts), shape=(G1, count))
+        half = np.asarray(sums @ self.gather_products).reshape(G1, S1, S1)
+        return half + half.transpose(0, 2, 1)
 
 
 def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
@@ -129,7 +158,16 @@ def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     order = np.argsort(position, kind="stable")
     first, second, level, position = first[order], second[order], level[order], position[order]
     products = (values[first][:, :, None] * values[second][:, None, :]).reshape(len(first), S1 * S1)
-    return DowndatePairs(position, level.astype(np.intp), products, Q2)
+    dense_cost = Q2 * Q2 * G1 * S1
+    use_dense = Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * products.size
+    dense = Z2tZ1.toarray().reshape(Q2, G1, S1) if use_dense else None
+    if dense is not None:
+        return DowndatePairs(position, level.astype(np.intp), products, Q2, dense)
+    by_level = np.argsort(level, kind="stable")
+    halves = np.where(position // Q2 == position % Q2, 0.5, 1.0)
+    level_starts = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=G1))])
+    return DowndatePairs(position, level.astype(np.intp), products, Q2, None, position[by_level],
+                         products[by_level] * halves[by_level, None], level_starts)
 
 
 def _pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

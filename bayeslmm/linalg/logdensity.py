@@ -49,6 +49,7 @@ class Factorization:
     C: np.ndarray  # (p+1, p+1)
     logdet: float  # log |L_θ|² − Σ log w_i = log|ZΛΛ'Z' + W⁻¹| (prior weights W; Σ log w_i = 0 without)
     levels: tuple[int, ...] = ()  # G_f of every factor
+    downdate: np.ndarray | None = None  # (Q2, Q2) = Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2 (kept for the gradient)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorizati
     if block is None:
         return None
     L22, R2, C, logdet = block
-    return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels)
+    return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels, downdate)
 
 
 def second_block(Ts, stats: CrossProducts, downdate, R1_scaled, C, logdet, xp=np):
@@ -173,26 +174,26 @@ def second_block(Ts, stats: CrossProducts, downdate, R1_scaled, C, logdet, xp=np
     A22 = Λ2'(Z2'Z2 − downdate)Λ2 + I = L22L22', R2 = L22⁻¹Λ2'(Z2'[X y] − Z2'Z1 R1_scaled).
     Returns L22, R2, the Schur complement C − R2'R2 and log|L|² + log|L22|²; None where A22
     is not positive definite (NumPy; a PyTensor graph gives NaN there)."""
-    inner = _lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels, xp)
+    inner = lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels, xp)
     size = stats.pairs.size
-    A22 = _lambda_t_times(inner.T, Ts, stats.levels, xp) + np.eye(size)
+    A22 = lambda_t_times(inner.T, Ts, stats.levels, xp) + np.eye(size)
     if xp is np:
         try:
             L22 = np.linalg.cholesky(A22)
         except np.linalg.LinAlgError:
             return None
-        rhs = _lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels)
+        rhs = lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels)
         R2 = solve_lower(L22, rhs)
         diagonal = np.diag(L22)
     else:
         L22 = xp.linalg.cholesky(A22)
-        rhs = _lambda_t_times(stats.ZtXY2 - _sparse_times(stats.Z2tZ1, R1_scaled), Ts, stats.levels, xp)
+        rhs = lambda_t_times(stats.ZtXY2 - _sparse_times(stats.Z2tZ1, R1_scaled), Ts, stats.levels, xp)
         R2 = xp.linalg.solve_triangular(L22, rhs, lower=True)
         diagonal = L22[np.arange(size), np.arange(size)]
     return L22, R2, C - xp.dot(R2.T, R2), logdet + 2.0 * xp.log(diagonal).sum()
 
 
-def _lambda_t_times(X, Ts, levels: tuple[int, ...], xp=np):
+def lambda_t_times(X, Ts, levels: tuple[int, ...], xp=np):
     """Λ2' X for the stacked factors 2.., one reshape and product per factor (NumPy or PyTensor)."""
     pieces, start = [], 0
     for G, T in zip(levels[1:], Ts[1:]):
@@ -207,11 +208,14 @@ def _lambda_t_times(X, Ts, levels: tuple[int, ...], xp=np):
     return xp.concatenate(pieces, axis=0)
 
 
-def _l21_transpose_times(fact: Factorization, x2: np.ndarray) -> np.ndarray:
-    """L21' x2 = blockdiag(B1)' Z1'Z2 Λ2 x2, as (G1, S1)."""
-    lam_x2 = _lambda_t_times(x2[:, None], [T.T for T in fact.T], fact.levels)[:, 0]
+def l21_transpose_times(fact: Factorization, x2: np.ndarray) -> np.ndarray:
+    """L21' x2 = blockdiag(B1)' Z1'Z2 Λ2 x2, as (G1, S1) for x2 of length Q2, or (G1, S1, k)
+    for x2 of shape (Q2, k)."""
+    if x2.ndim == 1:
+        return l21_transpose_times(fact, x2[:, None])[..., 0]
+    lam_x2 = lambda_t_times(x2, [T.T for T in fact.T], fact.levels)
     G1, S1 = fact.L1.shape[:2]
-    return np.einsum("gts,gt->gs", fact.B1, (fact.Z2tZ1.T @ lam_x2).reshape(G1, S1))
+    return np.einsum("gts,gtk->gsk", fact.B1, (fact.Z2tZ1.T @ lam_x2).reshape(G1, S1, -1))
 
 
 def block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:
@@ -325,7 +329,7 @@ def conditional_u(fact: Factorization, beta: np.ndarray, noise: np.ndarray | Non
     if noise is not None:
         v2 = v2 + noise[v1.size:]
     u2 = solve_lower(fact.L22, v2, transpose=True)
-    v1 = v1 - _l21_transpose_times(fact, u2)
+    v1 = v1 - l21_transpose_times(fact, u2)
     return [_times_inverse_transpose(fact.L1inv, v1)] + split_other_factors(u2, fact)
 
 
@@ -359,7 +363,7 @@ def conditional_covariances(fact: Factorization, sigma2: float) -> list[np.ndarr
         G1, S1 = L1inv.shape[:2]
         # (LL')⁻¹ first block adds W'W with W = L22⁻¹ L21 L11⁻¹; second block is L22⁻ᵀL22⁻¹
         L21_L11inv = fact.Z2tZ1 @ block_diagonal(fact.B1 @ L1inv)
-        W = solve_lower(fact.L22, _lambda_t_times(L21_L11inv.toarray(), fact.T, fact.levels))
+        W = solve_lower(fact.L22, lambda_t_times(L21_L11inv.toarray(), fact.T, fact.levels))
         W = W.reshape(-1, G1, S1)
         blocks[0] = blocks[0] + np.einsum("qgs,qgt->gst", W, W)
         L22inv = solve_lower(fact.L22, np.eye(fact.L22.shape[0]))

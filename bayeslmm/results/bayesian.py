@@ -175,7 +175,7 @@ class BayesResult(SpecCounts):
             problems.append(f"effective sample size down to {min(found['min_ess_bulk'], found['min_ess_tail']):.0f}"
                             f" (< {low}): run more draws")
         for problem in problems:
-            warnings.warn(problem, PosteriorWarning, stacklevel=4)
+            warnings.warn(problem, PosteriorWarning, stacklevel=5)
         found["problems"] = tuple(problems)
         return found
 

@@ -68,7 +68,7 @@ class BoundToeplitz(TimeCovariance):
         return [("rho_lag_1", np.tanh)] + [None] * (self.size - 2)  # π_1 = ρ_1; later π_k are not ρ_k
 
     def parameters(self, phi) -> ResidualParameters:
-        by_lag = dict(zip(range(1, self.size), self.correlations(phi)))
+        by_lag = {lag: float(rho) for lag, rho in zip(range(1, self.size), self.correlations(phi))}
         text = "  ".join(f"{lag}: {rho:.4f}" for lag, rho in by_lag.items())
         return ResidualParameters({"correlation by lag": by_lag}, (f"Residual correlation by lag: {text}",))
 

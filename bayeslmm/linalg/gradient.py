@@ -1,0 +1,114 @@
+"""The exact gradient of the profiled deviance in θ, for any number of grouping factors.
+
+With A = Λ'WΛ + I (W = Z'Z), Ω = A⁻¹ and dΛ = blockdiag(I ⊗ E_rc) on factor f:
+
+    ∂ log|A|  = 2 Σ_g [(WΛΩ)_gg]_rc                  (diagonal blocks of factor f's levels)
+    ∂ r²      = −2 Σ_g [z_g u_g']_rc,   z = Z'(y − Xβ̂) − WΛu     (envelope theorem at β̂, û)
+    ∂ log|M|  = −2 Σ_g [Z̃_g M⁻¹ U_g']_rc,  U = ΩΛ'Z'X,  Z̃ = Z'X − WΛU
+
+(WΛΩ)_gg needs Ω only on the pattern of W (selected inversion). From the blocked factor
+(first factor per level, the rest in one dense block; see :mod:`bayeslmm.linalg.logdensity`),
+with H_g = T1 A1_g⁻¹, Ω22 = L22⁻ᵀL22⁻¹ and F = Λ2'W21 so that Ω21 = −Ω22 F H:
+
+    first factor : (WΛΩ)_gg = W11_g T1 (A1_g⁻¹ + H_g' N_g H_g) − N_g H_g,  N_g = (F'Ω22F)_gg
+    later factors: (WΛΩ)_ii = [(W22 − W21 Λ1 H' W12) Λ2 Ω22]_ii
+
+N_g is a gather of Λ2Ω22Λ2' over the same pairs that scatter the downdate W21Λ1H'W12, so
+nothing of size n or Q1 × Q2 is formed. One grouping factor keeps the per-level formula of
+:func:`bayeslmm.linalg.logdensity.objective_gradient`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg.lapack import dpotri
+
+from bayeslmm.linalg import batched
+from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg.crossprod import CrossProducts
+from bayeslmm.model.covariance import ThetaLayout
+
+
+def objective_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool):
+    """Profiled deviance (ML or REML) and its exact gradient in θ, for any number of factors.
+
+    Returns ``(inf, zeros)`` where the deviance is not finite, as the one-factor version does.
+    """
+    if stats.n_factors < 2:
+        return ld.objective_gradient(theta, stats, layout, reml)
+    theta = np.asarray(theta, dtype=float)
+    fact = ld.factorize(theta, stats, layout)
+    prof = None if fact is None else ld.profile(fact, stats.p)
+    if prof is None or prof.r2 <= 0:
+        return np.inf, np.zeros_like(theta)
+    value = ld.profiled_deviance(fact, prof, stats.n, reml)
+    matrices = [2.0 * d for d in logdet_derivatives(fact, stats)]
+    for f, d in enumerate(residual_derivatives(fact, prof, stats, reml)):
+        matrices[f] = matrices[f] + d
+    grad = np.zeros(layout.size)
+    for matrix, (rows, cols, index) in zip(matrices, layout.entries):
+        grad[index] = matrix[rows, cols]
+    return value, grad
+
+
+def logdet_derivatives(fact: ld.Factorization, stats: CrossProducts) -> list[np.ndarray]:
+    """Σ over each factor's levels of the diagonal blocks of WΛΩ: ½ ∂log|A|/∂T_f, (S_f, S_f) each."""
+    T1, Ts, levels = fact.T[0], fact.T, fact.levels
+    A1inv = batched.transpose(fact.L1inv) @ fact.L1inv
+    H = batched.times_left(T1, A1inv)  # T1 A1_g⁻¹
+    Omega22 = inverse_from_cholesky(fact.L22)
+    lam_omega = ld.lambda_t_times(ld.lambda_t_times(Omega22, _transposed(Ts), levels).T, _transposed(Ts), levels)
+    N = stats.pairs.gather(lam_omega, *fact.L1.shape[:2])  # (F'Ω22F)_gg = (W12 Λ2Ω22Λ2' W21)_gg
+    Omega11 = A1inv + batched.transpose(H) @ N @ H
+    first = (batched.times(stats.ZtZ1, T1) @ Omega11 - N @ H).sum(axis=0)
+    schur_lam = ld.lambda_t_times((stats.ZtZ2 - fact.downdate).T, Ts, levels).T  # (W22 − W21Λ1H'W12)Λ2
+    others = []
+    for rows, omega in zip(ld.split_other_factors(schur_lam, fact), ld.split_other_factors(Omega22, fact)):
+        others.append(np.einsum("gsq,gtq->st", rows, omega))
+    return [first] + others
+
+
+def residual_derivatives(fact: ld.Factorization, prof: ld.Profile, stats: CrossProducts, reml: bool):
+    """The derivatives of the r² term (envelope theorem) and, for REML, of log|M|, per factor.
+
+    Both are −2 Σ_g Z̃_g K U_g' over the columns of [X y]: U = ΩΛ'Z'[X y] = L⁻ᵀR and
+    Z̃ = Z'[X y] − WΛU; K weighs the residual column (dof/r² · cc' with c = [−β̂; 1]) and, for
+    REML, X's columns by M⁻¹.
+    """
+    p = stats.p
+    U1, U2 = _solve_transpose(fact)
+    lam_U1 = np.einsum("st,gtk->gsk", fact.T[0], U1)
+    lam_U2 = ld.lambda_t_times(U2, _transposed(fact.T), fact.levels)
+    Zt1 = stats.ZtXY1 - stats.ZtZ1 @ lam_U1 - (stats.Z2tZ1.T @ lam_U2).reshape(U1.shape)
+    Zt2 = stats.ZtXY2 - stats.Z2tZ1 @ lam_U1.reshape(-1, p + 1) - stats.ZtZ2 @ lam_U2
+    coef = np.append(-prof.beta, 1.0)
+    dof = stats.n - p if reml else stats.n
+    K = dof / prof.r2 * np.outer(coef, coef)
+    if reml and p:
+        LXinv = ld.solve_lower(prof.LX, np.eye(p))
+        K[:p, :p] += LXinv.T @ LXinv  # M⁻¹
+    out = [-2.0 * np.einsum("gsk,kl,gtl->st", Zt1, K, U1)]
+    ZtK = Zt2 @ K
+    for z, u in zip(ld.split_other_factors(ZtK, fact), ld.split_other_factors(U2, fact)):
+        out.append(-2.0 * np.einsum("gsk,gtk->st", z, u))
+    return out
+
+
+def _solve_transpose(fact: ld.Factorization):
+    """L⁻ᵀR for every column of [X y], by block back-substitution: (G1, S1, p+1) and (Q2, p+1)."""
+    U2 = ld.solve_lower(fact.L22, fact.R2, transpose=True)
+    V1 = fact.R1 - ld.l21_transpose_times(fact, U2)
+    return np.einsum("gts,gtk->gsk", fact.L1inv, V1), U2
+
+
+def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
+    """(LL')⁻¹ from the lower Cholesky factor L (LAPACK dpotri), symmetric."""
+    inverse, info = dpotri(L, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"inverse from the Cholesky factor failed (info={info})")
+    lower = np.tril(inverse)
+    return lower + lower.T - np.diag(np.diag(lower))
+
+
+def _transposed(Ts):
+    """The factors' T' so that :func:`ld.lambda_t_times` multiplies by Λ instead of Λ'."""
+    return [T.T for T in Ts]

@@ -1,0 +1,80 @@
+"""REML/ML with several grouping factors: L-BFGS-B with the exact gradient reaches lme4's optimum
+on the crossed maximal design, the checks say when it does not, and COBYQA remains a fallback."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayeslmm as blm
+from bayeslmm.errors import ConvergenceWarning
+from bayeslmm.fit import optimize
+from bayeslmm.linalg import gradient as gr
+from bayeslmm.linalg import logdensity as ld
+from conftest import REPO, TESTS
+
+GRADIENT_REFERENCE = json.loads((TESTS / "reference" / "gradient_reference.json").read_text())
+
+
+@pytest.mark.parametrize("case_id", ["crossed_maximal_reml", "crossed_maximal_ml"])
+def test_crossed_maximal_design_reaches_lme4s_optimum(case_id):
+    case = GRADIENT_REFERENCE[case_id]
+    model = blm.LMM(case["formula"], pd.read_csv(REPO / case["data_file"]))
+    with warnings.catch_warnings():  # fit() runs BLAS on one thread
+        warnings.simplefilter("error", ConvergenceWarning)
+        warnings.simplefilter("ignore", blm.SingularFitWarning)
+        fit = model.fit(case["method"])
+    best_of_lme4 = max(case["default"]["logLik"], case["tight_refit"]["logLik"])
+    assert fit.loglik >= best_of_lme4 - 1e-6
+    assert fit.optsum.optimizer == "L-BFGS-B" and fit.optsum.converged
+    assert fit.optsum.gradient_norm < optimize.GRADIENT_TOLERANCE
+    assert np.sum(fit.theta[model.layout.diagonal] < 1e-4) >= 1  # singular, as lme4 finds it
+
+
+def test_a_failing_gradient_falls_back_to_cobyqa_and_says_so(monkeypatch):
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    expected = model.fit().deviance
+    monkeypatch.setattr(gr, "objective_gradient", lambda theta, *args: (np.nan, np.full(len(theta), np.nan)))
+    monkeypatch.setattr(optimize, "check_convergence", lambda *args: (True, "not checked", 0.0))
+    fit = model.fit()
+    assert fit.optsum.optimizer.startswith("COBYQA (fallback")
+    assert "maxfev" in fit.optsum.tolerances
+    assert fit.deviance == pytest.approx(expected, abs=1e-6)
+
+
+def test_negative_curvature_on_the_interior_is_reported(monkeypatch):
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    assert model.fit().optsum.converged
+    monkeypatch.setattr(optimize, "negative_curvature", lambda *args: 1)
+    with pytest.warns(ConvergenceWarning, match="degenerate Hessian with 1 negative"):
+        fit = model.fit()
+    assert not fit.optsum.converged
+
+
+def test_interior_hessian_equals_second_differences_of_the_deviance():
+    model = blm.LMM("strength ~ 1 + (1 | batch/cask)", blm.datasets.load("Pastes"))
+    fit = model.fit()
+    stats, layout = model.stats, model.layout
+    hessian, free = optimize.interior_hessian(fit.theta, stats, layout, True)
+    assert list(free) == list(range(layout.size))  # both sds are away from 0
+    step = 1e-3
+    for a in free:
+        for b in free:
+            ea, eb = np.eye(layout.size)[a] * step * layout.scale[a], np.eye(layout.size)[b] * step * layout.scale[b]
+            value = sum(sign_a * sign_b * ld.objective(fit.theta + sign_a * ea + sign_b * eb, stats, layout, True)
+                        for sign_a in (1, -1) for sign_b in (1, -1)) / (4 * step**2)
+            assert hessian[a, b] == pytest.approx(value, rel=1e-4, abs=1e-6)
+    assert np.all(np.linalg.eigvalsh(hessian) > 0) and optimize.negative_curvature(fit.theta, stats, layout, True) == 0
+
+
+def test_a_start_on_a_false_boundary_is_left_with_several_factors():
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    best = optimize.fit_theta(model.stats, model.layout, reml=True)
+    start = best.theta.copy()
+    start[0] = 0.0  # the derivative in a diagonal is 0 at 0: L-BFGS-B alone stays there
+    from_boundary = optimize.fit_theta(model.stats, model.layout, reml=True, start=start)
+    assert from_boundary.deviance == pytest.approx(best.deviance, abs=1e-8)
+    assert from_boundary.theta[0] > 0.1

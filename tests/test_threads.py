@@ -1,0 +1,94 @@
+"""The same fit whatever the BLAS thread count (issue 12), and the limit's own behaviour.
+
+Each thread count runs in a fresh interpreter with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set
+before NumPy loads, so the two processes really start with different BLAS settings (the child
+reports the count it found); each fits twice, so a run is also checked against itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from bayeslmm.threads import one_blas_thread
+from conftest import REPO
+
+# Fitted in the child: three grouping factors, crossed and nested (on the code before issue 12 its
+# optimizer took 151 evaluations with one thread and 154 with two), and a residual structure.
+CHILD = """
+import json, sys
+import pandas as pd
+from threadpoolctl import threadpool_info
+import bayeslmm as blm
+
+threads = sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
+schools = blm.LMM("y ~ ses + (1 + ses | school) + (1 | class) + (1 | hood)",
+                  pd.read_csv("tests/data/schools_hoods.csv"))
+sitka = blm.LMM("size ~ time * treat + (1 | tree)", blm.datasets.load("Sitka"), residual="ar1(visit | tree)")
+fits = {}
+for name, model, method in [("schools_reml", schools, "REML"), ("schools_ml", schools, "ML"),
+                            ("ar1_reml", sitka, "REML")]:
+    runs = [model.fit(method=method) for _ in range(2)]
+    fits[name] = [{"loglik": fit.loglik, "theta": list(fit.theta), "phi": list(fit.state.phi),
+                   "evaluations": fit.state.optsum.n_evaluations} for fit in runs]
+json.dump({"threads": threads, "fits": fits}, sys.stdout)
+"""
+
+
+def child_with_blas_threads(count: int) -> subprocess.Popen:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(count), "OMP_NUM_THREADS": str(count),
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-c", CHILD], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def by_threads() -> dict[int, dict]:
+    """The children's fits by BLAS thread count (the two run side by side)."""
+    children = {count: child_with_blas_threads(count) for count in (1, 2)}
+    out = {}
+    for count, child in children.items():
+        stdout, stderr = child.communicate(timeout=300)
+        assert child.returncode == 0, stderr
+        out[count] = json.loads(stdout)
+    return out
+
+
+def test_the_children_start_with_different_blas_thread_counts(by_threads):
+    assert by_threads[1]["threads"] == [1]
+    assert by_threads[2]["threads"] == [2]
+
+
+@pytest.mark.parametrize("name", ["schools_reml", "schools_ml", "ar1_reml"])
+def test_one_and_two_blas_threads_give_the_same_fit(by_threads, name):
+    one, two = by_threads[1]["fits"][name][0], by_threads[2]["fits"][name][0]
+    assert abs(one["loglik"] - two["loglik"]) <= 1e-8
+    np.testing.assert_allclose(one["theta"], two["theta"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(one["phi"], two["phi"], rtol=0, atol=1e-6)
+    assert one["evaluations"] == two["evaluations"]  # the optimizer took the same path
+
+
+@pytest.mark.parametrize("name", ["schools_reml", "schools_ml", "ar1_reml"])
+def test_a_fit_repeated_in_one_process_is_identical(by_threads, name):
+    for count in (1, 2):
+        first, second = by_threads[count]["fits"][name]
+        assert first == second
+
+
+def blas_thread_counts() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_one_blas_thread_limits_inside_and_restores_after():
+    before = blas_thread_counts()
+    with one_blas_thread():
+        assert blas_thread_counts() == [1] * len(before)
+        with one_blas_thread():  # nested, as a fit inside a bootstrap
+            assert blas_thread_counts() == [1] * len(before)
+        assert blas_thread_counts() == [1] * len(before)
+    assert blas_thread_counts() == before
