@@ -13,9 +13,7 @@ from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predi
 from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.checks import check_count
 from bayeslmm.errors import LMMError
-from bayeslmm.fit.optimize import fit_theta
-from bayeslmm.fit.residual import fit_with_residual, whitened_stats
-from bayeslmm.linalg import logdensity as ld
+from bayeslmm.fit.state import fit_state
 from bayeslmm.model.covariance import (
     chol_variable,
     cholesky_of_sdcor,
@@ -85,19 +83,14 @@ def residual_names(setup: BayesSetup) -> list[str]:
 
 def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
     """Per-chain starting points near the REML estimate (sds floored, correlations shrunk), jittered."""
-    spec, layout = setup.spec, theta_layout(setup.spec)
-    stats, residual = setup.stats, {}
+    spec = setup.spec
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if setup.residual is None:
-            opt = fit_theta(stats, layout, reml=True)
-        else:
-            opt, phi = fit_with_residual(spec, layout, setup.residual, reml=True)
-            stats = whitened_stats(spec, setup.residual, phi)[0]
-            residual = setup.residual.initial_values(phi)
-    fact = ld.factorize(opt.theta, stats, layout)
-    sigma = float(np.sqrt(ld.sigma2_hat(ld.profile(fact, spec.p), spec.n, True))) or float(np.std(spec.y))
-    estimates = [sd_cor(covariance(T, sigma)) for T in term_factors(spec.terms, opt.theta)]
+        stats = setup.stats if setup.residual is None else None  # re-whitened for every φ otherwise
+        reml = fit_state(spec, theta_layout(spec), True, residual=setup.residual, stats=stats)
+    residual = {} if setup.residual is None else setup.residual.initial_values(reml.phi)
+    sigma = reml.sigma or float(np.std(spec.y))
+    estimates = [sd_cor(covariance(T, sigma)) for T in term_factors(spec.terms, reml.theta)]
     out = []
     for _ in range(chains):
         jitter = lambda size: np.exp(rng.uniform(-0.1, 0.1, size))  # noqa: E731

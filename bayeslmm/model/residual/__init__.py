@@ -5,7 +5,6 @@ One module per structure (``cs``, ``ar1``, ``unstructured``, ``toeplitz``,
 :class:`~bayeslmm.model.residual.base.BoundStructure`, the interface the rest of the package
 calls (docs/residual_structures.md).  Never an n × n matrix: per-group blocks only.
 """
-from bayeslmm.arrays import group_sums, put_rows
 from bayeslmm.model.residual.ar1 import AR1, ARH1
 from bayeslmm.model.residual.base import BoundStructure, ResidualParameters, Structure
 from bayeslmm.model.residual.combined import Combined
@@ -17,4 +16,4 @@ from bayeslmm.model.residual.toeplitz import Toeplitz
 from bayeslmm.model.residual.unstructured import Unstructured
 
 __all__ = ["Structure", "BoundStructure", "ResidualParameters", "Independent", "CompoundSymmetry", "AR1", "ARH1",
-           "Unstructured", "Toeplitz", "Heteroscedastic", "Combined", "parse", "group_sums", "put_rows"]
+           "Unstructured", "Toeplitz", "Heteroscedastic", "Combined", "parse"]
