@@ -102,7 +102,11 @@ def _marginal_likelihood(setup: BayesSetup, sigma, factor_chols, residual=None) 
     stats, beta, residual_logdet = setup.stats, setup.priors.beta, 0.0
     if residual is not None:  # whiten [X y Z] at the structure's parameters, inside the graph
         stats, residual_logdet = whitened_cross_products(setup, residual)
-    if factor_chols:
+    if len(factor_chols) > 1:  # the second block's Cholesky: NumPy inside one Op, exact gradient
+        from bayeslmm.bayes.factorization_op import BlockedCholesky  # imports PyTensor: on first use
+
+        C, logdet = BlockedCholesky(stats)(*[chol / sigma for chol in factor_chols])
+    elif factor_chols:
         C, logdet = ld.factorize_graph([chol / sigma for chol in factor_chols], stats, xp=pt)
     else:
         C, logdet = pt.as_tensor(stats.XYtXY), -stats.log_weights  # log|W⁻¹|, as factorize_T's

@@ -117,7 +117,7 @@ class DowndatePairs:
     def scatter(self, D: np.ndarray) -> np.ndarray:
         """Σ_g C_g D_g C_g' as a dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
         if self.dense is not None:
-            CD = np.einsum("qgs,gst->qgt", self.dense, D).reshape(self.size, -1)
+            CD = np.matmul(self.dense.transpose(1, 0, 2), D).transpose(1, 0, 2).reshape(self.size, -1)
             product = CD @ self.dense.reshape(self.size, -1).T
             return 0.5 * (product + product.T)
         flat = D.reshape(D.shape[0], -1)
@@ -133,7 +133,7 @@ class DowndatePairs:
         the diagonal blocks of Z1'Z2 X Z2'Z1 (the transpose of :meth:`scatter`)."""
         if self.dense is not None:
             XC = (X @ self.dense.reshape(self.size, -1)).reshape(self.dense.shape)
-            return np.einsum("qgs,qgt->gst", self.dense, XC)
+            return np.matmul(self.dense.transpose(1, 2, 0), XC.transpose(1, 0, 2))
         # Σ over each level's pairs of X[i, j] C_g[i, s] C_g[j, t]: O(pairs), no Q1 × Q2 array
         values = X.reshape(-1)[self.gather_position]
         count = values.size

@@ -98,41 +98,69 @@ def logdet_derivatives(fact: ld.Factorization, stats: CrossProducts) -> list[np.
     schur_lam = ld.lambda_t_times((stats.ZtZ2 - fact.downdate).T, Ts, levels).T  # (W22 − W21Λ1H'W12)Λ2
     others = []
     for rows, omega in zip(ld.split_other_factors(schur_lam, fact), ld.split_other_factors(Omega22, fact)):
-        others.append(np.einsum("gsq,gtq->st", rows, omega))
+        others.append(_sum_of_products(rows, omega))
     return [first] + others
 
 
 def residual_derivatives(fact: ld.Factorization, prof: ld.Profile, stats: CrossProducts, reml: bool):
     """The derivatives of the r² term (envelope theorem) and, for REML, of log|M|, per factor.
 
-    Both are −2 Σ_g Z̃_g K U_g' over the columns of [X y]: U = ΩΛ'Z'[X y] = L⁻ᵀR and
-    Z̃ = Z'[X y] − WΛU; K weighs the residual column (dof/r² · cc' with c = [−β̂; 1]) and, for
-    REML, X's columns by M⁻¹.
+    Both are derivatives of tr(K C) (:func:`schur_derivatives`): r² = c'Cc at c = [−β̂; 1] weighs
+    the residual column by dof/r² · cc', and log|M| (REML) weighs X's columns by M⁻¹.
     """
     p = stats.p
-    U1, U2 = _solve_transpose(fact)
-    lam_U1 = np.einsum("st,gtk->gsk", fact.T[0], U1)
-    lam_U2 = ld.lambda_t_times(U2, _transposed(fact.T), fact.levels)
-    Zt1 = stats.ZtXY1 - stats.ZtZ1 @ lam_U1 - (stats.Z2tZ1.T @ lam_U2).reshape(U1.shape)
-    Zt2 = stats.ZtXY2 - stats.Z2tZ1 @ lam_U1.reshape(-1, p + 1) - stats.ZtZ2 @ lam_U2
     coef = np.append(-prof.beta, 1.0)
     dof = stats.n - p if reml else stats.n
     K = dof / prof.r2 * np.outer(coef, coef)
     if reml and p:
         LXinv = ld.solve_lower(prof.LX, np.eye(p))
         K[:p, :p] += LXinv.T @ LXinv  # M⁻¹
-    out = [-2.0 * np.einsum("gsk,kl,gtl->st", Zt1, K, U1)]
+    return schur_derivatives(fact, stats, K)
+
+
+def schur_derivatives(fact: ld.Factorization, stats: CrossProducts, K: np.ndarray) -> list[np.ndarray]:
+    """∂ tr(K C)/∂T_f for a symmetric (p+1)² weight K, per factor (S_f, S_f).
+
+    C = [X y]'V⁻¹[X y] is the Schur complement; its derivative is −2 Σ_g Z̃_g K U_g' over the
+    columns of [X y], with U = ΩΛ'Z'[X y] = L⁻ᵀR and Z̃ = Z'[X y] − WΛU.
+    """
+    p = stats.p
+    U1, U2 = _solve_transpose(fact)
+    lam_U1 = np.matmul(fact.T[0], U1)
+    lam_U2 = ld.lambda_t_times(U2, _transposed(fact.T), fact.levels)
+    Zt1 = stats.ZtXY1 - stats.ZtZ1 @ lam_U1 - (stats.Z2tZ1.T @ lam_U2).reshape(U1.shape)
+    Zt2 = stats.ZtXY2 - stats.Z2tZ1 @ lam_U1.reshape(-1, p + 1) - stats.ZtZ2 @ lam_U2
+    out = [-2.0 * _sum_of_products(Zt1 @ K, U1)]
     ZtK = Zt2 @ K
     for z, u in zip(ld.split_other_factors(ZtK, fact), ld.split_other_factors(U2, fact)):
-        out.append(-2.0 * np.einsum("gsk,gtk->st", z, u))
+        out.append(-2.0 * _sum_of_products(z, u))
     return out
+
+
+def factorization_vjp(fact: ld.Factorization, stats: CrossProducts, C_bar: np.ndarray,
+                      logdet_bar: float) -> list[np.ndarray]:
+    """The vector-Jacobian product of θ ↦ (C, log|L|²) for two or more grouping factors.
+
+    Given the gradients ``C_bar`` of a scalar in C's entries and ``logdet_bar`` in log|L|², the
+    scalar's gradient in each factor's T_f (S_f, S_f): what the Bayesian marginal model's graph
+    needs to differentiate any function of the factorization (β integrated under its prior).
+    """
+    K = 0.5 * (C_bar + C_bar.T)  # C is symmetric: only the symmetric part of its gradient acts
+    out = [2.0 * logdet_bar * d for d in logdet_derivatives(fact, stats)]
+    return [a + b for a, b in zip(out, schur_derivatives(fact, stats, K))]
 
 
 def _solve_transpose(fact: ld.Factorization):
     """L⁻ᵀR for every column of [X y], by block back-substitution: (G1, S1, p+1) and (Q2, p+1)."""
     U2 = ld.solve_lower(fact.L22, fact.R2, transpose=True)
     V1 = fact.R1 - ld.l21_transpose_times(fact, U2)
-    return np.einsum("gts,gtk->gsk", fact.L1inv, V1), U2
+    return np.matmul(batched.transpose(fact.L1inv), V1), U2
+
+
+def _sum_of_products(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Σ_g A_g B_g' for A (G, S, k) and B (G, T, k): one BLAS product (einsum would loop)."""
+    G, S, k = A.shape
+    return A.transpose(1, 0, 2).reshape(S, G * k) @ B.transpose(1, 0, 2).reshape(B.shape[1], G * k).T
 
 
 def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:

@@ -215,7 +215,7 @@ def l21_transpose_times(fact: Factorization, x2: np.ndarray) -> np.ndarray:
         return l21_transpose_times(fact, x2[:, None])[..., 0]
     lam_x2 = lambda_t_times(x2, [T.T for T in fact.T], fact.levels)
     G1, S1 = fact.L1.shape[:2]
-    return np.einsum("gts,gtk->gsk", fact.B1, (fact.Z2tZ1.T @ lam_x2).reshape(G1, S1, -1))
+    return np.matmul(batched.transpose(fact.B1), (fact.Z2tZ1.T @ lam_x2).reshape(G1, S1, -1))
 
 
 def block_diagonal(blocks: np.ndarray) -> sp.bsr_matrix:

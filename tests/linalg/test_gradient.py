@@ -147,3 +147,31 @@ def test_several_factors_with_vector_terms_run_both_routes():
     # the second block stays dense for a fully crossed design and sparse for the three-factor one
     assert blm.LMM(DESIGNS["subjects x items, slopes on both"][0], subjects_items()).stats.pairs.dense is not None
     assert blm.LMM(DESIGNS["three factors, crossed and nested"][0], schools()).stats.pairs.dense is None
+
+
+def scalar_of_factorization(Ts, stats, C_weights, logdet_weight):
+    """A scalar function of the factorization (C, log|L|²): Σ C ∘ weights + weight · log|L|²."""
+    fact = ld.factorize_T(Ts, stats)
+    return (fact.C * C_weights).sum() + logdet_weight * fact.logdet
+
+
+@pytest.mark.parametrize("name", DESIGNS)
+def test_factorization_vjp_equals_central_differences(name):
+    """The Bayesian graph's gradient of any function of (C, log|L|²), in every entry of each
+    factor's T (lower and upper, as the graph's T holds), against central differences."""
+    formula, make = DESIGNS[name]
+    model = blm.LMM(formula, make(), weights="w")
+    rng = np.random.default_rng(11)
+    Ts = [np.tril(rng.uniform(0.2, 1.0, (S, S))) for S in (f.n_columns for f in model.spec.factors)]
+    C_weights = rng.normal(size=(model.stats.p + 1,) * 2)  # not symmetric: the graph's C_bar need not be
+    logdet_weight = rng.normal()
+    fact = ld.factorize_T(Ts, model.stats)
+    analytic = gr.factorization_vjp(fact, model.stats, C_weights, logdet_weight)
+    for f, T in enumerate(Ts):
+        for r, c in np.ndindex(T.shape):
+            up, down = [T.copy() for T in Ts], [T.copy() for T in Ts]
+            up[f][r, c] += 1e-6
+            down[f][r, c] -= 1e-6
+            numeric = (scalar_of_factorization(up, model.stats, C_weights, logdet_weight)
+                       - scalar_of_factorization(down, model.stats, C_weights, logdet_weight)) / 2e-6
+            assert analytic[f][r, c] == pytest.approx(numeric, rel=1e-5, abs=1e-5 * (1 + abs(numeric)))
