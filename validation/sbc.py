@@ -9,7 +9,8 @@ split over processes and merged:
     .venv/bin/python validation/sbc.py --first 50 --replicates 50 --part b &
     wait; .venv/bin/python validation/sbc.py --merge a b
 
-(add ``--case ar1`` to all three for the AR(1) case; its files are named sbc_ar1_*).
+(add ``--case ar1`` or ``--case crossed`` to all three for those cases; their files are named
+sbc_ar1_* and sbc_crossed_*).
 
 For each replicate: draw the parameters from fixed priors, simulate y on a fixed design
 (30 groups × 8 observations), fit with method="NUTS" (marginalised, 2 chains × 500 draws),
@@ -17,7 +18,10 @@ thin to 100 draws and record the rank of each true value among them.  Two cases:
 
 - ``slopes``: y ~ x + (x | g): β, the two sds, their correlation and σ;
 - ``ar1``: y ~ x + (1 | g) with AR(1) errors over t = 1…8 within g (``residual="ar1(t | g)"``):
-  β, the intercept sd, σ and ρ (uniform on (−1, 1), the default prior).
+  β, the intercept sd, σ and ρ (uniform on (−1, 1), the default prior);
+- ``crossed``: y ~ x + (1 + x | subj) + (1 | item), 16 subjects × 10 items (its own design):
+  β, both subject sds and their correlation, the item sd and σ (two grouping factors: the
+  blocked Cholesky's exact gradient drives NUTS).
   If the sampler and the exact conditional draws are
 right, every parameter's ranks are uniform on 0…100: the script reports a χ² test over
 10 bins per parameter and saves the ranks and a histogram.
@@ -57,6 +61,7 @@ def fixed_part(truth: dict, data: pd.DataFrame) -> np.ndarray:
 
 class Slopes:
     formula, residual = "y ~ x + (x | g)", None
+    design = staticmethod(design)
     priors = BETA_PRIORS | {"g": {"sd": HalfNormal(1.0), "eta": 2.0}}
     parameters = ["beta[(Intercept)]", "beta[x]", "sd[(Intercept)]", "sd[x]", "corr", "sigma"]
 
@@ -84,6 +89,7 @@ class Slopes:
 
 class AR1:
     formula, residual = "y ~ x + (1 | g)", "ar1(t | g)"
+    design = staticmethod(design)
     priors = BETA_PRIORS | {"g": {"sd": HalfNormal(1.0)}}
     parameters = ["beta[(Intercept)]", "beta[x]", "sd[(Intercept)]", "sigma", "rho"]
 
@@ -111,7 +117,45 @@ class AR1:
         return {"sd[(Intercept)]": _flat(p["sd_g"])[:, 0], "rho": _flat(p["rho"])}
 
 
-CASES = {"slopes": Slopes, "ar1": AR1}
+class Crossed:
+    """Subjects × items, every subject meeting every item once, slopes on the subjects."""
+
+    formula, residual = "y ~ x + (1 + x | subj) + (1 | item)", None
+    priors = BETA_PRIORS | {"subj": {"sd": HalfNormal(1.0), "eta": 2.0}, "item": {"sd": HalfNormal(1.0)}}
+    parameters = ["beta[(Intercept)]", "beta[x]", "sd_subj[(Intercept)]", "sd_subj[x]", "corr_subj",
+                  "sd_item", "sigma"]
+    SUBJECTS, ITEMS = 16, 10
+
+    @classmethod
+    def design(cls, rng) -> pd.DataFrame:
+        subj = np.repeat([f"s{i:02d}" for i in range(cls.SUBJECTS)], cls.ITEMS)
+        item = np.tile([f"i{j:02d}" for j in range(cls.ITEMS)], cls.SUBJECTS)
+        return pd.DataFrame({"x": rng.normal(size=subj.size), "subj": subj, "item": item})
+
+    @staticmethod
+    def draw_truth(rng, data: pd.DataFrame) -> dict:
+        truth = draw_beta(rng, data)
+        sd = np.abs(rng.normal(0, 1, 3))
+        return truth | {"sd_subj[(Intercept)]": sd[0], "sd_subj[x]": sd[1], "corr_subj": 2 * rng.beta(2, 2) - 1,
+                        "sd_item": sd[2], "sigma": abs(rng.normal(0, 1))}
+
+    @classmethod
+    def simulate(cls, rng, data: pd.DataFrame, truth: dict) -> pd.DataFrame:
+        sd0, sd1, r = truth["sd_subj[(Intercept)]"], truth["sd_subj[x]"], truth["corr_subj"]
+        b = rng.multivariate_normal(np.zeros(2), [[sd0**2, r * sd0 * sd1], [r * sd0 * sd1, sd1**2]], cls.SUBJECTS)
+        c = truth["sd_item"] * rng.normal(size=cls.ITEMS)
+        subj, item = pd.factorize(data["subj"])[0], pd.factorize(data["item"])[0]
+        mu = fixed_part(truth, data) + b[subj, 0] + b[subj, 1] * data["x"].to_numpy() + c[item]
+        return data.assign(y=mu + truth["sigma"] * rng.normal(size=len(data)))
+
+    @staticmethod
+    def draws(p) -> dict:
+        sd = _flat(p["sd_subj"])
+        return {"sd_subj[(Intercept)]": sd[:, 0], "sd_subj[x]": sd[:, 1], "corr_subj": _flat(p["corr_subj"])[:, 0],
+                "sd_item": _flat(p["sd_item"])[:, 0]}
+
+
+CASES = {"slopes": Slopes, "ar1": AR1, "crossed": Crossed}
 
 
 def _flat(values) -> np.ndarray:
@@ -154,7 +198,7 @@ def run(case, replicates) -> dict:
     ranks = {name: [] for name in case.parameters}
     for replicate in replicates:
         rng = np.random.default_rng([SEED, replicate])
-        data = design(rng)
+        data = case.design(rng)
         truth = case.draw_truth(rng, data)
         sample = case.simulate(rng, data, truth)
         with warnings.catch_warnings():
