@@ -97,7 +97,8 @@ def covariate_columns(parsed: ParsedFormula, texts: FormulaeTexts, data: pd.Data
 def formulae_designs(texts: FormulaeTexts, frame: pd.DataFrame, formula: str) -> tuple:
     """formulae's designs of the fixed part, of each bar's left-hand side and of each offset."""
     fixed = _design(f"{texts.response} ~ {texts.fixed}", frame, formula)
-    bars = tuple(_design(lhs, frame, formula) for lhs in texts.bars)
+    distinct = {lhs: _design(lhs, frame, formula) for lhs in dict.fromkeys(texts.bars)}  # e.g. "1" once
+    bars = tuple(distinct[lhs] for lhs in texts.bars)
     offsets = tuple(_design(f"0 + {text}", frame, formula) for text in texts.offsets)
     return fixed, bars, offsets
 

@@ -159,12 +159,11 @@ def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     dense_cost = Q2 * Q2 * G1 * S1
     if Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * n_pairs * S1 * S1:
         return DowndatePairs(Q2, dense=Z2tZ1.toarray().reshape(Q2, G1, S1))
-    listed = pair_list(Z2tZ1, G1, S1)
-    by_level = np.argsort(listed.level, kind="stable")
-    halves = np.where(listed.position // Q2 == listed.position % Q2, 0.5, 1.0)
-    level_starts = np.concatenate([[0], np.cumsum(np.bincount(listed.level, minlength=G1))])
-    return DowndatePairs(Q2, listed, None, listed.position[by_level],
-                         listed.products[by_level] * halves[by_level, None], level_starts)
+    by_level = pairs_by_level(Z2tZ1, G1, S1)
+    halves = np.where(by_level.position // Q2 == by_level.position % Q2, 0.5, 1.0)
+    level_starts = np.concatenate([[0], np.cumsum(np.bincount(by_level.level, minlength=G1))])
+    return DowndatePairs(Q2, by_position(by_level), None, by_level.position,
+                         by_level.products * halves[:, None], level_starts)
 
 
 def listed_pairs(stats: CrossProducts) -> PairList:
@@ -172,10 +171,11 @@ def listed_pairs(stats: CrossProducts) -> PairList:
     symbolic factorization of the Bayesian model scatters by pairs in every case)."""
     if stats.pairs.listed is not None:
         return stats.pairs.listed
-    return pair_list(stats.Z2tZ1, stats.levels[0], stats.ZtZ1.shape[1])
+    return by_position(pairs_by_level(stats.Z2tZ1, stats.levels[0], stats.ZtZ1.shape[1]))
 
 
-def pair_list(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> PairList:
+def pairs_by_level(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> PairList:
+    """The pairs level by level, each level's by position (its rows are in ascending order)."""
     Q2 = Z2tZ1.shape[0]
     level_pattern = _level_pattern(Z2tZ1, G1, S1)
     rows, counts = level_pattern.indices, np.diff(level_pattern.indptr)
@@ -186,10 +186,14 @@ def pair_list(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> PairList:
     keep = rows[first] <= rows[second]
     first, second, level = first[keep], second[keep], level[keep]
     position = rows[first].astype(np.int64) * Q2 + rows[second]
-    order = np.argsort(position, kind="stable")
-    first, second, level, position = first[order], second[order], level[order], position[order]
     products = (values[first][:, :, None] * values[second][:, None, :]).reshape(len(first), S1 * S1)
     return PairList(position, level.astype(np.intp), products)
+
+
+def by_position(pairs: PairList) -> PairList:
+    """The same pairs sorted by position, for locality of the scatter's bincount."""
+    order = np.argsort(pairs.position, kind="stable")
+    return PairList(pairs.position[order], pairs.level[order], pairs.products[order])
 
 
 def _level_pattern(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> sp.csc_matrix:
