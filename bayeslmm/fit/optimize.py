@@ -107,9 +107,11 @@ SEVERAL_FACTORS_GTOL = 2e-5
 
 def optimizer_settings(stats: CrossProducts, layout: ThetaLayout, tolerances=None) -> tuple[str, dict]:
     """The optimiser and its options: L-BFGS-B with the exact gradient for any number of grouping
-    factors (``tolerances`` override its stops)."""
-    gtol = SEVERAL_FACTORS_GTOL if stats.n_factors > 1 else 1e-10
-    return "L-BFGS-B", {"maxiter": 5000, "ftol": 1e-15, "gtol": gtol, "maxls": 50, **(tolerances or {})}
+    factors.  ``tolerances`` override its stops to make them rougher (warm-started refits), never
+    to put ``gtol`` below the floor of the default's."""
+    floor = SEVERAL_FACTORS_GTOL if stats.n_factors > 1 else 1e-10
+    options = {"maxiter": 5000, "ftol": 1e-15, "gtol": floor, "maxls": 50, **(tolerances or {})}
+    return "L-BFGS-B", {**options, "gtol": max(options["gtol"], floor)}
 
 
 def fallback_settings(layout: ThetaLayout) -> dict:
