@@ -45,14 +45,14 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
         result = _minimise(stats, layout, reml, start / scale, optimizer, options)
         optimizer = "COBYQA (fallback: the gradient path gave a non-finite value)"
     theta, evaluations = snap_to_bounds(result.x * scale, layout), int(result.nfev)
-    deviance, gradient = _deviance_and_gradient(theta, stats, layout, reml)
+    deviance, gradient = _deviance_and_gradient(theta, stats, layout, reml, result)
     for _ in range(int(layout.diagonal.sum())):  # each restart frees at least one diagonal
         probe = _below_false_boundary(theta, deviance, stats, layout, reml)
         if probe is None:
             break
         result = _minimise(stats, layout, reml, probe / scale, optimizer, options)
         theta, evaluations = snap_to_bounds(result.x * scale, layout), evaluations + int(result.nfev)
-        deviance, gradient = _deviance_and_gradient(theta, stats, layout, reml)
+        deviance, gradient = _deviance_and_gradient(theta, stats, layout, reml, result)
     converged, message, gradient_norm = check_convergence(theta, deviance, gradient, stats, layout, reml,
                                                           result.message)
     return OptSummary(theta, deviance, converged, message, evaluations, optimizer=optimizer, tolerances=options,
@@ -119,9 +119,14 @@ def fallback_settings(layout: ThetaLayout) -> dict:
     return {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
 
 
-def _deviance_and_gradient(theta, stats, layout, reml) -> tuple[float, np.ndarray]:
+def _deviance_and_gradient(theta, stats, layout, reml, result) -> tuple[float, np.ndarray]:
     """The profiled deviance at θ and its exact gradient, once for the restart probes and the
-    convergence checks; the deviance alone where the gradient path cannot give it."""
+    convergence checks: L-BFGS-B's own at its final point where θ is that point (its last
+    evaluation there, in scaled units), else evaluated; the deviance alone where the gradient
+    path cannot give it."""
+    jac = getattr(result, "jac", None)
+    if jac is not None and np.isfinite(result.fun) and np.array_equal(result.x * layout.scale, theta):
+        return float(result.fun), np.asarray(jac) / layout.scale
     try:
         deviance, gradient = gr.objective_gradient(theta, stats, layout, reml)
     except np.linalg.LinAlgError:
