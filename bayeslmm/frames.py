@@ -34,8 +34,8 @@ def to_pandas(data, name: str = "data") -> pd.DataFrame:
     frame = data if isinstance(data, pd.DataFrame) else _foreign_to_pandas(data, name)
     if frame.shape[0] == 0:
         raise LMMError(f"{name} has no rows; a model needs observations to fit")
-    plain = {column: _numpy_backed(frame[column]) for column in frame.columns
-             if _needs_conversion(frame[column].dtype)}
+    plain = {column: _numpy_backed(frame[column]) for column, dtype in frame.dtypes.items()
+             if _needs_conversion(dtype)}
     return _replace(frame, plain)
 
 

@@ -45,14 +45,16 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
         result = _minimise(stats, layout, reml, start / scale, optimizer, options)
         optimizer = "COBYQA (fallback: the gradient path gave a non-finite value)"
     theta, evaluations = snap_to_bounds(result.x * scale, layout), int(result.nfev)
+    deviance, gradient = _deviance_and_gradient(theta, stats, layout, reml, result)
     for _ in range(int(layout.diagonal.sum())):  # each restart frees at least one diagonal
-        probe = _below_false_boundary(theta, stats, layout, reml)
+        probe = _below_false_boundary(theta, deviance, stats, layout, reml)
         if probe is None:
             break
         result = _minimise(stats, layout, reml, probe / scale, optimizer, options)
         theta, evaluations = snap_to_bounds(result.x * scale, layout), evaluations + int(result.nfev)
-    deviance = ld.objective(theta, stats, layout, reml)
-    converged, message, gradient_norm = check_convergence(theta, deviance, stats, layout, reml, result.message)
+        deviance, gradient = _deviance_and_gradient(theta, stats, layout, reml, result)
+    converged, message, gradient_norm = check_convergence(theta, deviance, gradient, stats, layout, reml,
+                                                          result.message)
     return OptSummary(theta, deviance, converged, message, evaluations, optimizer=optimizer, tolerances=options,
                       start=start, gradient_norm=gradient_norm)
 
@@ -96,15 +98,42 @@ def newton_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start, t
     return None
 
 
+# L-BFGS-B's stop on the projected scaled gradient with several grouping factors: 1% of
+# GRADIENT_TOLERANCE and about the rounding floor of their gradient (~1e-5 at a deviance of
+# 1e4), below which its last line search only thrashes (a third of the evaluations of a
+# three-factor fit) for changes in θ of ~1e-10.
+SEVERAL_FACTORS_GTOL = 2e-5
+
+
 def optimizer_settings(stats: CrossProducts, layout: ThetaLayout, tolerances=None) -> tuple[str, dict]:
     """The optimiser and its options: L-BFGS-B with the exact gradient for any number of grouping
-    factors (``tolerances`` override its stops)."""
-    return "L-BFGS-B", {"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10, "maxls": 50, **(tolerances or {})}
+    factors.  ``tolerances`` override its stops to make them rougher (warm-started refits), never
+    to put ``gtol`` below the floor of the default's."""
+    floor = SEVERAL_FACTORS_GTOL if stats.n_factors > 1 else 1e-10
+    options = {"maxiter": 5000, "ftol": 1e-15, "gtol": floor, "maxls": 50, **(tolerances or {})}
+    return "L-BFGS-B", {**options, "gtol": max(options["gtol"], floor)}
 
 
 def fallback_settings(layout: ThetaLayout) -> dict:
     """COBYQA's options, for the derivative-free fallback."""
     return {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
+
+
+def _deviance_and_gradient(theta, stats, layout, reml, result) -> tuple[float, np.ndarray]:
+    """The profiled deviance at θ and its exact gradient, once for the restart probes and the
+    convergence checks: L-BFGS-B's own at its final point where θ is that point (its last
+    evaluation there, in scaled units), else evaluated; the deviance alone where the gradient
+    path cannot give it."""
+    jac = getattr(result, "jac", None)
+    if jac is not None and np.isfinite(result.fun) and np.array_equal(result.x * layout.scale, theta):
+        return float(result.fun), np.asarray(jac) / layout.scale
+    try:
+        deviance, gradient = gr.objective_gradient(theta, stats, layout, reml)
+    except np.linalg.LinAlgError:
+        deviance, gradient = np.nan, np.full(theta.shape, np.nan)
+    if not np.isfinite(deviance):
+        deviance = ld.objective(theta, stats, layout, reml)
+    return deviance, gradient
 
 
 def _finite_result(result) -> bool:
@@ -132,15 +161,15 @@ def _minimise(stats, layout, reml, start_scaled, optimizer: str, options: dict):
 PROBES = (1e-3, 1e-2, 1e-1)  # off-bound steps, in units of θ's natural size
 
 
-def _below_false_boundary(theta, stats, layout, reml):
-    """A point with lower deviance just inside a bound the optimiser stopped on, or None.
+def _below_false_boundary(theta, here, stats, layout, reml):
+    """A point with lower deviance than ``here`` (the deviance at θ) just inside a bound the
+    optimiser stopped on, or None.
 
     The deviance depends on a diagonal θ_j through θ_j² near 0, so its derivative there is 0
     whatever the optimum: a gradient method that steps onto the bound stops on it even when
     the optimum is inside (a third of the null refits of Dyestuff's random intercept did).
     Each diagonal at 0 is probed at small positive values; a lower deviance means restart.
     """
-    here = ld.objective(theta, stats, layout, reml)
     best, best_value = None, here - 1e-10 * max(1.0, abs(here))
     for j in np.flatnonzero(layout.diagonal & (theta <= 0)):
         for step in PROBES:
@@ -158,20 +187,24 @@ def snap_to_bounds(theta: np.ndarray, layout: ThetaLayout) -> np.ndarray:
     return theta
 
 
-def scaled_gradient(theta, stats, layout, reml) -> np.ndarray:
-    """Exact gradient in θ's natural units; components pushing against an active bound set to 0."""
-    grad = gr.objective_gradient(theta, stats, layout, reml)[1] * layout.scale
+def scaled_gradient(theta, stats, layout, reml, gradient=None) -> np.ndarray:
+    """Exact gradient in θ's natural units; components pushing against an active bound set to 0.
+    ``gradient`` is the gradient at θ where the caller already has it."""
+    if gradient is None:
+        gradient = gr.objective_gradient(theta, stats, layout, reml)[1]
+    grad = gradient * layout.scale
     at_bound = layout.diagonal & (theta <= 0) & (grad > 0)
     return np.where(at_bound, 0.0, grad)
 
 
-def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -> tuple[bool, str, float]:
+def check_convergence(theta, deviance, gradient, stats, layout, reml, optimizer_message) -> tuple[bool, str, float]:
     """lme4's check: converged when max|scaled gradient| ≤ GRADIENT_TOLERANCE and, with several
     grouping factors, the Hessian on the interior has no negative eigenvalue (a warning
-    otherwise); the verdict, its message and that maximum."""
+    otherwise); the verdict, its message and that maximum.  ``gradient`` is the exact gradient
+    at θ."""
     if not np.isfinite(deviance):
         return False, "the deviance is not finite at the optimum", np.nan
-    grad = scaled_gradient(theta, stats, layout, reml)
+    grad = scaled_gradient(theta, stats, layout, reml, gradient)
     worst = float(np.max(np.abs(grad)))
     if worst > GRADIENT_TOLERANCE:
         message = (
@@ -180,7 +213,7 @@ def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -
         )
         warnings.warn(message, ConvergenceWarning, stacklevel=5)
         return False, message, worst
-    negative = negative_curvature(theta, stats, layout, reml) if stats.n_factors > 1 else 0
+    negative = negative_curvature(theta, stats, layout, reml, gradient) if stats.n_factors > 1 else 0
     if negative:
         message = (f"model failed to converge: degenerate Hessian with {negative} negative eigenvalue(s) "
                    f"(max|grad| = {worst:.2g})")
@@ -190,30 +223,49 @@ def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -
 
 
 HESSIAN_STEP = 1e-4  # central differences of the exact gradient, in scaled units
+SCREEN_STEP = 1e-6  # forward differences: eigenvalues within ~1e-5 of the largest of the central ones
+SCREEN_MARGIN = 1e-3  # smallest / largest eigenvalue above which the forward screen decides alone
 
 
-def interior_hessian(theta, stats, layout, reml) -> tuple[np.ndarray, np.ndarray]:
-    """The Hessian of the deviance in scaled θ over the coordinates away from their bound
-    (central differences of the exact gradient), and those coordinates' indices."""
-    scale = layout.scale
-    free = np.flatnonzero(~layout.diagonal | (theta > 2 * HESSIAN_STEP * scale))
+def free_coordinates(theta, layout) -> np.ndarray:
+    """The indices of θ away from their bound, where the Hessian is checked."""
+    return np.flatnonzero(~layout.diagonal | (theta > 2 * HESSIAN_STEP * layout.scale))
+
+
+def interior_hessian(theta, stats, layout, reml, gradient=None) -> tuple[np.ndarray, np.ndarray]:
+    """The Hessian of the deviance in scaled θ over the coordinates away from their bound, and
+    those coordinates' indices: central differences of the exact gradient (2 gradients per
+    coordinate) or, given ``gradient`` at θ, forward differences (1 per coordinate)."""
+    scale, free = layout.scale, free_coordinates(theta, layout)
+    forward = gradient is not None
+    h = SCREEN_STEP if forward else HESSIAN_STEP
     columns = []
     for j in free:
         step = np.zeros_like(theta)
-        step[j] = HESSIAN_STEP * scale[j]
+        step[j] = h * scale[j]
         up = gr.objective_gradient(theta + step, stats, layout, reml)[1]
-        down = gr.objective_gradient(theta - step, stats, layout, reml)[1]
-        columns.append((up - down)[free] * scale[free] / (2 * HESSIAN_STEP))
+        if forward:
+            columns.append((up - gradient)[free] * scale[free] / h)
+        else:
+            down = gr.objective_gradient(theta - step, stats, layout, reml)[1]
+            columns.append((up - down)[free] * scale[free] / (2 * h))
     hessian = np.column_stack(columns) if columns else np.zeros((0, 0))
     return 0.5 * (hessian + hessian.T), free
 
 
-def negative_curvature(theta, stats, layout, reml) -> int:
+def negative_curvature(theta, stats, layout, reml, gradient=None) -> int:
     """How many eigenvalues of the interior Hessian are below −HESSIAN_TOLERANCE × the largest
-    (lme4's check.conv.hess); 0 where there are more than HESSIAN_MAX_SIZE free coordinates."""
-    free = ~layout.diagonal | (theta > 2 * HESSIAN_STEP * layout.scale)
-    if not 0 < free.sum() <= HESSIAN_MAX_SIZE:
+    (lme4's check.conv.hess); 0 where there are more than HESSIAN_MAX_SIZE free coordinates.
+
+    Given the gradient at θ, forward differences screen first at half the cost: where their
+    smallest eigenvalue is above SCREEN_MARGIN × the largest, far beyond their error, the
+    Hessian is positive definite; anywhere nearer 0 the central differences decide."""
+    if not 0 < free_coordinates(theta, layout).size <= HESSIAN_MAX_SIZE:
         return 0
+    if gradient is not None and np.all(np.isfinite(gradient)):
+        eigenvalues = np.linalg.eigvalsh(interior_hessian(theta, stats, layout, reml, gradient)[0])
+        if eigenvalues[0] > SCREEN_MARGIN * np.max(np.abs(eigenvalues)):
+            return 0
     eigenvalues = np.linalg.eigvalsh(interior_hessian(theta, stats, layout, reml)[0])
     largest = np.max(np.abs(eigenvalues))
     return int(np.sum(eigenvalues < -HESSIAN_TOLERANCE * largest)) if largest > 0 else 0

@@ -97,7 +97,8 @@ def covariate_columns(parsed: ParsedFormula, texts: FormulaeTexts, data: pd.Data
 def formulae_designs(texts: FormulaeTexts, frame: pd.DataFrame, formula: str) -> tuple:
     """formulae's designs of the fixed part, of each bar's left-hand side and of each offset."""
     fixed = _design(f"{texts.response} ~ {texts.fixed}", frame, formula)
-    bars = tuple(_design(lhs, frame, formula) for lhs in texts.bars)
+    distinct = {lhs: _design(lhs, frame, formula) for lhs in dict.fromkeys(texts.bars)}  # e.g. "1" once
+    bars = tuple(distinct[lhs] for lhs in texts.bars)
     offsets = tuple(_design(f"0 + {text}", frame, formula) for text in texts.offsets)
     return fixed, bars, offsets
 
@@ -153,7 +154,7 @@ def _fixed_matrix(fixed) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
         n = np.asarray(fixed.response.design_matrix).shape[0]
         return np.zeros((n, 0)), (), np.zeros(0, dtype=int)
     full = np.asarray(fixed.common.design_matrix, dtype=float)
-    names = _lme4_names(fixed.common.as_dataframe().columns)
+    names = _lme4_names(column_names(fixed.common))
     order = _r_term_order(fixed.common)
     kept = order[checks.non_aliased_columns(full[:, order])]
     dropped = [names[j] for j in order if j not in set(kept)]
@@ -173,6 +174,19 @@ def _r_term_order(common) -> np.ndarray:
     degree = {name: len(getattr(common.terms[name], "components", [])) for name, _ in slices}
     ordered = sorted(slices, key=lambda item: degree[item[0]])  # stable
     return np.concatenate([np.arange(sl.start, sl.stop) for _, sl in ordered]).astype(int)
+
+
+def column_names(common) -> list[str]:
+    """The column names of a formulae common design, as its ``as_dataframe()`` labels them,
+    without building that n-row DataFrame: each term's labels, nested lists flattened."""
+    names, pending = [], [term.labels for term in common.terms.values()]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, list):
+            pending = item + pending
+        else:
+            names.append(item)
+    return names
 
 
 def _lme4_names(columns) -> list[str]:
@@ -202,7 +216,7 @@ def _factor(parsed, group, coded, bar_designs, bar_factor, index) -> GroupingFac
     codes, levels = coded
     mine = [b for b, f in enumerate(bar_factor) if f == index]
     raw = np.column_stack([np.asarray(bar_designs[b].common.design_matrix, float) for b in mine])
-    names = sum((_lme4_names(bar_designs[b].common.as_dataframe().columns) for b in mine), [])
+    names = sum((_lme4_names(column_names(bar_designs[b].common)) for b in mine), [])
     return GroupingFactor(parsed.bars[mine[0]].group_name, codes, levels, raw, tuple(names))
 
 
@@ -210,7 +224,7 @@ def _terms(bars, bar_designs, bar_factor, factors) -> tuple[RandomTerm, ...]:
     offsets = [0] * len(factors)
     terms = []
     for bar, design, f in zip(bars, bar_designs, bar_factor):
-        names = tuple(_lme4_names(design.common.as_dataframe().columns))
+        names = tuple(_lme4_names(column_names(design.common)))
         terms.append(RandomTerm(bar.group_name, names, f, offsets[f]))
         offsets[f] += len(names)
     # lme4 orders terms by decreasing number of levels, keeping formula order on ties

@@ -92,21 +92,29 @@ DENSE_ADVANTAGE = 20  # flops of a dense product per scattered pair product that
 
 
 @dataclass(frozen=True)
+class PairList:
+    """The fixed pairs (i, j), i ≤ j, of non-zero rows of C_g = Z2'Z1[:, g] within each first-factor
+    level g, sorted by position: what one evaluation gathers and scatters where Z2'Z1 is sparse."""
+
+    position: np.ndarray  # i * Q2 + j
+    level: np.ndarray  # g of the pair
+    products: np.ndarray  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
+
+
+@dataclass(frozen=True)
 class DowndatePairs:
     """Z2'Z1 D Z1'Z2 = Σ_g C_g D_g C_g' as a scatter of fixed pairs of rows of C_g = Z2'Z1[:, g].
 
     Each pair (i, j) of non-zero rows within one first-factor level g contributes
     C_g[i] D_g C_g[j]'; its position, level and the products C_g[i,s] C_g[j,t] are
-    fixed by the data, so an evaluation is one gather and one bincount.  Only pairs
-    with i ≤ j are kept (D_g is symmetric), sorted by position for locality.  Where Z2'Z1
-    is small and dense (crossed designs: every subject meets most items) it is also kept
-    as a dense (Q2, G1, S1) array, and both products are BLAS products instead.
+    fixed by the data (:class:`PairList`), so an evaluation is one gather and one bincount.
+    Where Z2'Z1 is small and dense (crossed designs: every subject meets most items) it is
+    kept as a dense (Q2, G1, S1) array instead, both products are BLAS products, and the
+    pair list (large there: every pair of items a subject met) is not made.
     """
 
-    position: np.ndarray  # i * Q2 + j
-    level: np.ndarray  # g of the pair
-    products: np.ndarray  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
     size: int  # Q2
+    listed: PairList | None = None  # None where ``dense``: see :func:`listed_pairs`
     dense: np.ndarray | None = None  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
     # for gather without ``dense``: the pairs again, ordered by level, the products halved on the
     # diagonal (the transpose in gather counts it twice), and where each level's pairs start
@@ -120,12 +128,13 @@ class DowndatePairs:
             CD = np.matmul(self.dense.transpose(1, 0, 2), D).transpose(1, 0, 2).reshape(self.size, -1)
             product = CD @ self.dense.reshape(self.size, -1).T
             return 0.5 * (product + product.T)
+        listed = self.listed
         flat = D.reshape(D.shape[0], -1)
         if flat.shape[1] == 1:
-            weights = self.products[:, 0] * flat[self.level, 0]
+            weights = listed.products[:, 0] * flat[listed.level, 0]
         else:
-            weights = np.einsum("pk,pk->p", self.products, flat[self.level])
-        upper = np.bincount(self.position, weights, minlength=self.size**2).reshape(self.size, self.size)
+            weights = np.einsum("pk,pk->p", listed.products, flat[listed.level])
+        upper = np.bincount(listed.position, weights, minlength=self.size**2).reshape(self.size, self.size)
         return upper + upper.T - np.diag(np.diag(upper))
 
     def gather(self, X: np.ndarray, G1: int, S1: int) -> np.ndarray:
@@ -143,10 +152,32 @@ class DowndatePairs:
 
 
 def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
+    """Z2'Z1 dense where its BLAS products beat the scatter of the pair list, else the pair list."""
     Q2 = Z2tZ1.shape[0]
-    coo = Z2tZ1.tocoo()
-    level_pattern = sp.csc_matrix((np.ones(coo.nnz), (coo.row, coo.col // S1)), shape=(Q2, G1))
-    level_pattern.sum_duplicates()
+    counts = np.diff(_level_pattern(Z2tZ1, G1, S1).indptr)
+    n_pairs = int(np.sum(counts * (counts + 1) // 2))  # the pairs i ≤ j within each level
+    dense_cost = Q2 * Q2 * G1 * S1
+    if Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * n_pairs * S1 * S1:
+        return DowndatePairs(Q2, dense=Z2tZ1.toarray().reshape(Q2, G1, S1))
+    by_level = pairs_by_level(Z2tZ1, G1, S1)
+    halves = np.where(by_level.position // Q2 == by_level.position % Q2, 0.5, 1.0)
+    level_starts = np.concatenate([[0], np.cumsum(np.bincount(by_level.level, minlength=G1))])
+    return DowndatePairs(Q2, by_position(by_level), None, by_level.position,
+                         by_level.products * halves[:, None], level_starts)
+
+
+def listed_pairs(stats: CrossProducts) -> PairList:
+    """The pair list of ``stats``, made here where the second block keeps Z2'Z1 dense (the
+    symbolic factorization of the Bayesian model scatters by pairs in every case)."""
+    if stats.pairs.listed is not None:
+        return stats.pairs.listed
+    return by_position(pairs_by_level(stats.Z2tZ1, stats.levels[0], stats.ZtZ1.shape[1]))
+
+
+def pairs_by_level(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> PairList:
+    """The pairs level by level, each level's by position (its rows are in ascending order)."""
+    Q2 = Z2tZ1.shape[0]
+    level_pattern = _level_pattern(Z2tZ1, G1, S1)
     rows, counts = level_pattern.indices, np.diff(level_pattern.indptr)
     dense_rows = Z2tZ1.tocsc()
     values = np.stack([dense_rows[rows, np.repeat(np.arange(G1), counts) * S1 + s].A1 for s in range(S1)], axis=1)
@@ -155,19 +186,22 @@ def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     keep = rows[first] <= rows[second]
     first, second, level = first[keep], second[keep], level[keep]
     position = rows[first].astype(np.int64) * Q2 + rows[second]
-    order = np.argsort(position, kind="stable")
-    first, second, level, position = first[order], second[order], level[order], position[order]
     products = (values[first][:, :, None] * values[second][:, None, :]).reshape(len(first), S1 * S1)
-    dense_cost = Q2 * Q2 * G1 * S1
-    use_dense = Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * products.size
-    dense = Z2tZ1.toarray().reshape(Q2, G1, S1) if use_dense else None
-    if dense is not None:
-        return DowndatePairs(position, level.astype(np.intp), products, Q2, dense)
-    by_level = np.argsort(level, kind="stable")
-    halves = np.where(position // Q2 == position % Q2, 0.5, 1.0)
-    level_starts = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=G1))])
-    return DowndatePairs(position, level.astype(np.intp), products, Q2, None, position[by_level],
-                         products[by_level] * halves[by_level, None], level_starts)
+    return PairList(position, level.astype(np.intp), products)
+
+
+def by_position(pairs: PairList) -> PairList:
+    """The same pairs sorted by position, for locality of the scatter's bincount."""
+    order = np.argsort(pairs.position, kind="stable")
+    return PairList(pairs.position[order], pairs.level[order], pairs.products[order])
+
+
+def _level_pattern(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> sp.csc_matrix:
+    """Which rows of Z2'Z1 are non-zero on each first-factor level (Q2 × G1, one column a level)."""
+    coo = Z2tZ1.tocoo()
+    pattern = sp.csc_matrix((np.ones(coo.nnz), (coo.row, coo.col // S1)), shape=(Z2tZ1.shape[0], G1))
+    pattern.sum_duplicates()
+    return pattern
 
 
 def _pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

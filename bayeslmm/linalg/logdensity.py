@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from bayeslmm.linalg import batched
-from bayeslmm.linalg.crossprod import CrossProducts
+from bayeslmm.linalg.crossprod import CrossProducts, listed_pairs
 from bayeslmm.model.covariance import ThetaLayout
 
 LOG_2PI = np.log(2 * np.pi)
@@ -119,9 +119,9 @@ def factorize_graph(Ts, stats: CrossProducts, xp):
     # B1_g = T1 L1_g⁻ᵀ and its products B1_g B1_g', entry by entry over the first factor's levels
     B = [[_sum_terms(T1[s, k] * Linv[t, k] for k in range(t + 1)) for t in range(S)] for s in range(S)]
     D = xp.stack([_sum_terms(B[s][k] * B[t][k] for k in range(S)) for s in range(S) for t in range(S)], axis=-1)
-    pairs = stats.pairs
+    pairs, size = listed_pairs(stats), stats.pairs.size
     weights = (pairs.products * D[pairs.level]).sum(axis=1)
-    upper = xp.inc_subtensor(xp.zeros(pairs.size**2)[pairs.position], weights).reshape((pairs.size, pairs.size))
+    upper = xp.inc_subtensor(xp.zeros(size**2)[pairs.position], weights).reshape((size, size))
     downdate = upper + upper.T - xp.diag(xp.diag(upper))
     BR = xp.stack([_sum_terms(B[s][k][:, None] * R[k] for k in range(S)) for s in range(S)], axis=1)
     R1_scaled = BR.reshape((stats.levels[0] * S, stats.p + 1))

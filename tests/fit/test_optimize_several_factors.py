@@ -78,3 +78,23 @@ def test_a_start_on_a_false_boundary_is_left_with_several_factors():
     from_boundary = optimize.fit_theta(model.stats, model.layout, reml=True, start=start)
     assert from_boundary.deviance == pytest.approx(best.deviance, abs=1e-8)
     assert from_boundary.theta[0] > 0.1
+
+
+def test_forward_screen_of_the_hessian_agrees_with_central_differences(monkeypatch):
+    """The screen (forward differences from the gradient at θ̂) gives the central Hessian's
+    eigenvalues to far within SCREEN_MARGIN, and where it is not decisive the central one decides."""
+    model = blm.LMM("strength ~ 1 + (1 | batch/cask)", blm.datasets.load("Pastes"))
+    fit = model.fit()
+    stats, layout = model.stats, model.layout
+    gradient = gr.objective_gradient(fit.theta, stats, layout, True)[1]
+    central = np.linalg.eigvalsh(optimize.interior_hessian(fit.theta, stats, layout, True)[0])
+    forward = np.linalg.eigvalsh(optimize.interior_hessian(fit.theta, stats, layout, True, gradient)[0])
+    assert np.max(np.abs(forward - central)) < 1e-2 * optimize.SCREEN_MARGIN * np.max(np.abs(central))
+    calls = []
+    original = optimize.interior_hessian
+    monkeypatch.setattr(optimize, "interior_hessian", lambda *args: calls.append(len(args)) or original(*args))
+    assert optimize.negative_curvature(fit.theta, stats, layout, True, gradient) == 0
+    assert calls == [5]  # the screen alone: positive definite by far
+    monkeypatch.setattr(optimize, "SCREEN_MARGIN", np.inf)
+    assert optimize.negative_curvature(fit.theta, stats, layout, True, gradient) == 0
+    assert calls == [5, 5, 4]  # not decisive: central differences decide
