@@ -50,11 +50,12 @@ def simulate_20k(seed: int = 3) -> pd.DataFrame:
     return simulate_slopes(20_000, 2_000, seed)
 
 
-def time_ours(formula: str, data: pd.DataFrame) -> dict:
+def time_ours(formula: str, data: pd.DataFrame, cores: int | None = None) -> dict:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        post = blm.LMM(formula, data).fit(method="NUTS", random_seed=1, progressbar=False, **SETTINGS)
+        post = blm.LMM(formula, data).fit(method="NUTS", random_seed=1, progressbar=False, cores=cores,
+                                               **SETTINGS)
     wall = time.perf_counter() - start
     varcorr = post.varcorr()
     sds_and_sigma = varcorr[varcorr["var2"].isna()]

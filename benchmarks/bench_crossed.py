@@ -273,7 +273,7 @@ def time_rstanarm(formula: str, data: pd.DataFrame) -> dict | None:
 
 
 def bayes_design(label: str, formula: str, data: pd.DataFrame) -> None:
-    ours, stan = sample_ours(formula, data), time_rstanarm(formula, data)
+    ours, stan = sample_ours(formula, data, cores=2), time_rstanarm(formula, data)  # stan_lmer: cores = 2 too
     print(f"\nNUTS 4 × 1,000, {label}: {formula}")
     for name, result in (("bayeslmm", ours), ("stan_lmer", stan)):
         if result is None:

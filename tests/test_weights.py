@@ -366,7 +366,8 @@ def test_marginal_likelihood_with_flat_beta_is_the_dense_reml_density():
 @pytest.mark.parametrize("formula, make", [(SLOPES, sleep_subset), (CROSSED, penicillin_weighted),
                                            ("Reaction ~ Days", sleep_subset)])
 def test_marginal_pymc_graph_is_the_weighted_log_density(formula, make):
-    """The PyMC graph's likelihood (factorize_graph, with the weights' log-determinant) equals the
+    """The PyMC graph's likelihood (factorize_graph with one factor, the
+    blocked Cholesky Op with several; the weights' log-determinant in both) equals the
     NumPy deviance_beta_integrated on the weighted statistics, which the dense test checks."""
     model = blm.LMM(formula, make(), weights="w")
     pm_model = model.pymc_model(marginalize=True)

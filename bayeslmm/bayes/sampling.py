@@ -63,6 +63,8 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
         # the dense mass matrix is chosen on purpose (see docs/design.md)
         warnings.filterwarnings("ignore", message="QuadPotentialFullAdapt is an experimental feature")
+        # several factors: our NumPy Op inside PyTensor's numba backend is called in object mode, as meant
+        warnings.filterwarnings("ignore", message="Numba will use object mode to run BlockedCholesky")
         idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed, model=model,
                           nuts_sampler=sampler, progressbar=progressbar, target_accept=target_accept,
                           compute_convergence_checks=False, **options)

@@ -114,7 +114,7 @@ class DowndatePairs:
     """
 
     size: int  # Q2
-    listed: PairList | None = None  # None where ``dense``: see :func:`listed_pairs`
+    listed: PairList | None = None  # None where ``dense``
     dense: np.ndarray | None = None  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
     # for gather without ``dense``: the pairs again, ordered by level, the products halved on the
     # diagonal (the transpose in gather counts it twice), and where each level's pairs start
@@ -164,14 +164,6 @@ def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     level_starts = np.concatenate([[0], np.cumsum(np.bincount(by_level.level, minlength=G1))])
     return DowndatePairs(Q2, by_position(by_level), None, by_level.position,
                          by_level.products * halves[:, None], level_starts)
-
-
-def listed_pairs(stats: CrossProducts) -> PairList:
-    """The pair list of ``stats``, made here where the second block keeps Z2'Z1 dense (the
-    symbolic factorization of the Bayesian model scatters by pairs in every case)."""
-    if stats.pairs.listed is not None:
-        return stats.pairs.listed
-    return by_position(pairs_by_level(stats.Z2tZ1, stats.levels[0], stats.ZtZ1.shape[1]))
 
 
 def pairs_by_level(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> PairList:

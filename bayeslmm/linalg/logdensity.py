@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
 from bayeslmm.linalg import batched
-from bayeslmm.linalg.crossprod import CrossProducts, listed_pairs
+from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
 
 LOG_2PI = np.log(2 * np.pi)
@@ -101,39 +101,17 @@ def factorize_first(T1, stats: CrossProducts, xp=np, as_entries: bool = False):
     R = [_sum_terms(Linv[i, k][..., None] * V[k] for k in range(i + 1)) for i in range(S)]  # rows of R1
     C = stats.XYtXY - _sum_terms(_gram(r, xp) for r in R)
     logdet = 2.0 * _sum_terms(xp.log(L[s, s]).sum(axis=-1) for s in range(S))
-    if xp is not np or as_entries:  # what factorize_graph's second block and the draws need
+    if xp is not np or as_entries:  # what factorize_graph and the draws need
         return None, Linv, R, C, logdet
     return batched.assemble(L, S), batched.assemble(Linv, S), np.stack(R, axis=-2), C, logdet
 
 
 def factorize_graph(Ts, stats: CrossProducts, xp):
-    """C and log|L|² of the blocked Cholesky against a symbolic ``xp`` (PyTensor), for any
-    number of grouping factors: the first factor entry by entry (:func:`factorize_first`),
-    the others as in :func:`_factorize_other_factors` — the downdate by the same fixed
-    scatter of pairs, then the second block by :func:`second_block`."""
-    _, Linv, R, C, logdet = factorize_first(Ts[0], stats, xp=xp)
-    logdet = logdet - stats.log_weights  # as in factorize_T
-    if stats.n_factors == 1:
-        return C, logdet
-    S, T1 = len(R), Ts[0]
-    # B1_g = T1 L1_g⁻ᵀ and its products B1_g B1_g', entry by entry over the first factor's levels
-    B = [[_sum_terms(T1[s, k] * Linv[t, k] for k in range(t + 1)) for t in range(S)] for s in range(S)]
-    D = xp.stack([_sum_terms(B[s][k] * B[t][k] for k in range(S)) for s in range(S) for t in range(S)], axis=-1)
-    pairs, size = listed_pairs(stats), stats.pairs.size
-    weights = (pairs.products * D[pairs.level]).sum(axis=1)
-    upper = xp.inc_subtensor(xp.zeros(size**2)[pairs.position], weights).reshape((size, size))
-    downdate = upper + upper.T - xp.diag(xp.diag(upper))
-    BR = xp.stack([_sum_terms(B[s][k][:, None] * R[k] for k in range(S)) for s in range(S)], axis=1)
-    R1_scaled = BR.reshape((stats.levels[0] * S, stats.p + 1))
-    _, _, C, logdet = second_block(Ts, stats, downdate, R1_scaled, C, logdet, xp)
-    return C, logdet
-
-
-def _sparse_times(A, X):
-    """A constant sparse matrix times a PyTensor matrix (differentiable in X)."""
-    import pytensor.sparse as ps
-
-    return ps.structured_dot(ps.as_sparse_variable(A), X)
+    """C and log|L|² of one grouping factor against a symbolic ``xp`` (PyTensor), entry by
+    entry (:func:`factorize_first`).  With several factors the Bayesian model evaluates the
+    NumPy factorization inside one Op instead (:mod:`bayeslmm.bayes.factorization_op`)."""
+    _, _, _, C, logdet = factorize_first(Ts[0], stats, xp=xp)
+    return C, logdet - stats.log_weights  # as in factorize_T
 
 
 def _static_shape(array) -> tuple:
@@ -167,45 +145,37 @@ def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorizati
     return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels, downdate)
 
 
-def second_block(Ts, stats: CrossProducts, downdate, R1_scaled, C, logdet, xp=np):
-    """The second block row of the blocked Cholesky, for NumPy or PyTensor (``xp``).
+def second_block(Ts, stats: CrossProducts, downdate, R1_scaled, C, logdet):
+    """The second block row of the blocked Cholesky.
 
     From the downdate Z2'Z1Λ1A1⁻¹Λ1'Z1'Z2 and R1_scaled = blockdiag(B1)R1, B1 = T1L1⁻ᵀ:
     A22 = Λ2'(Z2'Z2 − downdate)Λ2 + I = L22L22', R2 = L22⁻¹Λ2'(Z2'[X y] − Z2'Z1 R1_scaled).
     Returns L22, R2, the Schur complement C − R2'R2 and log|L|² + log|L22|²; None where A22
-    is not positive definite (NumPy; a PyTensor graph gives NaN there)."""
-    inner = lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels, xp)
-    size = stats.pairs.size
-    A22 = lambda_t_times(inner.T, Ts, stats.levels, xp) + np.eye(size)
-    if xp is np:
-        try:
-            L22 = np.linalg.cholesky(A22)
-        except np.linalg.LinAlgError:
-            return None
-        rhs = lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels)
-        R2 = solve_lower(L22, rhs)
-        diagonal = np.diag(L22)
-    else:
-        L22 = xp.linalg.cholesky(A22)
-        rhs = lambda_t_times(stats.ZtXY2 - _sparse_times(stats.Z2tZ1, R1_scaled), Ts, stats.levels, xp)
-        R2 = xp.linalg.solve_triangular(L22, rhs, lower=True)
-        diagonal = L22[np.arange(size), np.arange(size)]
-    return L22, R2, C - xp.dot(R2.T, R2), logdet + 2.0 * xp.log(diagonal).sum()
+    is not positive definite."""
+    inner = lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels)
+    A22 = lambda_t_times(inner.T, Ts, stats.levels) + np.eye(stats.pairs.size)
+    try:
+        L22 = np.linalg.cholesky(A22)
+    except np.linalg.LinAlgError:
+        return None
+    rhs = lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels)
+    R2 = solve_lower(L22, rhs)
+    return L22, R2, C - R2.T @ R2, logdet + 2.0 * np.log(np.diag(L22)).sum()
 
 
-def lambda_t_times(X, Ts, levels: tuple[int, ...], xp=np):
-    """Λ2' X for the stacked factors 2.., one reshape and product per factor (NumPy or PyTensor)."""
+def lambda_t_times(X, Ts, levels: tuple[int, ...]):
+    """Λ2' X for the stacked factors 2.., one reshape and product per factor."""
     pieces, start = [], 0
     for G, T in zip(levels[1:], Ts[1:]):
-        S = _static_shape(T)[0]
+        S = T.shape[0]
         rows = X[start : start + G * S]
         if S == 1:  # a scalar term: Λ is a multiple of the identity on its rows
             pieces.append(T[0, 0] * rows)
         else:
             block = rows.reshape((G, S, -1))
-            pieces.append(xp.matmul(T.T, block).reshape((G * S, -1)))
+            pieces.append(np.matmul(T.T, block).reshape((G * S, -1)))
         start += G * S
-    return xp.concatenate(pieces, axis=0)
+    return np.concatenate(pieces, axis=0)
 
 
 def l21_transpose_times(fact: Factorization, x2: np.ndarray) -> np.ndarray:

@@ -398,8 +398,8 @@ def test_several_factors_are_marginalised_by_default():
     ("Reaction ~ Days + (Days | Subject) + (1 | DayGroup)", "sleepstudy"),  # a 2×2 block and a crossed factor
 ])
 def test_marginal_log_density_with_several_factors_is_the_shared_one(formula, data):
-    """With several grouping factors the PyMC graph (factorize_graph: the second block's
-    downdate scatter and dense Cholesky) equals the NumPy blocked Cholesky, which the lme4
+    """With several grouping factors the PyMC graph (the blocked Cholesky Op: the NumPy
+    factorization inside the graph) equals the NumPy blocked Cholesky, which the lme4
     references check, plus log priors and Jacobians, to 1e-8."""
     frame = blm.datasets.load(data)
     if data == "sleepstudy":
