@@ -45,7 +45,7 @@ sys.path.insert(0, str(HERE))
 from bench_bayes import time_ours as sample_ours  # noqa: E402
 from rscript import run_r_on_csv  # noqa: E402
 
-MAXIMAL = "y ~ a + b + c + (1 + a + b + c | subj) + (1 + a + b + c | item)"
+MAXIMAL = "y ~ x1 + x2 + x3 + (1 + x1 + x2 + x3 | subj) + (1 + x1 + x2 + x3 | item)"  # stan_glmer refuses 'b' as a name
 PREC = "y ~ prec + (1 + prec | subj) + (1 + prec | item)"
 THREE_FACTOR = "y ~ ses + (1 + ses | school) + (1 | class) + (1 | hood)"
 INSTEVAL = "y ~ x + (1 | s) + (1 | d) + (1 | dept)"
@@ -83,7 +83,7 @@ def simulate_subjects_items(predictors, subj_sds, item_sds, seed: int) -> pd.Dat
 
 def simulate_maximal(seed: int = 12) -> pd.DataFrame:
     """Small variances for the item slopes, so that the maximal fit is singular, as is typical."""
-    return simulate_subjects_items(["a", "b", "c"], [0.8, 0.4, 0.3, 0.2], [0.5, 0.2, 0.05, 0.0], seed)
+    return simulate_subjects_items(["x1", "x2", "x3"], [0.8, 0.4, 0.3, 0.2], [0.5, 0.2, 0.05, 0.0], seed)
 
 
 def simulate_prec(seed: int = 13) -> pd.DataFrame:
