@@ -39,21 +39,23 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
     scale = layout.scale
     start = layout.start if start is None else np.asarray(start, dtype=float)
     optimizer, options = optimizer_settings(stats, layout, tolerances)
-    result = _minimise(stats, layout, reml, start / scale, optimizer, options)
+    evaluations = Evaluations(stats, layout, reml)
+    result = _minimise(evaluations, start / scale, optimizer, options)
     if not _finite_result(result):
         optimizer, options = "COBYQA", fallback_settings(layout)
-        result = _minimise(stats, layout, reml, start / scale, optimizer, options)
+        result = _minimise(evaluations, start / scale, optimizer, options)
         optimizer = "COBYQA (fallback: the gradient path gave a non-finite value)"
-    theta, evaluations = snap_to_bounds(result.x * scale, layout), int(result.nfev)
+    theta, count = snap_to_bounds(result.x * scale, layout), int(result.nfev)
     for _ in range(int(layout.diagonal.sum())):  # each restart frees at least one diagonal
         probe = _below_false_boundary(theta, stats, layout, reml)
         if probe is None:
             break
-        result = _minimise(stats, layout, reml, probe / scale, optimizer, options)
-        theta, evaluations = snap_to_bounds(result.x * scale, layout), evaluations + int(result.nfev)
-    deviance = ld.objective(theta, stats, layout, reml)
-    converged, message, gradient_norm = check_convergence(theta, deviance, stats, layout, reml, result.message)
-    return OptSummary(theta, deviance, converged, message, evaluations, optimizer=optimizer, tolerances=options,
+        result = _minimise(evaluations, probe / scale, optimizer, options)
+        theta, count = snap_to_bounds(result.x * scale, layout), count + int(result.nfev)
+    deviance = evaluations.deviance(theta)
+    converged, message, gradient_norm = check_convergence(theta, deviance, stats, layout, reml, result.message,
+                                                          evaluations)
+    return OptSummary(theta, deviance, converged, message, count, optimizer=optimizer, tolerances=options,
                       start=start, gradient_norm=gradient_norm)
 
 
@@ -112,13 +114,40 @@ def _finite_result(result) -> bool:
     return bool(np.isfinite(result.fun) and (jac is None or np.all(np.isfinite(jac))))
 
 
-def _minimise(stats, layout, reml, start_scaled, optimizer: str, options: dict):
+class Evaluations:
+    """The deviance and its exact gradient in θ for one fit, remembered by θ's bytes.
+
+    L-BFGS-B asks for points again: where its line search runs out of digits it can request
+    the same θ a dozen times (16 of the 45 evaluations of the InstEval-sized fit), and the
+    convergence check starts at the point it stopped on.  Each evaluation is a factorization
+    and, with a large second block, its dense inverse: seconds at Q2 = 8,000.
+    """
+
+    def __init__(self, stats: CrossProducts, layout: ThetaLayout, reml: bool):
+        self.stats, self.layout, self.reml = stats, layout, reml
+        self.known: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def __call__(self, theta) -> tuple[float, np.ndarray]:
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        if key not in self.known:
+            self.known[key] = gr.objective_gradient(theta, self.stats, self.layout, self.reml)
+        return self.known[key]
+
+    def deviance(self, theta) -> float:
+        """The deviance alone: remembered, or computed without the gradient."""
+        known = self.known.get(np.asarray(theta, dtype=float).tobytes())
+        return known[0] if known is not None else ld.objective(theta, self.stats, self.layout, self.reml)
+
+
+def _minimise(evaluations: Evaluations, start_scaled, optimizer: str, options: dict):
+    stats, layout, reml = evaluations.stats, evaluations.layout, evaluations.reml
     scale = layout.scale
     bounds = [(0.0, None) if lo == 0 else (None, None) for lo in layout.lower]
     if optimizer == "L-BFGS-B":
         def fun(scaled):
             try:
-                value, grad = gr.objective_gradient(scaled * scale, stats, layout, reml)
+                value, grad = evaluations(scaled * scale)
             except np.linalg.LinAlgError:
                 return np.nan, np.full(scaled.shape, np.nan)
             return value, grad * scale
@@ -158,20 +187,23 @@ def snap_to_bounds(theta: np.ndarray, layout: ThetaLayout) -> np.ndarray:
     return theta
 
 
-def scaled_gradient(theta, stats, layout, reml) -> np.ndarray:
+def scaled_gradient(theta, stats, layout, reml, evaluations: Evaluations | None = None) -> np.ndarray:
     """Exact gradient in θ's natural units; components pushing against an active bound set to 0."""
-    grad = gr.objective_gradient(theta, stats, layout, reml)[1] * layout.scale
+    evaluations = evaluations or Evaluations(stats, layout, reml)
+    grad = evaluations(theta)[1] * layout.scale
     at_bound = layout.diagonal & (theta <= 0) & (grad > 0)
     return np.where(at_bound, 0.0, grad)
 
 
-def check_convergence(theta, deviance, stats, layout, reml, optimizer_message) -> tuple[bool, str, float]:
+def check_convergence(theta, deviance, stats, layout, reml, optimizer_message,
+                      evaluations: Evaluations | None = None) -> tuple[bool, str, float]:
     """lme4's check: converged when max|scaled gradient| ≤ GRADIENT_TOLERANCE and, with several
     grouping factors, the Hessian on the interior has no negative eigenvalue (a warning
-    otherwise); the verdict, its message and that maximum."""
+    otherwise); the verdict, its message and that maximum.  ``evaluations`` holds the fit's
+    (the gradient where the optimiser stopped is usually there)."""
     if not np.isfinite(deviance):
         return False, "the deviance is not finite at the optimum", np.nan
-    grad = scaled_gradient(theta, stats, layout, reml)
+    grad = scaled_gradient(theta, stats, layout, reml, evaluations)
     worst = float(np.max(np.abs(grad)))
     if worst > GRADIENT_TOLERANCE:
         message = (

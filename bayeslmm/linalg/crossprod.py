@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bayeslmm.arrays import group_sums
+from bayeslmm.linalg.dense import mirror_upper
 from bayeslmm.model.spec import GroupingFactor, ModelSpec
 
 
@@ -115,7 +116,7 @@ class DowndatePairs:
     level_starts: np.ndarray | None = None
 
     def scatter(self, D: np.ndarray) -> np.ndarray:
-        """Σ_g C_g D_g C_g' as a dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
+        """Σ_g C_g D_g C_g' as a new dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
         if self.dense is not None:
             CD = np.einsum("qgs,gst->qgt", self.dense, D).reshape(self.size, -1)
             product = CD @ self.dense.reshape(self.size, -1).T
@@ -126,7 +127,7 @@ class DowndatePairs:
         else:
             weights = np.einsum("pk,pk->p", self.products, flat[self.level])
         upper = np.bincount(self.position, weights, minlength=self.size**2).reshape(self.size, self.size)
-        return upper + upper.T - np.diag(np.diag(upper))
+        return mirror_upper(upper)
 
     def gather(self, X: np.ndarray, G1: int, S1: int) -> np.ndarray:
         """C_g' X C_g of every first-factor level, (G1, S1, S1), for a symmetric Q2 × Q2 ``X``:
