@@ -212,7 +212,7 @@ def check_convergence(theta, deviance, stats, layout, reml, optimizer_message,
         )
         warnings.warn(message, ConvergenceWarning, stacklevel=5)
         return False, message, worst
-    negative = negative_curvature(theta, stats, layout, reml) if stats.n_factors > 1 else 0
+    negative = negative_curvature(theta, stats, layout, reml, deviance) if stats.n_factors > 1 else 0
     if negative:
         message = (f"model failed to converge: degenerate Hessian with {negative} negative eigenvalue(s) "
                    f"(max|grad| = {worst:.2g})")
@@ -222,13 +222,24 @@ def check_convergence(theta, deviance, stats, layout, reml, optimizer_message,
 
 
 HESSIAN_STEP = 1e-4  # central differences of the exact gradient, in scaled units
+# From this size of the dense second block (Q2) a gradient costs about three factorizations (its
+# dense inverse, dpotri, is twice the Cholesky), so for up to DEVIANCE_HESSIAN_MAX_SIZE free θ the
+# p(p + 1) deviances of second differences are cheaper than 2p gradients.
+LARGE_SECOND_BLOCK = 2000
+DEVIANCE_HESSIAN_MAX_SIZE = 4
+DEVIANCE_STEP = 1e-3
+
+
+def free_coordinates(theta, layout) -> np.ndarray:
+    """Indices of the θ entries away from their bound (where the Hessian check looks)."""
+    return np.flatnonzero(~layout.diagonal | (theta > 2 * HESSIAN_STEP * layout.scale))
 
 
 def interior_hessian(theta, stats, layout, reml) -> tuple[np.ndarray, np.ndarray]:
     """The Hessian of the deviance in scaled θ over the coordinates away from their bound
     (central differences of the exact gradient), and those coordinates' indices."""
     scale = layout.scale
-    free = np.flatnonzero(~layout.diagonal | (theta > 2 * HESSIAN_STEP * scale))
+    free = free_coordinates(theta, layout)
     columns = []
     for j in free:
         step = np.zeros_like(theta)
@@ -240,12 +251,42 @@ def interior_hessian(theta, stats, layout, reml) -> tuple[np.ndarray, np.ndarray
     return 0.5 * (hessian + hessian.T), free
 
 
-def negative_curvature(theta, stats, layout, reml) -> int:
+def interior_hessian_from_deviances(theta, deviance, stats, layout, reml) -> tuple[np.ndarray, np.ndarray]:
+    """The same Hessian as :func:`interior_hessian` from central second differences of the
+    deviance (lme4's own deriv12 scheme), given the ``deviance`` at θ: 2p + p(p − 1)
+    factorizations without the gradient's dense inverse, for p free coordinates.  The step is
+    DEVIANCE_STEP in scaled units (second differences of a deviance carrying ~1e-12 relative
+    rounding need a larger one than the gradient's), at most half the way to a bound."""
+    free = free_coordinates(theta, layout)
+    scaled = theta[free] / layout.scale[free]
+    h = np.where(layout.diagonal[free], np.minimum(DEVIANCE_STEP, scaled / 2), DEVIANCE_STEP)
+    steps = np.zeros((free.size, theta.size))
+    steps[np.arange(free.size), free] = h * layout.scale[free]
+
+    def at(offset):
+        return ld.objective(theta + offset, stats, layout, reml)
+
+    up, down = [at(step) for step in steps], [at(-step) for step in steps]
+    hessian = np.diag([(u + d - 2 * deviance) for u, d in zip(up, down)])
+    for i in range(free.size):
+        for j in range(i):
+            both = at(steps[i] + steps[j]) + at(-steps[i] - steps[j])
+            hessian[i, j] = hessian[j, i] = 0.5 * (both - up[i] - down[i] - up[j] - down[j] + 2 * deviance)
+    return hessian / np.outer(h, h), free
+
+
+def negative_curvature(theta, stats, layout, reml, deviance=None) -> int:
     """How many eigenvalues of the interior Hessian are below −HESSIAN_TOLERANCE × the largest
-    (lme4's check.conv.hess); 0 where there are more than HESSIAN_MAX_SIZE free coordinates."""
-    free = ~layout.diagonal | (theta > 2 * HESSIAN_STEP * layout.scale)
-    if not 0 < free.sum() <= HESSIAN_MAX_SIZE:
+    (lme4's check.conv.hess); 0 where there are more than HESSIAN_MAX_SIZE free coordinates.
+    Given the ``deviance`` at θ, a large second block with few free θ takes the Hessian from
+    deviances (:func:`interior_hessian_from_deviances`)."""
+    size = free_coordinates(theta, layout).size
+    if not 0 < size <= HESSIAN_MAX_SIZE:
         return 0
-    eigenvalues = np.linalg.eigvalsh(interior_hessian(theta, stats, layout, reml)[0])
+    if deviance is not None and stats.pairs.size >= LARGE_SECOND_BLOCK and size <= DEVIANCE_HESSIAN_MAX_SIZE:
+        hessian = interior_hessian_from_deviances(theta, deviance, stats, layout, reml)[0]
+    else:
+        hessian = interior_hessian(theta, stats, layout, reml)[0]
+    eigenvalues = np.linalg.eigvalsh(hessian)
     largest = np.max(np.abs(eigenvalues))
     return int(np.sum(eigenvalues < -HESSIAN_TOLERANCE * largest)) if largest > 0 else 0

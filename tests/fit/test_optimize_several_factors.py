@@ -78,3 +78,20 @@ def test_a_start_on_a_false_boundary_is_left_with_several_factors():
     from_boundary = optimize.fit_theta(model.stats, model.layout, reml=True, start=start)
     assert from_boundary.deviance == pytest.approx(best.deviance, abs=1e-8)
     assert from_boundary.theta[0] > 0.1
+
+
+@pytest.mark.parametrize("formula, data", [
+    ("strength ~ 1 + (1 | batch/cask)", "Pastes"),
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
+])
+def test_the_hessian_from_deviances_equals_the_one_from_gradients(formula, data):
+    """The route a large second block takes (second differences of the deviance, as lme4's
+    deriv12) against central differences of the exact gradient, at the optimum."""
+    model = blm.LMM(formula, blm.datasets.load(data))
+    fit = model.fit()
+    stats, layout = model.stats, model.layout
+    from_gradients, free = optimize.interior_hessian(fit.theta, stats, layout, True)
+    from_deviances, same = optimize.interior_hessian_from_deviances(fit.theta, fit.optsum.deviance,
+                                                                    stats, layout, True)
+    assert list(same) == list(free) and free.size == layout.size
+    np.testing.assert_allclose(from_deviances, from_gradients, rtol=1e-3, atol=1e-6 * np.abs(from_gradients).max())
