@@ -20,13 +20,28 @@ The limit covers both BLAS libraries loaded (NumPy's and SciPy's OpenBLAS) and i
 exit; user code outside a fit keeps its own setting (the limit is process-wide: other Python
 threads calling BLAS during a fit get one thread too).  Entering costs ~15 µs (one
 threadpoolctl controller, made once), so nesting is harmless.
+
+One exception, :func:`large_block`: the Cholesky factor and inverse of a dense second block of
+at least LARGE_BLOCK rows (a later grouping factor with thousands of levels) run on the BLAS
+threads the caller had outside the fit (OpenBLAS's default: one per core).  There a kernel takes
+seconds and the threads have real work; measured at n = 8,000 (dpotrf / dpotri): 4.3 / 7.2 s on
+one thread and 1.9 / 3.1 s on two on an idle machine, but 4.8 / 10.4 s against 7.5 / 13.9 s with
+two other processes running (load average 4).  At n = 4,000 under the same load two threads
+lost by 1.4–5× (0.6–0.8 s against 1.1–3.5 s for dpotrf), hence a threshold above it.  The
+log-likelihood then depends on the thread count in its last digits only (tests/test_threads.py
+checks 1e-8 with the threshold lowered by :func:`large_blocks_from`).
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 
 from threadpoolctl import ThreadpoolController
+
+LARGE_BLOCK = 5000  # rows of a dense block from which its Cholesky factor and inverse use the caller's threads
+_caller_threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("caller_threads", default=None)
+_large_block: contextvars.ContextVar[int] = contextvars.ContextVar("large_block", default=LARGE_BLOCK)
 
 
 @functools.cache
@@ -41,7 +56,49 @@ def blas_controller() -> ThreadpoolController:
 def one_blas_thread():
     """Limit every loaded BLAS to one thread inside the block; restore the previous limits after.
 
-    Usable as ``with one_blas_thread():`` and as a decorator, ``@one_blas_thread()``.
+    Usable as ``with one_blas_thread():`` and as a decorator, ``@one_blas_thread()``.  The
+    outermost one remembers the caller's thread count for :func:`large_block`.
     """
-    with blas_controller().limit(limits=1, user_api="blas"):
+    outer = _caller_threads.get()
+    token = _caller_threads.set(blas_threads() if outer is None else outer)
+    try:
+        with blas_controller().limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        _caller_threads.reset(token)
+
+
+def blas_threads() -> int:
+    """The largest thread count of the loaded BLAS libraries now."""
+    return max((lib.num_threads for lib in blas_controller().select(user_api="blas").lib_controllers), default=1)
+
+
+def large_block_threads(size: int) -> int:
+    """The BLAS threads :func:`large_block` gives a kernel on a ``size`` × ``size`` block: the
+    caller's outside the fit from the threshold on, else 1 (and 1 outside :func:`one_blas_thread`,
+    where nothing is limited and this module changes nothing)."""
+    caller = _caller_threads.get()
+    return caller if caller is not None and size >= _large_block.get() else 1
+
+
+@contextlib.contextmanager
+def large_block(size: int):
+    """Around one dense kernel on a ``size`` × ``size`` block inside a fit: the caller's BLAS
+    threads for it where ``size`` reaches the threshold (see the module's docstring)."""
+    threads = large_block_threads(size)
+    if threads <= 1:
         yield
+        return
+    with blas_controller().limit(limits=threads, user_api="blas"):
+        yield
+
+
+@contextlib.contextmanager
+def large_blocks_from(size: int):
+    """Inside the block, :func:`large_block` uses the caller's threads from ``size`` rows on
+    (e.g. a huge number keeps every kernel on one thread); the default is LARGE_BLOCK."""
+    token = _large_block.set(size)
+    try:
+        yield
+    finally:
+        _large_block.reset(token)

@@ -5,7 +5,8 @@ Q2 = 8,000 (the issue's 60,000 users × 8,000 items) it is 512 MB, one pass over
 ~0.1–0.3 s and a fresh allocation of it as much again in page faults, against ~4.5 s for
 its Cholesky factor on one BLAS thread.  So every kernel here overwrites the one array it
 is given and forms no other full-size array; LAPACK is called on Fortran-ordered views so
-that SciPy copies nothing.
+that SciPy copies nothing.  The Cholesky factor and the inverse of a block of thousands of rows
+may use more than one BLAS thread (:func:`bayeslmm.threads.large_block`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import functools
 
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dpotri
+
+from bayeslmm.threads import large_block
 
 MIRROR_BLOCK = 512  # rows copied per step when mirroring a triangle (a few MB at a time)
 
@@ -41,13 +44,16 @@ def cholesky_in_place(A: np.ndarray) -> np.ndarray | None:
     L is returned Fortran-ordered (A's transpose view, which is A again by symmetry), with its
     upper triangle zeroed; None where A is not positive definite.
     """
-    factor, info = dpotrf(A.T, lower=1, clean=1, overwrite_a=1)
+    with large_block(A.shape[0]):
+        factor, info = dpotrf(A.T, lower=1, clean=1, overwrite_a=1)
     return factor if info == 0 else None
 
 
 def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
     """(LL')⁻¹ from the lower Cholesky factor L (LAPACK dpotri on one copy of L), full and symmetric."""
-    inverse, info = dpotri(np.array(L, order="F"), lower=1, overwrite_c=1)
+    copy = np.array(L, order="F")
+    with large_block(L.shape[0]):
+        inverse, info = dpotri(copy, lower=1, overwrite_c=1)
     if info != 0:
         raise np.linalg.LinAlgError(f"inverse from the Cholesky factor failed (info={info})")
     return mirror_upper(inverse.T)  # the Fortran lower triangle is the C-ordered view's upper one
