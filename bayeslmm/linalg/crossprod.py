@@ -109,11 +109,9 @@ class DowndatePairs:
     products: np.ndarray  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
     size: int  # Q2
     dense: np.ndarray | None = None  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
-    # for gather without ``dense``: the pairs again, ordered by level, the products halved on the
-    # diagonal (the transpose in gather counts it twice), and where each level's pairs start
-    gather_position: np.ndarray | None = None
+    # for gather without ``dense``: the products halved on the diagonal i = j (the transpose in
+    # gather counts it twice)
     gather_products: np.ndarray | None = None
-    level_starts: np.ndarray | None = None
 
     def scatter(self, D: np.ndarray) -> np.ndarray:
         """Σ_g C_g D_g C_g' as a new dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
@@ -135,11 +133,11 @@ class DowndatePairs:
         if self.dense is not None:
             XC = (X @ self.dense.reshape(self.size, -1)).reshape(self.dense.shape)
             return np.einsum("qgs,qgt->gst", self.dense, XC)
-        # Σ over each level's pairs of X[i, j] C_g[i, s] C_g[j, t]: O(pairs), no Q1 × Q2 array
-        values = X.reshape(-1)[self.gather_position]
-        count = values.size
-        sums = sp.csr_matrix((values, np.arange(count), self.level_starts), shape=(G1, count))
-        half = np.asarray(sums @ self.gather_products).reshape(G1, S1, S1)
+        # Σ over each level's pairs of X[i, j] C_g[i, s] C_g[j, t]: O(pairs), no Q1 × Q2 array; X is
+        # read in the pairs' order (by position) and summed per level by one bincount per (s, t)
+        weighted = X.reshape(-1)[self.position][:, None] * self.gather_products
+        half = np.stack([np.bincount(self.level, column, minlength=G1) for column in weighted.T], axis=-1)
+        half = half.reshape(G1, S1, S1)
         return half + half.transpose(0, 2, 1)
 
 
@@ -151,12 +149,10 @@ def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     rows, counts = level_pattern.indices, np.diff(level_pattern.indptr)
     dense_rows = Z2tZ1.tocsc()
     values = np.stack([dense_rows[rows, np.repeat(np.arange(G1), counts) * S1 + s].A1 for s in range(S1)], axis=1)
-    first, second = _pairs_within_groups(level_pattern.indptr, counts)
-    level = np.repeat(np.arange(G1), counts**2)
-    keep = rows[first] <= rows[second]
-    first, second, level = first[keep], second[keep], level[keep]
+    first, second = _upper_pairs_within_groups(level_pattern.indptr, counts)  # rows[first] ≤ rows[second]
+    level = np.repeat(np.arange(G1), counts)[first]
     position = rows[first].astype(np.int64) * Q2 + rows[second]
-    order = np.argsort(position, kind="stable")
+    order = np.argsort(position)  # for locality of the scatter's writes
     first, second, level, position = first[order], second[order], level[order], position[order]
     products = (values[first][:, :, None] * values[second][:, None, :]).reshape(len(first), S1 * S1)
     dense_cost = Q2 * Q2 * G1 * S1
@@ -164,19 +160,19 @@ def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     dense = Z2tZ1.toarray().reshape(Q2, G1, S1) if use_dense else None
     if dense is not None:
         return DowndatePairs(position, level.astype(np.intp), products, Q2, dense)
-    by_level = np.argsort(level, kind="stable")
-    halves = np.where(position // Q2 == position % Q2, 0.5, 1.0)
-    level_starts = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=G1))])
-    return DowndatePairs(position, level.astype(np.intp), products, Q2, None, position[by_level],
-                         products[by_level] * halves[by_level, None], level_starts)
+    halves = np.where(rows[first] == rows[second], 0.5, 1.0)
+    return DowndatePairs(position, level.astype(np.intp), products, Q2, None, products * halves[:, None])
 
 
-def _pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All ordered pairs (a, b) of positions a, b within the same group of a CSC column layout."""
-    starts = np.repeat(indptr[:-1], counts**2)
-    within = np.arange(starts.size) - np.repeat(np.cumsum(counts**2) - counts**2, counts**2)
-    width = np.repeat(counts, counts**2)
-    return starts + within // np.maximum(width, 1), starts + within % np.maximum(width, 1)
+def _upper_pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs (a, b), a ≤ b, of positions within the same group of a CSC column layout (whose
+    row indices are sorted, so that row[a] ≤ row[b]), group by group."""
+    group = np.repeat(np.arange(counts.size), counts)
+    a = np.arange(indptr[-1])
+    lengths = indptr[1:][group] - a  # positions from a to the end of its group
+    first = np.repeat(a, lengths)
+    second = np.arange(first.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + first
+    return first, second
 
 
 def _block_diagonal(ZtZ: sp.spmatrix, G: int, S: int) -> np.ndarray:
