@@ -11,8 +11,8 @@ running, scipy's Cholesky, 1 vs 2 threads:
 
 and whole fits: the three-factor fit of tests/data/schools_hoods.csv took 20 s with two
 threads and 0.8 s with one; its Satterthwaite table 49 s and 0.7 s (the issue's InstEval-sized
-fit: 10.4 s and 4.6 s).  No size was found where the second thread pays on a shared machine,
-so there is no threshold: one thread always.  That also makes the result independent of the
+fit: 10.4 s and 4.6 s).  No size up to 2,000 was found where the second thread pays on a shared
+machine, so every kernel of a fit gets one thread, with the one exception below.  That also makes the result independent of the
 machine: OpenBLAS's last bits depend on its thread count, and with two threads the same fit took another
 optimizer path (154 evaluations instead of 151, θ different in the 8th digit).
 
@@ -26,8 +26,10 @@ at least LARGE_BLOCK rows (a later grouping factor with thousands of levels) run
 threads the caller had outside the fit (OpenBLAS's default: one per core).  There a kernel takes
 seconds and the threads have real work; measured at n = 8,000 (dpotrf / dpotri): 4.3 / 7.2 s on
 one thread and 1.9 / 3.1 s on two on an idle machine, but 4.8 / 10.4 s against 7.5 / 13.9 s with
-two other processes running (load average 4).  At n = 4,000 under the same load two threads
-lost by 1.4–5× (0.6–0.8 s against 1.1–3.5 s for dpotrf), hence a threshold above it.  The
+two other processes running (load average 4): under load the second thread loses there too
+(1.3–1.6×), but less than it gains on idle cores (2.3×), where a fit of this size usually runs.
+At n = 4,000 under the same load it lost by 1.4–5× (0.6–0.8 s against 1.1–3.5 s for dpotrf),
+hence a threshold above that.  The
 log-likelihood then depends on the thread count in its last digits only (tests/test_threads.py
 checks 1e-8 with the threshold lowered by :func:`large_blocks_from`).
 """
