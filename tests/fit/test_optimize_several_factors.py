@@ -95,3 +95,15 @@ def test_the_hessian_from_deviances_equals_the_one_from_gradients(formula, data)
                                                                     stats, layout, True)
     assert list(same) == list(free) and free.size == layout.size
     np.testing.assert_allclose(from_deviances, from_gradients, rtol=1e-3, atol=1e-6 * np.abs(from_gradients).max())
+
+
+def test_a_fit_whose_hessian_check_takes_the_deviance_route_is_the_same_fit(monkeypatch):
+    """Every second block counted as large: the check takes the deviances' Hessian and passes."""
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    expected = model.fit()
+    calls = []
+    monkeypatch.setattr(optimize, "LARGE_SECOND_BLOCK", 0)
+    monkeypatch.setattr(optimize, "interior_hessian", lambda *args: calls.append(args))  # must not be used
+    fit = model.fit()
+    assert fit.optsum.converged and not calls
+    assert fit.loglik == pytest.approx(expected.loglik, abs=1e-10)
