@@ -17,6 +17,7 @@ from scipy.optimize import minimize
 
 from bayeslmm.errors import ConvergenceWarning
 from bayeslmm.fit.optsum import OptSummary
+from bayeslmm.fit.start import moment_start
 from bayeslmm.linalg import gradient as gr
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
@@ -37,6 +38,8 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
     if layout.size == 0:
         return OptSummary(np.zeros(0), ld.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
     scale = layout.scale
+    if start is None:  # several scalar terms: each factor fitted alone gives a start near the optimum
+        start = moment_start(stats, layout, reml)
     start = layout.start if start is None else np.asarray(start, dtype=float)
     optimizer, options = optimizer_settings(stats, layout, tolerances)
     evaluations = Evaluations(stats, layout, reml)
