@@ -172,9 +172,12 @@ def _below_false_boundary(theta, stats, layout, reml):
     the optimum is inside (a third of the null refits of Dyestuff's random intercept did).
     Each diagonal at 0 is probed at small positive values; a lower deviance means restart.
     """
+    at_bound = np.flatnonzero(layout.diagonal & (theta <= 0))
+    if at_bound.size == 0:  # nothing to probe (and no factorization spent: seconds for a large block)
+        return None
     here = ld.objective(theta, stats, layout, reml)
     best, best_value = None, here - 1e-10 * max(1.0, abs(here))
-    for j in np.flatnonzero(layout.diagonal & (theta <= 0)):
+    for j in at_bound:
         for step in PROBES:
             probe = theta.copy()
             probe[j] = step * layout.scale[j]
