@@ -12,7 +12,7 @@ running, scipy's Cholesky, 1 vs 2 threads:
 and whole fits: the three-factor fit of tests/data/schools_hoods.csv took 20 s with two
 threads and 0.8 s with one; its Satterthwaite table 49 s and 0.7 s (the issue's InstEval-sized
 fit: 10.4 s and 4.6 s).  No size up to 2,000 was found where the second thread pays on a shared
-machine, so every kernel of a fit gets one thread, with the one exception below.  That also makes the result independent of the
+machine, so every kernel of a fit gets one thread, with the one opt-in exception below.  That also makes the result independent of the
 machine: OpenBLAS's last bits depend on its thread count, and with two threads the same fit took another
 optimizer path (154 evaluations instead of 151, θ different in the 8th digit).
 
@@ -21,17 +21,18 @@ exit; user code outside a fit keeps its own setting (the limit is process-wide: 
 threads calling BLAS during a fit get one thread too).  Entering costs ~15 µs (one
 threadpoolctl controller, made once), so nesting is harmless.
 
-One exception, :func:`large_block`: the Cholesky factor and inverse of a dense second block of
-at least LARGE_BLOCK rows (a later grouping factor with thousands of levels) run on the BLAS
-threads the caller had outside the fit (OpenBLAS's default: one per core).  There a kernel takes
-seconds and the threads have real work; measured at n = 8,000 (dpotrf / dpotri): 4.3 / 7.2 s on
-one thread and 1.9 / 3.1 s on two on an idle machine, but 4.8 / 10.4 s against 7.5 / 13.9 s with
-two other processes running (load average 4): under load the second thread loses there too
-(1.3–1.6×), but less than it gains on idle cores (2.3×), where a fit of this size usually runs.
-At n = 4,000 under the same load it lost by 1.4–5× (0.6–0.8 s against 1.1–3.5 s for dpotrf),
-hence a threshold above that.  The
-log-likelihood then depends on the thread count in its last digits only (tests/test_threads.py
-checks 1e-8 with the threshold lowered by :func:`large_blocks_from`).
+One opt-in exception, :func:`large_blocks_from`: inside ``with large_blocks_from(LARGE_BLOCK):``
+the Cholesky factor and inverse of a dense second block of at least that many rows (a later
+grouping factor with thousands of levels) run on the BLAS threads the caller had outside the fit
+(OpenBLAS's default: one per core; :func:`large_block` around the two kernels).  There a kernel
+takes seconds and the threads have real work; measured at n = 8,000 (dpotrf / dpotri): 4.3 /
+7.2 s on one thread and 1.9 / 3.1 s on two on an idle machine, but 4.8 / 10.4 s against 7.5 /
+13.9 s with two other processes running (load average 4), and at n = 4,000 under the same load
+two threads lost by 1.4–5×.  Whole fits of the issue's 1M ratings on the shared 2-core machine
+(load 3–7): 356–434 s with two threads on the block against 256 s with one (same 14
+evaluations), and 384 s against 158 s with the moment start (7 evaluations).  So it is not the
+default: it pays only on otherwise idle cores.  The log-likelihood depends on the thread count
+in its last digits only (tests/test_threads.py checks 1e-8 on a 300-row block).
 """
 from __future__ import annotations
 
@@ -41,9 +42,9 @@ import functools
 
 from threadpoolctl import ThreadpoolController
 
-LARGE_BLOCK = 5000  # rows of a dense block from which its Cholesky factor and inverse use the caller's threads
+LARGE_BLOCK = 5000  # the threshold to pass to large_blocks_from on a machine with idle cores
 _caller_threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("caller_threads", default=None)
-_large_block: contextvars.ContextVar[int] = contextvars.ContextVar("large_block", default=LARGE_BLOCK)
+_large_block: contextvars.ContextVar[int | None] = contextvars.ContextVar("large_block", default=None)
 
 
 @functools.cache
@@ -77,16 +78,17 @@ def blas_threads() -> int:
 
 def large_block_threads(size: int) -> int:
     """The BLAS threads :func:`large_block` gives a kernel on a ``size`` × ``size`` block: the
-    caller's outside the fit from the threshold on, else 1 (and 1 outside :func:`one_blas_thread`,
-    where nothing is limited and this module changes nothing)."""
-    caller = _caller_threads.get()
-    return caller if caller is not None and size >= _large_block.get() else 1
+    caller's outside the fit from the threshold set by :func:`large_blocks_from` on, else 1 (and 1
+    outside :func:`one_blas_thread`, where nothing is limited and this module changes nothing)."""
+    caller, threshold = _caller_threads.get(), _large_block.get()
+    return caller if caller is not None and threshold is not None and size >= threshold else 1
 
 
 @contextlib.contextmanager
 def large_block(size: int):
     """Around one dense kernel on a ``size`` × ``size`` block inside a fit: the caller's BLAS
-    threads for it where ``size`` reaches the threshold (see the module's docstring)."""
+    threads for it where ``size`` reaches the threshold of :func:`large_blocks_from` (none by
+    default; see the module's docstring)."""
     threads = large_block_threads(size)
     if threads <= 1:
         yield
@@ -98,7 +100,7 @@ def large_block(size: int):
 @contextlib.contextmanager
 def large_blocks_from(size: int):
     """Inside the block, :func:`large_block` uses the caller's threads from ``size`` rows on
-    (e.g. a huge number keeps every kernel on one thread); the default is LARGE_BLOCK."""
+    (LARGE_BLOCK is the measured choice for idle cores); outside, every kernel of a fit gets one."""
     token = _large_block.set(size)
     try:
         yield

@@ -126,3 +126,5 @@ def test_a_large_block_gets_the_callers_threads_back_inside_a_fit():
             assert blas_thread_counts() == [max(caller)] * len(caller)
         assert blas_thread_counts() == [1] * len(caller)
     assert large_block_threads(100) == 1  # outside a fit nothing is limited or raised
+    with one_blas_thread():
+        assert large_block_threads(10**6) == 1  # without large_blocks_from, one thread whatever the size

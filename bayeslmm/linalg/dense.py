@@ -6,7 +6,7 @@ Q2 = 8,000 (the issue's 60,000 users × 8,000 items) it is 512 MB, one pass over
 its Cholesky factor on one BLAS thread.  So every kernel here overwrites the one array it
 is given and forms no other full-size array; LAPACK is called on Fortran-ordered views so
 that SciPy copies nothing.  The Cholesky factor and the inverse of a block of thousands of rows
-may use more than one BLAS thread (:func:`bayeslmm.threads.large_block`).
+may use more than one BLAS thread, on request (:func:`bayeslmm.threads.large_blocks_from`).
 """
 from __future__ import annotations
 
