@@ -30,7 +30,7 @@ takes seconds and the threads have real work; measured at n = 8,000 (dpotrf / dp
 13.9 s with two other processes running (load average 4), and at n = 4,000 under the same load
 two threads lost by 1.4–5×.  Whole fits of the issue's 1M ratings on the shared 2-core machine
 (load 3–7): 356–434 s with two threads on the block against 256 s with one (same 14
-evaluations), and 384 s against 158 s with the moment start (7 evaluations).  So it is not the
+evaluations), and 384 s against 110 s with the moment start (7 evaluations).  So it is not the
 default: it pays only on otherwise idle cores.  The log-likelihood depends on the thread count
 in its last digits only (tests/test_threads.py checks 1e-8 on a 300-row block).
 """
