@@ -11,8 +11,8 @@ running, scipy's Cholesky, 1 vs 2 threads:
 
 and whole fits: the three-factor fit of tests/data/schools_hoods.csv took 20 s with two
 threads and 0.8 s with one; its Satterthwaite table 49 s and 0.7 s (the issue's InstEval-sized
-fit: 10.4 s and 4.6 s).  No size was found where the second thread pays on a shared machine,
-so there is no threshold: one thread always.  That also makes the result independent of the
+fit: 10.4 s and 4.6 s).  No size up to 2,000 was found where the second thread pays on a shared
+machine, so every kernel of a fit gets one thread, with the one opt-in exception below.  That also makes the result independent of the
 machine: OpenBLAS's last bits depend on its thread count, and with two threads the same fit took another
 optimizer path (154 evaluations instead of 151, θ different in the 8th digit).
 
@@ -20,13 +20,31 @@ The limit covers both BLAS libraries loaded (NumPy's and SciPy's OpenBLAS) and i
 exit; user code outside a fit keeps its own setting (the limit is process-wide: other Python
 threads calling BLAS during a fit get one thread too).  Entering costs ~15 µs (one
 threadpoolctl controller, made once), so nesting is harmless.
+
+One opt-in exception, :func:`large_blocks_from`: inside ``with large_blocks_from(LARGE_BLOCK):``
+the Cholesky factor and inverse of a dense second block of at least that many rows (a later
+grouping factor with thousands of levels) run on the BLAS threads the caller had outside the fit
+(OpenBLAS's default: one per core; :func:`large_block` around the two kernels).  There a kernel
+takes seconds and the threads have real work; measured at n = 8,000 (dpotrf / dpotri): 4.3 /
+7.2 s on one thread and 1.9 / 3.1 s on two on an idle machine, but 4.8 / 10.4 s against 7.5 /
+13.9 s with two other processes running (load average 4), and at n = 4,000 under the same load
+two threads lost by 1.4–5×.  Whole fits of the issue's 1M ratings on the shared 2-core machine
+(load 3–7): 356–434 s with two threads on the block against 256 s with one (same 14
+evaluations), and 384 s against 110 s with the moment start (7 evaluations).  So it is not the
+default: it pays only on otherwise idle cores.  The log-likelihood depends on the thread count
+in its last digits only (tests/test_threads.py checks 1e-8 on a 300-row block).
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 
 from threadpoolctl import ThreadpoolController
+
+LARGE_BLOCK = 5000  # the threshold to pass to large_blocks_from on a machine with idle cores
+_caller_threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("caller_threads", default=None)
+_large_block: contextvars.ContextVar[int | None] = contextvars.ContextVar("large_block", default=None)
 
 
 @functools.cache
@@ -41,7 +59,50 @@ def blas_controller() -> ThreadpoolController:
 def one_blas_thread():
     """Limit every loaded BLAS to one thread inside the block; restore the previous limits after.
 
-    Usable as ``with one_blas_thread():`` and as a decorator, ``@one_blas_thread()``.
+    Usable as ``with one_blas_thread():`` and as a decorator, ``@one_blas_thread()``.  The
+    outermost one remembers the caller's thread count for :func:`large_block`.
     """
-    with blas_controller().limit(limits=1, user_api="blas"):
+    outer = _caller_threads.get()
+    token = _caller_threads.set(blas_threads() if outer is None else outer)
+    try:
+        with blas_controller().limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        _caller_threads.reset(token)
+
+
+def blas_threads() -> int:
+    """The largest thread count of the loaded BLAS libraries now."""
+    return max((lib.num_threads for lib in blas_controller().select(user_api="blas").lib_controllers), default=1)
+
+
+def large_block_threads(size: int) -> int:
+    """The BLAS threads :func:`large_block` gives a kernel on a ``size`` × ``size`` block: the
+    caller's outside the fit from the threshold set by :func:`large_blocks_from` on, else 1 (and 1
+    outside :func:`one_blas_thread`, where nothing is limited and this module changes nothing)."""
+    caller, threshold = _caller_threads.get(), _large_block.get()
+    return caller if caller is not None and threshold is not None and size >= threshold else 1
+
+
+@contextlib.contextmanager
+def large_block(size: int):
+    """Around one dense kernel on a ``size`` × ``size`` block inside a fit: the caller's BLAS
+    threads for it where ``size`` reaches the threshold of :func:`large_blocks_from` (none by
+    default; see the module's docstring)."""
+    threads = large_block_threads(size)
+    if threads <= 1:
         yield
+        return
+    with blas_controller().limit(limits=threads, user_api="blas"):
+        yield
+
+
+@contextlib.contextmanager
+def large_blocks_from(size: int):
+    """Inside the block, :func:`large_block` uses the caller's threads from ``size`` rows on
+    (LARGE_BLOCK is the measured choice for idle cores); outside, every kernel of a fit gets one."""
+    token = _large_block.set(size)
+    try:
+        yield
+    finally:
+        _large_block.reset(token)

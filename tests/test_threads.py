@@ -15,16 +15,18 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from bayeslmm.threads import one_blas_thread
+from bayeslmm.threads import large_block, large_block_threads, large_blocks_from, one_blas_thread
 from conftest import REPO
 
 # Fitted in the child: three grouping factors, crossed and nested (on the code before issue 12 its
 # optimizer took 151 evaluations with one thread and 154 with two), and a residual structure.
 CHILD = """
 import json, sys
+import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info
 import bayeslmm as blm
+from bayeslmm.threads import large_block_threads, large_blocks_from, one_blas_thread
 
 threads = sorted({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
 schools = blm.LMM("y ~ ses + (1 + ses | school) + (1 | class) + (1 | hood)",
@@ -36,7 +38,19 @@ for name, model, method in [("schools_reml", schools, "REML"), ("schools_ml", sc
     runs = [model.fit(method=method) for _ in range(2)]
     fits[name] = [{"loglik": fit.loglik, "theta": list(fit.theta), "phi": list(fit.state.phi),
                    "evaluations": fit.state.optsum.n_evaluations} for fit in runs]
-json.dump({"threads": threads, "fits": fits}, sys.stdout)
+# a crossed design whose second block (300 rows) takes the large-block path, the threshold lowered to it
+rng = np.random.default_rng(4)
+ratings = pd.DataFrame({"user": rng.integers(0, 500, 4000), "item": rng.integers(0, 300, 4000)})
+ratings["y"] = (rng.normal(size=500)[ratings.user] + rng.normal(size=300)[ratings.item]
+                + rng.normal(size=len(ratings)))
+crossed = blm.LMM("y ~ 1 + (1 | user) + (1 | item)", ratings)
+with large_blocks_from(300), one_blas_thread():
+    block_threads = large_block_threads(crossed.stats.pairs.size)
+with large_blocks_from(300):
+    runs = [crossed.fit() for _ in range(2)]
+fits["large_block_reml"] = [{"loglik": fit.loglik, "theta": list(fit.theta), "phi": [],
+                             "evaluations": fit.state.optsum.n_evaluations} for fit in runs]
+json.dump({"threads": threads, "block_threads": block_threads, "fits": fits}, sys.stdout)
 """
 
 
@@ -62,6 +76,8 @@ def by_threads() -> dict[int, dict]:
 def test_the_children_start_with_different_blas_thread_counts(by_threads):
     assert by_threads[1]["threads"] == [1]
     assert by_threads[2]["threads"] == [2]
+    # inside a fit a block from the threshold on gets the caller's threads
+    assert by_threads[1]["block_threads"] == 1 and by_threads[2]["block_threads"] == 2
 
 
 @pytest.mark.parametrize("name", ["schools_reml", "schools_ml", "ar1_reml"])
@@ -73,7 +89,15 @@ def test_one_and_two_blas_threads_give_the_same_fit(by_threads, name):
     assert one["evaluations"] == two["evaluations"]  # the optimizer took the same path
 
 
-@pytest.mark.parametrize("name", ["schools_reml", "schools_ml", "ar1_reml"])
+def test_a_large_block_on_the_callers_threads_gives_the_same_fit(by_threads):
+    """The second block's Cholesky factor and inverse on 1 or 2 BLAS threads (the threshold
+    lowered): the log-likelihood to 1e-8, θ to 1e-6 (the optimizer's path may differ)."""
+    one, two = by_threads[1]["fits"]["large_block_reml"][0], by_threads[2]["fits"]["large_block_reml"][0]
+    assert abs(one["loglik"] - two["loglik"]) <= 1e-8
+    np.testing.assert_allclose(one["theta"], two["theta"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["schools_reml", "schools_ml", "ar1_reml", "large_block_reml"])
 def test_a_fit_repeated_in_one_process_is_identical(by_threads, name):
     for count in (1, 2):
         first, second = by_threads[count]["fits"][name]
@@ -92,3 +116,15 @@ def test_one_blas_thread_limits_inside_and_restores_after():
             assert blas_thread_counts() == [1] * len(before)
         assert blas_thread_counts() == [1] * len(before)
     assert blas_thread_counts() == before
+
+
+def test_a_large_block_gets_the_callers_threads_back_inside_a_fit():
+    caller = blas_thread_counts()
+    with large_blocks_from(100), one_blas_thread():
+        assert large_block_threads(99) == 1 and large_block_threads(100) == max(caller)
+        with large_block(100):
+            assert blas_thread_counts() == [max(caller)] * len(caller)
+        assert blas_thread_counts() == [1] * len(caller)
+    assert large_block_threads(100) == 1  # outside a fit nothing is limited or raised
+    with one_blas_thread():
+        assert large_block_threads(10**6) == 1  # without large_blocks_from, one thread whatever the size

@@ -17,6 +17,7 @@ from scipy.optimize import minimize
 
 from bayeslmm.errors import ConvergenceWarning
 from bayeslmm.fit.optsum import OptSummary
+from bayeslmm.fit.start import moment_start
 from bayeslmm.linalg import gradient as gr
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
@@ -37,25 +38,28 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
     if layout.size == 0:
         return OptSummary(np.zeros(0), ld.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
     scale = layout.scale
+    if start is None:  # several scalar terms: each factor fitted alone gives a start near the optimum
+        start = moment_start(stats, layout, reml)
     start = layout.start if start is None else np.asarray(start, dtype=float)
     optimizer, options = optimizer_settings(stats, layout, tolerances)
-    result = _minimise(stats, layout, reml, start / scale, optimizer, options)
+    evaluations = Evaluations(stats, layout, reml)
+    result = _minimise(evaluations, start / scale, optimizer, options)
     if not _finite_result(result):
         optimizer, options = "COBYQA", fallback_settings(layout)
-        result = _minimise(stats, layout, reml, start / scale, optimizer, options)
+        result = _minimise(evaluations, start / scale, optimizer, options)
         optimizer = "COBYQA (fallback: the gradient path gave a non-finite value)"
-    theta, evaluations = snap_to_bounds(result.x * scale, layout), int(result.nfev)
-    deviance, gradient = _deviance_and_gradient(theta, stats, layout, reml, result)
+    theta, count = snap_to_bounds(result.x * scale, layout), int(result.nfev)
+    deviance, gradient = _deviance_and_gradient(theta, evaluations)
     for _ in range(int(layout.diagonal.sum())):  # each restart frees at least one diagonal
         probe = _below_false_boundary(theta, deviance, stats, layout, reml)
         if probe is None:
             break
-        result = _minimise(stats, layout, reml, probe / scale, optimizer, options)
-        theta, evaluations = snap_to_bounds(result.x * scale, layout), evaluations + int(result.nfev)
-        deviance, gradient = _deviance_and_gradient(theta, stats, layout, reml, result)
+        result = _minimise(evaluations, probe / scale, optimizer, options)
+        theta, count = snap_to_bounds(result.x * scale, layout), count + int(result.nfev)
+        deviance, gradient = _deviance_and_gradient(theta, evaluations)
     converged, message, gradient_norm = check_convergence(theta, deviance, gradient, stats, layout, reml,
                                                           result.message)
-    return OptSummary(theta, deviance, converged, message, evaluations, optimizer=optimizer, tolerances=options,
+    return OptSummary(theta, deviance, converged, message, count, optimizer=optimizer, tolerances=options,
                       start=start, gradient_norm=gradient_norm)
 
 
@@ -119,20 +123,17 @@ def fallback_settings(layout: ThetaLayout) -> dict:
     return {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
 
 
-def _deviance_and_gradient(theta, stats, layout, reml, result) -> tuple[float, np.ndarray]:
+def _deviance_and_gradient(theta, evaluations: "Evaluations") -> tuple[float, np.ndarray]:
     """The profiled deviance at θ and its exact gradient, once for the restart probes and the
-    convergence checks: L-BFGS-B's own at its final point where θ is that point (its last
-    evaluation there, in scaled units), else evaluated; the deviance alone where the gradient
-    path cannot give it."""
-    jac = getattr(result, "jac", None)
-    if jac is not None and np.isfinite(result.fun) and np.array_equal(result.x * layout.scale, theta):
-        return float(result.fun), np.asarray(jac) / layout.scale
+    convergence checks: remembered where the optimiser evaluated θ (its final point, unless
+    snapped to a bound), else evaluated; the deviance alone where the gradient path cannot
+    give it."""
     try:
-        deviance, gradient = gr.objective_gradient(theta, stats, layout, reml)
+        deviance, gradient = evaluations(theta)
     except np.linalg.LinAlgError:
         deviance, gradient = np.nan, np.full(theta.shape, np.nan)
     if not np.isfinite(deviance):
-        deviance = ld.objective(theta, stats, layout, reml)
+        deviance = evaluations.deviance(theta)
     return deviance, gradient
 
 
@@ -141,13 +142,42 @@ def _finite_result(result) -> bool:
     return bool(np.isfinite(result.fun) and (jac is None or np.all(np.isfinite(jac))))
 
 
-def _minimise(stats, layout, reml, start_scaled, optimizer: str, options: dict):
+class Evaluations:
+    """The deviance and its exact gradient in θ for one fit, remembered by θ's bytes.
+
+    L-BFGS-B asks for points again: where its line search runs out of digits it can request
+    the same θ a dozen times (16 of the 45 evaluations of the InstEval-sized fit), and the
+    convergence check starts at the point it stopped on.  Each evaluation is a factorization
+    and, with a large second block, its dense inverse: seconds at Q2 = 8,000.
+    """
+
+    def __init__(self, stats: CrossProducts, layout: ThetaLayout, reml: bool):
+        self.stats, self.layout, self.reml = stats, layout, reml
+        self.known: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def __call__(self, theta) -> tuple[float, np.ndarray]:
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        if key not in self.known:
+            self.known[key] = gr.objective_gradient(theta, self.stats, self.layout, self.reml)
+        return self.known[key]
+
+    def deviance(self, theta) -> float:
+        """The deviance alone: remembered, or computed without the gradient."""
+        known = self.known.get(np.asarray(theta, dtype=float).tobytes())
+        if known is not None and np.isfinite(known[0]):
+            return known[0]
+        return ld.objective(theta, self.stats, self.layout, self.reml)  # also where the gradient path failed
+
+
+def _minimise(evaluations: Evaluations, start_scaled, optimizer: str, options: dict):
+    stats, layout, reml = evaluations.stats, evaluations.layout, evaluations.reml
     scale = layout.scale
     bounds = [(0.0, None) if lo == 0 else (None, None) for lo in layout.lower]
     if optimizer == "L-BFGS-B":
         def fun(scaled):
             try:
-                value, grad = gr.objective_gradient(scaled * scale, stats, layout, reml)
+                value, grad = evaluations(scaled * scale)
             except np.linalg.LinAlgError:
                 return np.nan, np.full(scaled.shape, np.nan)
             return value, grad * scale
@@ -170,8 +200,11 @@ def _below_false_boundary(theta, here, stats, layout, reml):
     the optimum is inside (a third of the null refits of Dyestuff's random intercept did).
     Each diagonal at 0 is probed at small positive values; a lower deviance means restart.
     """
+    at_bound = np.flatnonzero(layout.diagonal & (theta <= 0))
+    if at_bound.size == 0:  # nothing to probe
+        return None
     best, best_value = None, here - 1e-10 * max(1.0, abs(here))
-    for j in np.flatnonzero(layout.diagonal & (theta <= 0)):
+    for j in at_bound:
         for step in PROBES:
             probe = theta.copy()
             probe[j] = step * layout.scale[j]
@@ -213,7 +246,7 @@ def check_convergence(theta, deviance, gradient, stats, layout, reml, optimizer_
         )
         warnings.warn(message, ConvergenceWarning, stacklevel=5)
         return False, message, worst
-    negative = negative_curvature(theta, stats, layout, reml, gradient) if stats.n_factors > 1 else 0
+    negative = negative_curvature(theta, stats, layout, reml, gradient, deviance) if stats.n_factors > 1 else 0
     if negative:
         message = (f"model failed to converge: degenerate Hessian with {negative} negative eigenvalue(s) "
                    f"(max|grad| = {worst:.2g})")
@@ -222,8 +255,18 @@ def check_convergence(theta, deviance, gradient, stats, layout, reml, optimizer_
     return True, f"converged (max|grad| = {worst:.2g})", worst
 
 
+# From this size of the dense second block (Q2) a gradient costs about three factorizations (its
+# dense inverse, dpotri, is twice the Cholesky), so for up to DEVIANCE_HESSIAN_MAX_SIZE free θ the
+# p(p + 1) deviances of second differences are cheaper than 2p gradients.
+LARGE_SECOND_BLOCK = 2000
+DEVIANCE_HESSIAN_MAX_SIZE = 4
+DEVIANCE_STEP = 1e-3
+
+
 HESSIAN_STEP = 1e-4  # central differences of the exact gradient, in scaled units
-SCREEN_STEP = 1e-6  # forward differences: eigenvalues within ~1e-5 of the largest of the central ones
+# forward differences: between the gradient's rounding (which dominates at 1e-6) and truncation;
+# eigenvalues within ~6e-6 of the largest of the central ones on Pastes and Penicillin
+SCREEN_STEP = 3e-6
 SCREEN_MARGIN = 1e-3  # smallest / largest eigenvalue above which the forward screen decides alone
 
 
@@ -253,15 +296,46 @@ def interior_hessian(theta, stats, layout, reml, gradient=None) -> tuple[np.ndar
     return 0.5 * (hessian + hessian.T), free
 
 
-def negative_curvature(theta, stats, layout, reml, gradient=None) -> int:
+def interior_hessian_from_deviances(theta, deviance, stats, layout, reml) -> tuple[np.ndarray, np.ndarray]:
+    """The same Hessian as :func:`interior_hessian` from central second differences of the
+    deviance (lme4's own deriv12 scheme), given the ``deviance`` at θ: 2p + p(p − 1)
+    factorizations without the gradient's dense inverse, for p free coordinates.  The step is
+    DEVIANCE_STEP in scaled units (second differences of a deviance carrying ~1e-12 relative
+    rounding need a larger one than the gradient's), at most half the way to a bound."""
+    free = free_coordinates(theta, layout)
+    scaled = theta[free] / layout.scale[free]
+    h = np.where(layout.diagonal[free], np.minimum(DEVIANCE_STEP, scaled / 2), DEVIANCE_STEP)
+    steps = np.zeros((free.size, theta.size))
+    steps[np.arange(free.size), free] = h * layout.scale[free]
+
+    def at(offset):
+        return ld.objective(theta + offset, stats, layout, reml)
+
+    up, down = [at(step) for step in steps], [at(-step) for step in steps]
+    hessian = np.diag([(u + d - 2 * deviance) for u, d in zip(up, down)])
+    for i in range(free.size):
+        for j in range(i):
+            both = at(steps[i] + steps[j]) + at(-steps[i] - steps[j])
+            hessian[i, j] = hessian[j, i] = 0.5 * (both - up[i] - down[i] - up[j] - down[j] + 2 * deviance)
+    return hessian / np.outer(h, h), free
+
+
+def negative_curvature(theta, stats, layout, reml, gradient=None, deviance=None) -> int:
     """How many eigenvalues of the interior Hessian are below −HESSIAN_TOLERANCE × the largest
     (lme4's check.conv.hess); 0 where there are more than HESSIAN_MAX_SIZE free coordinates.
 
     Given the gradient at θ, forward differences screen first at half the cost: where their
     smallest eigenvalue is above SCREEN_MARGIN × the largest, far beyond their error, the
-    Hessian is positive definite; anywhere nearer 0 the central differences decide."""
-    if not 0 < free_coordinates(theta, layout).size <= HESSIAN_MAX_SIZE:
+    Hessian is positive definite; anywhere nearer 0 the central differences decide.  Given the
+    ``deviance`` at θ, a large second block with few free θ takes the Hessian from deviances
+    instead (:func:`interior_hessian_from_deviances`)."""
+    size = free_coordinates(theta, layout).size
+    if not 0 < size <= HESSIAN_MAX_SIZE:
         return 0
+    if deviance is not None and stats.pairs.size >= LARGE_SECOND_BLOCK and size <= DEVIANCE_HESSIAN_MAX_SIZE:
+        eigenvalues = np.linalg.eigvalsh(interior_hessian_from_deviances(theta, deviance, stats, layout, reml)[0])
+        largest = np.max(np.abs(eigenvalues))
+        return int(np.sum(eigenvalues < -HESSIAN_TOLERANCE * largest)) if largest > 0 else 0
     if gradient is not None and np.all(np.isfinite(gradient)):
         eigenvalues = np.linalg.eigvalsh(interior_hessian(theta, stats, layout, reml, gradient)[0])
         if eigenvalues[0] > SCREEN_MARGIN * np.max(np.abs(eigenvalues)):

@@ -13,6 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bayeslmm.arrays import group_sums
+from bayeslmm.linalg.dense import mirror_upper
 from bayeslmm.model.spec import GroupingFactor, ModelSpec
 
 
@@ -92,50 +93,40 @@ DENSE_ADVANTAGE = 20  # flops of a dense product per scattered pair product that
 
 
 @dataclass(frozen=True)
-class PairList:
-    """The fixed pairs (i, j), i ≤ j, of non-zero rows of C_g = Z2'Z1[:, g] within each first-factor
-    level g, sorted by position: what one evaluation gathers and scatters where Z2'Z1 is sparse."""
-
-    position: np.ndarray  # i * Q2 + j
-    level: np.ndarray  # g of the pair
-    products: np.ndarray  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
-
-
-@dataclass(frozen=True)
 class DowndatePairs:
     """Z2'Z1 D Z1'Z2 = Σ_g C_g D_g C_g' as a scatter of fixed pairs of rows of C_g = Z2'Z1[:, g].
 
     Each pair (i, j) of non-zero rows within one first-factor level g contributes
     C_g[i] D_g C_g[j]'; its position, level and the products C_g[i,s] C_g[j,t] are
-    fixed by the data (:class:`PairList`), so an evaluation is one gather and one bincount.
-    Where Z2'Z1 is small and dense (crossed designs: every subject meets most items) it is
-    kept as a dense (Q2, G1, S1) array instead, both products are BLAS products, and the
-    pair list (large there: every pair of items a subject met) is not made.
+    fixed by the data, so an evaluation is one gather and one bincount.  Only pairs
+    with i ≤ j are kept (D_g is symmetric), sorted by position for locality.  Where Z2'Z1
+    is small and dense (crossed designs: every subject meets most items) it is kept as a
+    dense (Q2, G1, S1) array instead, both products are BLAS products, and the pairs (large
+    there: every pair of items a subject met) are not made.
     """
 
+    position: np.ndarray | None  # i * Q2 + j (None where ``dense``)
+    level: np.ndarray | None  # g of the pair
+    products: np.ndarray | None  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
     size: int  # Q2
-    listed: PairList | None = None  # None where ``dense``
     dense: np.ndarray | None = None  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
-    # for gather without ``dense``: the pairs again, ordered by level, the products halved on the
-    # diagonal (the transpose in gather counts it twice), and where each level's pairs start
-    gather_position: np.ndarray | None = None
+    # for gather without ``dense``: the products halved on the diagonal i = j (the transpose in
+    # gather counts it twice)
     gather_products: np.ndarray | None = None
-    level_starts: np.ndarray | None = None
 
     def scatter(self, D: np.ndarray) -> np.ndarray:
-        """Σ_g C_g D_g C_g' as a dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
+        """Σ_g C_g D_g C_g' as a new dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
         if self.dense is not None:
             CD = np.matmul(self.dense.transpose(1, 0, 2), D).transpose(1, 0, 2).reshape(self.size, -1)
             product = CD @ self.dense.reshape(self.size, -1).T
             return 0.5 * (product + product.T)
-        listed = self.listed
         flat = D.reshape(D.shape[0], -1)
         if flat.shape[1] == 1:
-            weights = listed.products[:, 0] * flat[listed.level, 0]
+            weights = self.products[:, 0] * flat[self.level, 0]
         else:
-            weights = np.einsum("pk,pk->p", listed.products, flat[listed.level])
-        upper = np.bincount(listed.position, weights, minlength=self.size**2).reshape(self.size, self.size)
-        return upper + upper.T - np.diag(np.diag(upper))
+            weights = np.einsum("pk,pk->p", self.products, flat[self.level])
+        upper = np.bincount(self.position, weights, minlength=self.size**2).reshape(self.size, self.size)
+        return mirror_upper(upper)
 
     def gather(self, X: np.ndarray, G1: int, S1: int) -> np.ndarray:
         """C_g' X C_g of every first-factor level, (G1, S1, S1), for a symmetric Q2 × Q2 ``X``:
@@ -143,65 +134,45 @@ class DowndatePairs:
         if self.dense is not None:
             XC = (X @ self.dense.reshape(self.size, -1)).reshape(self.dense.shape)
             return np.matmul(self.dense.transpose(1, 2, 0), XC.transpose(1, 0, 2))
-        # Σ over each level's pairs of X[i, j] C_g[i, s] C_g[j, t]: O(pairs), no Q1 × Q2 array
-        values = X.reshape(-1)[self.gather_position]
-        count = values.size
-        sums = sp.csr_matrix((values, np.arange(count), self.level_starts), shape=(G1, count))
-        half = np.asarray(sums @ self.gather_products).reshape(G1, S1, S1)
+        # Σ over each level's pairs of X[i, j] C_g[i, s] C_g[j, t]: O(pairs), no Q1 × Q2 array; X is
+        # read in the pairs' order (by position) and summed per level by one bincount per (s, t)
+        weighted = X.reshape(-1)[self.position][:, None] * self.gather_products
+        half = np.stack([np.bincount(self.level, column, minlength=G1) for column in weighted.T], axis=-1)
+        half = half.reshape(G1, S1, S1)
         return half + half.transpose(0, 2, 1)
 
 
 def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
-    """Z2'Z1 dense where its BLAS products beat the scatter of the pair list, else the pair list."""
     Q2 = Z2tZ1.shape[0]
-    counts = np.diff(_level_pattern(Z2tZ1, G1, S1).indptr)
+    coo = Z2tZ1.tocoo()
+    level_pattern = sp.csc_matrix((np.ones(coo.nnz), (coo.row, coo.col // S1)), shape=(Q2, G1))
+    level_pattern.sum_duplicates()
+    rows, counts = level_pattern.indices, np.diff(level_pattern.indptr)
     n_pairs = int(np.sum(counts * (counts + 1) // 2))  # the pairs i ≤ j within each level
     dense_cost = Q2 * Q2 * G1 * S1
     if Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * n_pairs * S1 * S1:
-        return DowndatePairs(Q2, dense=Z2tZ1.toarray().reshape(Q2, G1, S1))
-    by_level = pairs_by_level(Z2tZ1, G1, S1)
-    halves = np.where(by_level.position // Q2 == by_level.position % Q2, 0.5, 1.0)
-    level_starts = np.concatenate([[0], np.cumsum(np.bincount(by_level.level, minlength=G1))])
-    return DowndatePairs(Q2, by_position(by_level), None, by_level.position,
-                         by_level.products * halves[:, None], level_starts)
-
-
-def pairs_by_level(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> PairList:
-    """The pairs level by level, each level's by position (its rows are in ascending order)."""
-    Q2 = Z2tZ1.shape[0]
-    level_pattern = _level_pattern(Z2tZ1, G1, S1)
-    rows, counts = level_pattern.indices, np.diff(level_pattern.indptr)
+        return DowndatePairs(None, None, None, Q2, Z2tZ1.toarray().reshape(Q2, G1, S1))
     dense_rows = Z2tZ1.tocsc()
     values = np.stack([dense_rows[rows, np.repeat(np.arange(G1), counts) * S1 + s].A1 for s in range(S1)], axis=1)
-    first, second = _pairs_within_groups(level_pattern.indptr, counts)
-    level = np.repeat(np.arange(G1), counts**2)
-    keep = rows[first] <= rows[second]
-    first, second, level = first[keep], second[keep], level[keep]
+    first, second = _upper_pairs_within_groups(level_pattern.indptr, counts)  # rows[first] ≤ rows[second]
+    level = np.repeat(np.arange(G1), counts)[first]
     position = rows[first].astype(np.int64) * Q2 + rows[second]
+    order = np.argsort(position)  # for locality of the scatter's writes
+    first, second, level, position = first[order], second[order], level[order], position[order]
     products = (values[first][:, :, None] * values[second][:, None, :]).reshape(len(first), S1 * S1)
-    return PairList(position, level.astype(np.intp), products)
+    halves = np.where(rows[first] == rows[second], 0.5, 1.0)
+    return DowndatePairs(position, level.astype(np.intp), products, Q2, None, products * halves[:, None])
 
 
-def by_position(pairs: PairList) -> PairList:
-    """The same pairs sorted by position, for locality of the scatter's bincount."""
-    order = np.argsort(pairs.position, kind="stable")
-    return PairList(pairs.position[order], pairs.level[order], pairs.products[order])
-
-
-def _level_pattern(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> sp.csc_matrix:
-    """Which rows of Z2'Z1 are non-zero on each first-factor level (Q2 × G1, one column a level)."""
-    coo = Z2tZ1.tocoo()
-    pattern = sp.csc_matrix((np.ones(coo.nnz), (coo.row, coo.col // S1)), shape=(Z2tZ1.shape[0], G1))
-    pattern.sum_duplicates()
-    return pattern
-
-
-def _pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All ordered pairs (a, b) of positions a, b within the same group of a CSC column layout."""
-    starts = np.repeat(indptr[:-1], counts**2)
-    within = np.arange(starts.size) - np.repeat(np.cumsum(counts**2) - counts**2, counts**2)
-    width = np.repeat(counts, counts**2)
-    return starts + within // np.maximum(width, 1), starts + within % np.maximum(width, 1)
+def _upper_pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs (a, b), a ≤ b, of positions within the same group of a CSC column layout (whose
+    row indices are sorted, so that row[a] ≤ row[b]), group by group."""
+    group = np.repeat(np.arange(counts.size), counts)
+    a = np.arange(indptr[-1])
+    lengths = indptr[1:][group] - a  # positions from a to the end of its group
+    first = np.repeat(a, lengths)
+    second = np.arange(first.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + first
+    return first, second
 
 
 def _block_diagonal(ZtZ: sp.spmatrix, G: int, S: int) -> np.ndarray:

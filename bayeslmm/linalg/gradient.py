@@ -20,9 +20,8 @@ nothing of size n or Q1 × Q2 is formed. One grouping factor keeps the per-level
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg.lapack import dpotri
 
-from bayeslmm.linalg import batched
+from bayeslmm.linalg import batched, dense
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
@@ -90,16 +89,30 @@ def logdet_derivatives(fact: ld.Factorization, stats: CrossProducts) -> list[np.
     T1, Ts, levels = fact.T[0], fact.T, fact.levels
     A1inv = batched.transpose(fact.L1inv) @ fact.L1inv
     H = batched.times_left(T1, A1inv)  # T1 A1_g⁻¹
-    Omega22 = inverse_from_cholesky(fact.L22)
-    lam_omega = ld.lambda_t_times(ld.lambda_t_times(Omega22, _transposed(Ts), levels).T, _transposed(Ts), levels)
+    Omega22 = dense.inverse_from_cholesky(fact.L22)
+    others = later_factor_blocks(fact.schur_W22, Omega22, fact)
+    lam_omega = ld.lambda_congruence(Omega22, _transposed(Ts), levels, overwrite=True)  # Λ2Ω22Λ2'
     N = stats.pairs.gather(lam_omega, *fact.L1.shape[:2])  # (F'Ω22F)_gg = (W12 Λ2Ω22Λ2' W21)_gg
     Omega11 = A1inv + batched.transpose(H) @ N @ H
     first = (batched.times(stats.ZtZ1, T1) @ Omega11 - N @ H).sum(axis=0)
-    schur_lam = ld.lambda_t_times((stats.ZtZ2 - fact.downdate).T, Ts, levels).T  # (W22 − W21Λ1H'W12)Λ2
-    others = []
-    for rows, omega in zip(ld.split_other_factors(schur_lam, fact), ld.split_other_factors(Omega22, fact)):
-        others.append(_sum_of_products(rows, omega))
     return [first] + others
+
+
+def later_factor_blocks(schur_W22: np.ndarray, Omega22: np.ndarray, fact: ld.Factorization) -> list[np.ndarray]:
+    """Σ_g [(W22 − W21Λ1H'W12) Λ2 Ω22]_gg over the levels of each factor after the first, (S_f, S_f)
+    each, from rows of the two Q2 × Q2 matrices; with scalar terms only, one pass and no copy."""
+    scale = ld.scalar_lambda(fact.T, fact.levels)  # the diagonal Λ2, or None
+    out, start = [], 0
+    for G, T in zip(fact.levels[1:], fact.T[1:]):
+        S = T.shape[0]
+        rows = slice(start, start + G * S)
+        start += G * S
+        if scale is not None:  # Σ_{i ∈ f} Σ_q schur[i, q] λ_q Ω[q, i]  (Ω symmetric)
+            out.append(np.einsum("iq,iq,q->", schur_W22[rows], Omega22[rows], scale).reshape(1, 1))
+            continue
+        lam_omega = ld.lambda_t_times(Omega22[:, rows], _transposed(fact.T), fact.levels)  # Λ2 Ω22[:, rows]
+        out.append(np.einsum("gsq,qgt->st", schur_W22[rows].reshape(G, S, -1), lam_omega.reshape(-1, G, S)))
+    return out
 
 
 def residual_derivatives(fact: ld.Factorization, prof: ld.Profile, stats: CrossProducts, reml: bool):
@@ -161,15 +174,6 @@ def _sum_of_products(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Σ_g A_g B_g' for A (G, S, k) and B (G, T, k): one BLAS product (einsum would loop)."""
     G, S, k = A.shape
     return A.transpose(1, 0, 2).reshape(S, G * k) @ B.transpose(1, 0, 2).reshape(B.shape[1], G * k).T
-
-
-def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
-    """(LL')⁻¹ from the lower Cholesky factor L (LAPACK dpotri), symmetric."""
-    inverse, info = dpotri(L, lower=1)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"inverse from the Cholesky factor failed (info={info})")
-    lower = np.tril(inverse)
-    return lower + lower.T - np.diag(np.diag(lower))
 
 
 def _transposed(Ts):

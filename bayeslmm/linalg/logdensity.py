@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg.lapack import dtrtrs
 
-from bayeslmm.linalg import batched
+from bayeslmm.linalg import batched, dense
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
 
@@ -49,7 +49,9 @@ class Factorization:
     C: np.ndarray  # (p+1, p+1)
     logdet: float  # log |L_θ|² − Σ log w_i = log|ZΛΛ'Z' + W⁻¹| (prior weights W; Σ log w_i = 0 without)
     levels: tuple[int, ...] = ()  # G_f of every factor
-    downdate: np.ndarray | None = None  # (Q2, Q2) = Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2 (kept for the gradient)
+    # (Q2, Q2) = Z2'Z2 − Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2: the later factors' Z'Z with the first factor
+    # eliminated, so that A22 = Λ2' schur_W22 Λ2 + I (kept for the gradient)
+    schur_W22: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -136,31 +138,48 @@ def _sum_terms(terms):
 def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorization | None:
     """The second block row: L21 = Λ2'Z2'Z1Λ1L11⁻ᵀ (kept implicit), L22 dense."""
     B1 = batched.times_left(Ts[0], batched.transpose(L1inv))  # NumPy only: sparse second block
-    downdate = stats.pairs.scatter(B1 @ batched.transpose(B1))  # Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2
+    schur_W22 = stats.pairs.scatter(B1 @ batched.transpose(B1))  # Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2, a fresh array
+    np.subtract(stats.ZtZ2, schur_W22, out=schur_W22)
     R1_scaled = (B1 @ R1).reshape(-1, R1.shape[-1])
-    block = second_block(Ts, stats, downdate, R1_scaled, C, logdet)
+    block = dense_second_block(Ts, stats, schur_W22, R1_scaled, C, logdet)
     if block is None:
         return None
     L22, R2, C, logdet = block
-    return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels, downdate)
+    return Factorization(Ts, L1, L1inv, R1, B1, stats.Z2tZ1, L22, R2, C, logdet, stats.levels, schur_W22)
 
 
-def second_block(Ts, stats: CrossProducts, downdate, R1_scaled, C, logdet):
-    """The second block row of the blocked Cholesky.
+def dense_second_block(Ts, stats: CrossProducts, schur_W22, R1_scaled, C, logdet):
+    """The second block row of the blocked Cholesky in NumPy, forming one Q2 × Q2 array: A22 =
+    Λ2' schur_W22 Λ2 + I, factored in place into L22 (see :mod:`bayeslmm.linalg.dense`).
 
-    From the downdate Z2'Z1Λ1A1⁻¹Λ1'Z1'Z2 and R1_scaled = blockdiag(B1)R1, B1 = T1L1⁻ᵀ:
-    A22 = Λ2'(Z2'Z2 − downdate)Λ2 + I = L22L22', R2 = L22⁻¹Λ2'(Z2'[X y] − Z2'Z1 R1_scaled).
+    R2 = L22⁻¹Λ2'(Z2'[X y] − Z2'Z1 R1_scaled) with R1_scaled = blockdiag(B1)R1, B1 = T1L1⁻ᵀ.
     Returns L22, R2, the Schur complement C − R2'R2 and log|L|² + log|L22|²; None where A22
     is not positive definite."""
-    inner = lambda_t_times(stats.ZtZ2 - downdate, Ts, stats.levels)
-    A22 = lambda_t_times(inner.T, Ts, stats.levels) + np.eye(stats.pairs.size)
-    try:
-        L22 = np.linalg.cholesky(A22)
-    except np.linalg.LinAlgError:
+    A22 = lambda_congruence(schur_W22, Ts, stats.levels)
+    A22.flat[:: A22.shape[0] + 1] += 1.0
+    L22 = dense.cholesky_in_place(A22)
+    if L22 is None:
         return None
-    rhs = lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels)
-    R2 = solve_lower(L22, rhs)
+    R2 = solve_lower(L22, lambda_t_times(stats.ZtXY2 - stats.Z2tZ1 @ R1_scaled, Ts, stats.levels))
     return L22, R2, C - R2.T @ R2, logdet + 2.0 * np.log(np.diag(L22)).sum()
+
+
+def scalar_lambda(Ts, levels: tuple[int, ...]) -> np.ndarray | None:
+    """The diagonal of Λ2 when every factor after the first is a scalar term (θ_f repeated G_f
+    times), else None."""
+    if any(T.shape[0] != 1 for T in Ts[1:]):
+        return None
+    return np.repeat([T[0, 0] for T in Ts[1:]], levels[1:])
+
+
+def lambda_congruence(X: np.ndarray, Ts, levels: tuple[int, ...], overwrite: bool = False) -> np.ndarray:
+    """Λ2' X Λ2 for a symmetric Q2 × Q2 ``X`` (NumPy); with scalar terms only, one pass over
+    a single new array, or over X itself when ``overwrite``."""
+    scale = scalar_lambda(Ts, levels)
+    if scale is None:
+        return lambda_t_times(lambda_t_times(X, Ts, levels).T, Ts, levels)
+    out = X if overwrite else np.multiply(X, scale[:, None])
+    return dense.scale_rows_and_columns(out, scale) if overwrite else np.multiply(out, scale[None, :], out=out)
 
 
 def lambda_t_times(X, Ts, levels: tuple[int, ...]):

@@ -98,3 +98,32 @@ def test_forward_screen_of_the_hessian_agrees_with_central_differences(monkeypat
     monkeypatch.setattr(optimize, "SCREEN_MARGIN", np.inf)
     assert optimize.negative_curvature(fit.theta, stats, layout, True, gradient) == 0
     assert calls == [5, 5, 4]  # not decisive: central differences decide
+
+
+@pytest.mark.parametrize("formula, data", [
+    ("strength ~ 1 + (1 | batch/cask)", "Pastes"),
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
+])
+def test_the_hessian_from_deviances_equals_the_one_from_gradients(formula, data):
+    """The route a large second block takes (second differences of the deviance, as lme4's
+    deriv12) against central differences of the exact gradient, at the optimum."""
+    model = blm.LMM(formula, blm.datasets.load(data))
+    fit = model.fit()
+    stats, layout = model.stats, model.layout
+    from_gradients, free = optimize.interior_hessian(fit.theta, stats, layout, True)
+    from_deviances, same = optimize.interior_hessian_from_deviances(fit.theta, fit.optsum.deviance,
+                                                                    stats, layout, True)
+    assert list(same) == list(free) and free.size == layout.size
+    np.testing.assert_allclose(from_deviances, from_gradients, rtol=1e-3, atol=1e-6 * np.abs(from_gradients).max())
+
+
+def test_a_fit_whose_hessian_check_takes_the_deviance_route_is_the_same_fit(monkeypatch):
+    """Every second block counted as large: the check takes the deviances' Hessian and passes."""
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    expected = model.fit()
+    calls = []
+    monkeypatch.setattr(optimize, "LARGE_SECOND_BLOCK", 0)
+    monkeypatch.setattr(optimize, "interior_hessian", lambda *args: calls.append(args))  # must not be used
+    fit = model.fit()
+    assert fit.optsum.converged and not calls
+    assert fit.loglik == pytest.approx(expected.loglik, abs=1e-10)
