@@ -159,6 +159,7 @@ class LMM:
                               "factors with a residual structure is not built yet (pass marginalize=False to "
                               "silence this)", UserWarning, stacklevel=3)
         setup = self._bayes_setup(options.pop("priors"))
+        options["sampler"] = bayes.resolve_sampler(setup, options["sampler"], marginalize)
         idata = bayes.sample(setup, marginalize=marginalize, **options)
         return BayesResult(setup, idata, marginalize, options["sampler"], model=self)
 

@@ -82,6 +82,20 @@ def _solve_spd(L, B, out):
 
 
 @numba.njit(cache=True)
+def _ab(A, B, out, alpha, beta, transpose_a=False, transpose_b=False):
+    """out = beta·out + alpha·op(A)op(B), op a transpose where asked (small matrices: loops
+    beat BLAS calls, and contiguous arrays beat transposed views, here)."""
+    rows, inner = (A.shape[1], A.shape[0]) if transpose_a else (A.shape[0], A.shape[1])
+    cols = B.shape[0] if transpose_b else B.shape[1]
+    for i in range(rows):
+        for j in range(cols):
+            s = 0.0
+            for k in range(inner):
+                s += (A[k, i] if transpose_a else A[i, k]) * (B[j, k] if transpose_b else B[k, j])
+            out[i, j] = alpha * s if beta == 0.0 else beta * out[i, j] + alpha * s  # out may be np.empty's
+
+
+@numba.njit(cache=True)
 def covariance_cholesky(x, term_start, term_size, term_offset, S):
     """The factor's block-diagonal Cholesky factor of the covariance from the parameters x."""
     Lcov = np.zeros((S, S))
@@ -104,28 +118,24 @@ def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, sh
     G_levels, S = ZtZ.shape[0], ZtZ.shape[1]
     p1 = XYtXY.shape[0]
     p = p1 - 1
-    A, L = np.empty((S, S)), np.empty((S, S))
+    A, L, ZT = np.empty((S, S)), np.empty((S, S)), np.empty((S, S))
     Ainv_all, K_all = np.empty((G_levels, S, S)), np.empty((G_levels, S, p1))
     W, eye = np.empty((S, p1)), np.eye(S)
     C = XYtXY.copy()
     dT = np.zeros((S, S))
     logdet = 0.0
     for g in range(G_levels):
-        ZT = ZtZ[g] @ T
-        for i in range(S):
-            for j in range(S):
-                s = 1.0 if i == j else 0.0
-                for k in range(S):
-                    s += T[k, i] * ZT[k, j]
-                A[i, j] = s
+        _ab(ZtZ[g], T, ZT, 1.0, 0.0)
+        A[:, :] = eye
+        _ab(T, ZT, A, 1.0, 1.0, True)  # A = T'Z'ZT + I
         if not _cholesky(A, L):
             return np.inf, dT, 0.0
         for i in range(S):
             logdet += 2.0 * math.log(L[i, i])
-        W[:, :] = T.T @ ZtXY[g]
+        _ab(T, ZtXY[g], W, 1.0, 0.0, True)
         _solve_spd(L, W, K_all[g])
         _solve_spd(L, eye, Ainv_all[g])
-        C -= W.T @ K_all[g]
+        _ab(W, K_all[g], C, -1.0, 1.0, True)  # C −= W'A⁻¹W
     LH, H = np.empty((p, p)), np.empty((p, p))
     h, u = np.empty((p, 1)), np.empty((p, 1))
     for i in range(p):
@@ -148,10 +158,14 @@ def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, sh
             Gc[i, j] = (Hinv[i, j] + u[i, 0] * u[j, 0]) / sigma2
         Gc[i, p] = Gc[p, i] = -u[i, 0] / sigma2
     Gc[p, p] = 1.0 / sigma2
+    KG, inner = np.empty((S, p1)), np.empty((S, S))
     for g in range(G_levels):
-        KG = K_all[g] @ Gc
-        inner = Ainv_all[g] + KG @ K_all[g].T
-        dT += 2.0 * (ZtZ[g] @ T @ inner - ZtXY[g] @ KG.T)
+        _ab(K_all[g], Gc, KG, 1.0, 0.0)
+        inner[:, :] = Ainv_all[g]
+        _ab(KG, K_all[g], inner, 1.0, 1.0, False, True)  # A⁻¹ + K G K'
+        _ab(ZtZ[g], T, ZT, 1.0, 0.0)
+        _ab(ZT, inner, dT, 2.0, 1.0)
+        _ab(ZtXY[g], KG, dT, -2.0, 1.0, False, True)
     dsigma2 = (n - np.sum(Gc * C)) / sigma2
     return D, dT, dsigma2
 

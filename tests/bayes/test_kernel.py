@@ -58,3 +58,60 @@ def test_kernel_does_not_cover_several_factors_or_residual_structures():
     data = blm.datasets.load("Penicillin")
     model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
     assert not kernel_covers(model._bayes_setup(None))
+
+
+@pytest.fixture(scope="module")
+def slopes(sleepstudy):
+    return blm.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
+
+
+@pytest.fixture(scope="module")
+def kernel_fit(slopes):
+    return slopes.fit(method="NUTS", sampler="kernel", draws=500, tune=500, chains=2, random_seed=5,
+                      progressbar=False)
+
+
+@pytest.fixture(scope="module")
+def pymc_fit(slopes):
+    return slopes.fit(method="NUTS", sampler="pymc", draws=500, tune=500, chains=2, random_seed=5,
+                      progressbar=False)
+
+
+def test_kernel_sampler_gives_pymcs_layout(kernel_fit, pymc_fit):
+    """Same groups, variables, dims and coords as PyMC's NUTS: the post-processing is shared."""
+    assert kernel_fit.sampler == "kernel" and pymc_fit.sampler == "pymc"
+    assert set(kernel_fit.idata.children) == set(pymc_fit.idata.children)
+    for group in ("posterior", "log_likelihood", "observed_data"):
+        ours, theirs = kernel_fit.idata[group].to_dataset(), pymc_fit.idata[group].to_dataset()
+        assert {k: v.dims for k, v in ours.data_vars.items()} == {k: v.dims for k, v in theirs.data_vars.items()}
+        for name in ours.coords:
+            np.testing.assert_array_equal(ours[name].values, theirs[name].values)
+    assert "diverging" in kernel_fit.idata["sample_stats"].to_dataset()
+
+
+def test_kernel_sampler_agrees_with_pymcs_nuts(kernel_fit, pymc_fit):
+    """Posterior means within a few Monte Carlo standard errors of PyMC's, and converged."""
+    for name in ("sigma", "sd_Subject", "corr_Subject", "beta"):
+        ours, theirs = kernel_fit.posterior[name], pymc_fit.posterior[name]
+        mean_a, mean_b = ours.mean(("chain", "draw")).values, theirs.mean(("chain", "draw")).values
+        se = np.hypot(ours.std(("chain", "draw")).values, theirs.std(("chain", "draw")).values) / np.sqrt(200)
+        assert np.all(np.abs(mean_a - mean_b) < 4 * se), name
+    assert kernel_fit.diagnostics["divergences"] == 0 and kernel_fit.diagnostics["max_r_hat"] < 1.02
+
+
+def test_kernel_sampler_is_reproducible(slopes, kernel_fit):
+    again = slopes.fit(method="NUTS", sampler="kernel", draws=500, tune=500, chains=2, random_seed=5,
+                       progressbar=False)
+    np.testing.assert_array_equal(again.posterior["b_Subject"].values, kernel_fit.posterior["b_Subject"].values)
+
+
+def test_unknown_sampler_lists_the_valid_ones(slopes):
+    with pytest.raises(blm.LMMError, match="'kernel', 'pymc', 'nutpie'"):
+        slopes.fit(method="NUTS", sampler="stan")
+
+
+def test_kernel_sampler_elsewhere_falls_back_to_pymc_with_a_warning(slopes):
+    with pytest.warns(UserWarning, match="sampled by PyMC's NUTS"):
+        post = slopes.fit(method="NUTS", sampler="kernel", marginalize=False, draws=20, tune=20, chains=1,
+                          random_seed=1, progressbar=False, log_likelihood=False)
+    assert post.sampler == "pymc"
