@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
+from bayeslmm import bayes
 from bayeslmm.bayes.kernel import kernel_covers, log_density, parameter_blocks
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*")
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +116,13 @@ def test_kernel_sampler_elsewhere_falls_back_to_pymc_with_a_warning(slopes):
         post = slopes.fit(method="NUTS", sampler="kernel", marginalize=False, draws=20, tune=20, chains=1,
                           random_seed=1, progressbar=False, log_likelihood=False)
     assert post.sampler == "pymc"
+
+
+def test_default_sampler_is_the_kernel_where_it_covers_the_model(sleepstudy):
+    one = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    post = one.fit(method="NUTS", draws=50, tune=50, chains=1, random_seed=2, progressbar=False,
+                   log_likelihood=False)
+    assert post.sampler == "kernel"
+    assert bayes.resolve_sampler(one._bayes_setup(None), None, marginalize=False) == "pymc"
+    crossed = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    assert bayes.resolve_sampler(crossed._bayes_setup(None), None, marginalize=True) == "pymc"
