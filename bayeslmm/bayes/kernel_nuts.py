@@ -1,8 +1,8 @@
 """NUTS over the compiled kernel: nutpie's Rust sampler calls the numba log-density and gradient.
 
 No model is compiled per fit: :mod:`bayeslmm.linalg.compiled` is machine code loaded from
-numba's disk cache, and nutpie calls it through a thin Python callback
-(``nutpie.compiled_pyfunc.from_pyfunc``).  The posterior holds the variables PyMC's NUTS stores
+numba's disk cache, and nutpie calls it as a C callback (:mod:`bayeslmm.bayes.nutpie_callbacks`)
+through the model class of nutpie's own numba path, ``CompiledPyMCModel``.  The posterior holds the variables PyMC's NUTS stores
 for the marginalised model, with the same names and dims (σ, the sds of one-column terms, the
 packed Cholesky factors), so the post-processing of :mod:`bayeslmm.bayes.sampling` is shared.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from bayeslmm.bayes.kernel import log_density, parameter_blocks
+from bayeslmm.bayes.kernel import kernel_arguments, parameter_blocks
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.errors import LMMError
 from bayeslmm.model.covariance import effect_dim, pack_rowwise, unpack_rowwise
@@ -25,31 +25,31 @@ def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chai
     every chain starts there, jittered on the unconstrained scale by ±0.1."""
     try:
         from nutpie import sample as nutpie_sample
-        from nutpie.compiled_pyfunc import from_pyfunc
+        from nutpie.compile_pymc import CompiledPyMCModel
     except ImportError:
         raise LMMError("sampler='kernel' needs nutpie: pip install 'bayeslmm[nutpie]', or use sampler='pymc'") from None
+    from bayeslmm.bayes import nutpie_callbacks  # loads (or first compiles) the callbacks: on first use only
+
     blocks = parameter_blocks(setup)
     x0 = to_unconstrained(setup, start)
-    kernel = log_density(setup)
-    kernel(x0)  # loads (or compiles) the kernel once here, not in every chain's thread
-
-    def make_logp():
-        return lambda x, **_: kernel(x)
-
-    def make_expand(*_):
-        return lambda x, **_: from_unconstrained(setup, x)
+    header, arrays = nutpie_callbacks.pack_arguments(kernel_arguments(setup))
 
     def initial_point(seed):
         return x0 + np.random.default_rng(seed).uniform(-0.1, 0.1, x0.size)
 
-    names = [b.name for b in blocks]
-    shapes = [_constrained_shape(setup, b) for b in blocks]
-    compiled = from_pyfunc(x0.size, make_logp, make_expand, [np.dtype("float64")] * len(blocks), shapes, names,
-                           make_initial_point_fn=initial_point)
+    names, shapes = [b.name for b in blocks], [_constrained_shape(setup, b) for b in blocks]
+    # nutpie's model of C callbacks (its numba path's class, given our callbacks and user data)
+    compiled = CompiledPyMCModel(
+        _n_dim=x0.size, dims={}, _coords={}, _shapes=dict(zip(names, shapes)),
+        compiled_logp_func=nutpie_callbacks.logp_callback, compiled_expand_func=nutpie_callbacks.expand_callback,
+        initial_point_func=initial_point, shared_data={}, shared_var_keys={}, user_data=header,
+        n_expanded=x0.size, shape_info=(names, [slice(b.start, b.start + b.size) for b in blocks], shapes),
+        logp_func=None, expand_func=None)
     seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
     options = {} if cores is None else {"cores": cores}
     trace = nutpie_sample(compiled, draws=draws, tune=max(tune, 1), chains=chains, seed=seed, save_warmup=False,
                           progress_bar=progressbar, target_accept=target_accept, **options)
+    del arrays  # the header holds their addresses: alive until sampling is done
     return xr.DataTree.from_dict({"posterior": _named_as_pymc(setup, trace["posterior"].to_dataset()),
                                   "sample_stats": trace["sample_stats"].to_dataset()})
 
