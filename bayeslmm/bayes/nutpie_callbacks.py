@@ -19,7 +19,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from bayeslmm.linalg.compiled import marginal_logp
+from bayeslmm.linalg.compiled import cached, marginal_logp, njit
 
 SLOT = 4  # header entries per array: address, then up to three dims
 INT_ARRAYS = 4  # term start, size, offset; prior kind (int64, one dimension)
@@ -49,34 +49,38 @@ def pack_arguments(arguments: tuple) -> tuple[np.ndarray, list[np.ndarray]]:
     return header, arrays
 
 
-@numba.njit(cache=True)
+@njit
 def _ints(h, k):
     return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1],), np.int64)
 
 
-@numba.njit(cache=True)
+@njit
 def _f1(h, k):
     return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1],), np.float64)
 
 
-@numba.njit(cache=True)
+@njit
 def _f2(h, k):
     return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1], h[SLOT * k + 2]), np.float64)
 
 
-@numba.njit(cache=True)
+@njit
 def _f3(h, k):
     return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1], h[SLOT * k + 2], h[SLOT * k + 3]),
                         np.float64)
 
 
-@numba.njit(cache=True)
+@njit
 def _header(user_data):
     return numba.carray(user_data, (SLOT * 15,), np.int64)
 
 
-@numba.cfunc(types.int64(types.uint64, types.CPointer(types.double), types.CPointer(types.double),
-                         types.CPointer(types.double), types.voidptr), cache=True)
+LOGP_SIGNATURE = types.int64(types.uint64, types.CPointer(types.double), types.CPointer(types.double),
+                              types.CPointer(types.double), types.voidptr)
+EXPAND_SIGNATURE = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
+                               types.CPointer(types.double), types.voidptr)
+
+
 def logp_callback(dim, x_, grad_, logp_, user_data):
     h = _header(user_data)
     x, grad, out = numba.carray(x_, (dim,)), numba.carray(grad_, (dim,)), numba.carray(logp_, (1,))
@@ -91,8 +95,6 @@ def logp_callback(dim, x_, grad_, logp_, user_data):
     return 0
 
 
-@numba.cfunc(types.int64(types.uint64, types.uint64, types.CPointer(types.double), types.CPointer(types.double),
-                         types.voidptr), cache=True)
 def expand_callback(dim, n_expanded, x_, out_, user_data):
     """The stored values: σ and the sds exponentiated, the packed factors' diagonals too."""
     h = _header(user_data)
@@ -106,3 +108,7 @@ def expand_callback(dim, n_expanded, x_, out_, user_data):
                 out[k] = math.exp(x[k]) if i == j else x[k]
                 k += 1
     return 0
+
+
+logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), logp_callback)
+expand_callback = cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), expand_callback)

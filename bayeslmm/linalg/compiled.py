@@ -24,6 +24,7 @@ covariance)/σ:
 from __future__ import annotations
 
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -33,7 +34,26 @@ HALF_STUDENT_T, HALF_NORMAL, EXPONENTIAL = 0, 1, 2
 LOG_2PI = math.log(2 * math.pi)
 
 
-@numba.njit(cache=True)
+def cached(decorator, function):
+    """``decorator(cache=True)(function)`` (numba.njit or numba.cfunc with its signature bound):
+    compiled once and kept in numba's disk cache (the package's __pycache__, else the user's
+    cache directory, or NUMBA_CACHE_DIR).  Where no cache directory is writable, compiled in
+    memory in every process, with a warning, rather than failing."""
+    try:
+        return decorator(cache=True)(function)
+    except RuntimeError as error:  # numba: "cannot cache function …: no locator available"
+        warnings.warn(f"bayeslmm's compiled log-density cannot be cached on disk ({error}); it is compiled in "
+                      "memory in every process. Set NUMBA_CACHE_DIR to a writable directory to cache it.",
+                      RuntimeWarning, stacklevel=2)
+        return decorator(cache=False)(function)
+
+
+def njit(function):
+    """numba.njit, cached on disk where possible (:func:`cached`)."""
+    return cached(numba.njit, function)
+
+
+@njit
 def scale_logp(kind, a, b, constant, x):
     """log density of a scale prior at x > 0 and its derivative in x (constants precomputed)."""
     if kind == HALF_STUDENT_T:  # a = ν, b = scale
@@ -44,7 +64,7 @@ def scale_logp(kind, a, b, constant, x):
     return constant - x / b, -1.0 / b  # Exponential, b = scale (the mean)
 
 
-@numba.njit(cache=True)
+@njit
 def _cholesky(A, L):
     """Lower Cholesky factor of the small SPD ``A`` into ``L``; False if not positive definite."""
     n = A.shape[0]
@@ -64,7 +84,7 @@ def _cholesky(A, L):
     return True
 
 
-@numba.njit(cache=True)
+@njit
 def _solve_spd(L, B, out):
     """out = (LL')⁻¹ B for the Cholesky factor L, column by column of B."""
     n = L.shape[0]
@@ -81,7 +101,7 @@ def _solve_spd(L, B, out):
             out[i, c] = s / L[i, i]
 
 
-@numba.njit(cache=True)
+@njit
 def _ab(A, B, out, alpha, beta, transpose_a=False, transpose_b=False):
     """out = beta·out + alpha·op(A)op(B), op a transpose where asked (small matrices: loops
     beat BLAS calls, and contiguous arrays beat transposed views, here)."""
@@ -95,7 +115,7 @@ def _ab(A, B, out, alpha, beta, transpose_a=False, transpose_b=False):
             out[i, j] = alpha * s if beta == 0.0 else beta * out[i, j] + alpha * s  # out may be np.empty's
 
 
-@numba.njit(cache=True)
+@njit
 def covariance_cholesky(x, term_start, term_size, term_offset, S):
     """The factor's block-diagonal Cholesky factor of the covariance from the parameters x."""
     Lcov = np.zeros((S, S))
@@ -109,7 +129,7 @@ def covariance_cholesky(x, term_start, term_size, term_offset, S):
     return Lcov
 
 
-@numba.njit(cache=True)
+@njit
 def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant,
                       want_gradient):
     """D = −2 log p(y | T, σ) with b and β integrated (logdensity.deviance_beta_integrated),
@@ -170,7 +190,7 @@ def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, sh
     return D, dT, dsigma2
 
 
-@numba.njit(cache=True)
+@njit
 def marginal_logp(x, term_start, term_size, term_offset, term_eta, term_constant, prior_kind, prior_a,
                   prior_b, prior_constant, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant):
     """The PyMC marginalised model's log-density at the unconstrained x, and its gradient.

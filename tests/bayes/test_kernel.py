@@ -2,12 +2,15 @@
 dlogp, priors and Jacobians included, at random points."""
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
+from numba.core.caching import CacheImpl  # numba's list of cache directories to try
 
 import bayeslmm as blm
 from bayeslmm import bayes
 from bayeslmm.bayes.kernel import kernel_covers, log_density, parameter_blocks
+from bayeslmm.linalg.compiled import cached
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
 
@@ -126,3 +129,14 @@ def test_default_sampler_is_the_kernel_where_it_covers_the_model(sleepstudy):
     assert bayes.resolve_sampler(one._bayes_setup(None), None, marginalize=False) == "pymc"
     crossed = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
     assert bayes.resolve_sampler(crossed._bayes_setup(None), None, marginalize=True) == "pymc"
+
+
+def test_without_a_writable_cache_directory_the_kernel_compiles_in_memory_with_a_warning(monkeypatch):
+    monkeypatch.setattr(CacheImpl, "_locator_classes", [])  # none usable, as on a read-only system
+
+    def twice(x):
+        return 2.0 * x
+
+    with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
+        compiled = cached(numba.njit, twice)
+    assert compiled(1.5) == 3.0
