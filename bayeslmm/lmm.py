@@ -88,7 +88,7 @@ class LMM:
     # NUTS's options and their defaults, kept here only: fit's signature has None for each, to
     # tell an option passed (an error with REML/ML) from one left out (this default)
     NUTS_DEFAULTS = {"priors": None, "draws": 1000, "tune": 1000, "chains": 4, "random_seed": None,
-                     "marginalize": None, "sampler": "pymc", "progressbar": True, "target_accept": 0.8,
+                     "marginalize": None, "sampler": None, "progressbar": True, "target_accept": 0.8,
                      "log_likelihood": True, "cores": None}
 
     def fit(self, method: str = "REML", *, start=None, priors: dict | None = None, draws: int | None = None,
@@ -103,8 +103,11 @@ class LMM:
 
         NUTS (defaults in ``LMM.NUTS_DEFAULTS``): ``priors`` overrides the default priors by
         name (see :mod:`bayeslmm.priors`); ``draws``, ``tune``, ``chains``, ``random_seed``,
-        ``progressbar`` and ``target_accept`` go to the sampler; ``sampler="nutpie"`` uses
-        nutpie where it is installed.  ``marginalize=True`` samples σ, the sds and correlations
+        ``progressbar`` and ``target_accept`` go to the sampler.  ``sampler``: by default
+        (``None``) ``"kernel"`` — nutpie's NUTS over the compiled log-density and gradient
+        (:mod:`bayeslmm.linalg.compiled`) — where it covers the model (marginalised, one grouping
+        factor, no residual structure), ``"pymc"`` (PyMC's NUTS on the PyMC model) otherwise;
+        ``"nutpie"`` runs nutpie on PyMC's compiled graph.  ``marginalize=True`` samples σ, the sds and correlations
         with b and β integrated out by the shared log-density, then draws β and b exactly for
         every draw; ``marginalize=False`` samples the hierarchical model.  The default is True,
         except for a residual structure with several grouping factors (hierarchical, with a
@@ -159,6 +162,7 @@ class LMM:
                               "factors with a residual structure is not built yet (pass marginalize=False to "
                               "silence this)", UserWarning, stacklevel=3)
         setup = self._bayes_setup(options.pop("priors"))
+        options["sampler"] = bayes.resolve_sampler(setup, options["sampler"], marginalize)
         idata = bayes.sample(setup, marginalize=marginalize, **options)
         return BayesResult(setup, idata, marginalize, options["sampler"], model=self)
 

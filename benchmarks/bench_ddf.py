@@ -25,8 +25,8 @@ import numpy as np
 import bayeslmm as blm
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rscript import run_r_on_csv  # noqa: E402
 from bench_frequentist import simulate_slopes  # noqa: E402
+from rscript import run_r_on_csv  # noqa: E402
 
 FORMULA = "y ~ x1 + x2 + (1 + x1 | g)"
 R_SCRIPT = """

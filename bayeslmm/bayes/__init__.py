@@ -8,9 +8,9 @@ from bayeslmm.bayes.predictive import (
                                        linear_predictor,
                                        residual_noise,
 )
-from bayeslmm.bayes.sampling import prior_predictive, sample
+from bayeslmm.bayes.sampling import SAMPLERS, prior_predictive, resolve_sampler, sample
 from bayeslmm.bayes.setup import BayesSetup, coords
 
 __all__ = ["BayesSetup", "build_model", "sample", "prior_predictive", "conditional_draws", "posterior_parameters",
            "factor_Ts", "linear_predictor", "add_pointwise_log_likelihood", "group_log_likelihood",
-           "residual_noise", "coords"]
+           "residual_noise", "coords", "SAMPLERS", "resolve_sampler"]

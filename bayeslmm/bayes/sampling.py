@@ -2,12 +2,15 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import numpy as np
 import xarray as xr
 
 from bayeslmm.bayes.draws import add_conditional_draws
+from bayeslmm.bayes.kernel import kernel_covers
+from bayeslmm.bayes.kernel_nuts import sample_kernel
 from bayeslmm.bayes.model import build_model
 from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predictor, residual_noise
 from bayeslmm.bayes.setup import BayesSetup, coords
@@ -38,22 +41,65 @@ def check_sampling_arguments(draws, tune, chains) -> None:
         check_count(value, name, minimum)
 
 
+SAMPLERS = ("kernel", "pymc", "nutpie")  # NUTS over the compiled kernel; PyMC's NUTS; nutpie over PyMC's graph
+
+
+def resolve_sampler(setup: BayesSetup, sampler: str | None, marginalize: bool) -> str:
+    """The sampler to run: ``None`` is the compiled kernel where it covers the model (the
+    marginalised model of one grouping factor without a residual structure) and nutpie is
+    installed, PyMC's NUTS otherwise.  ``"kernel"`` elsewhere falls back to PyMC's NUTS with
+    a warning.  An unknown name is an LMMError listing the valid ones."""
+    if sampler is not None and sampler not in SAMPLERS:
+        raise LMMError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))} (or None for the default); "
+                       f"got {sampler!r}")
+    covered = marginalize and kernel_covers(setup)
+    if sampler is None:
+        return "kernel" if covered and _nutpie_installed() else "pymc"
+    if sampler == "kernel" and not covered:
+        warnings.warn("sampler='kernel' covers the marginalised model of one grouping factor without a residual "
+                      "structure; this model is sampled by PyMC's NUTS (sampler='pymc')", UserWarning, stacklevel=4)
+        return "pymc"
+    if sampler in ("kernel", "nutpie") and not _nutpie_installed():
+        raise LMMError(f"sampler={sampler!r} needs nutpie: pip install 'bayeslmm[nutpie]', or use sampler='pymc'")
+    return sampler
+
+
+def _nutpie_installed() -> bool:
+    return importlib.util.find_spec("nutpie") is not None
+
+
 def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed, marginalize: bool,
            sampler: str, progressbar: bool, target_accept: float, log_likelihood: bool, cores: int | None = None):
-    """Run NUTS and return the posterior as an ArviZ DataTree with β and b for every draw."""
-    import pymc as pm
-
+    """Run NUTS (``sampler`` as :func:`resolve_sampler` returns it) and return the posterior as
+    an ArviZ DataTree with β and b for every draw."""
     check_sampling_arguments(draws, tune, chains)
-    if sampler not in ("pymc", "nutpie"):
-        raise LMMError(f"sampler must be 'pymc' or 'nutpie'; got {sampler!r}")
-    if sampler == "nutpie":
-        try:
-            import nutpie  # noqa: F401
-        except ImportError:
-            raise LMMError("sampler='nutpie' needs nutpie: pip install 'bayeslmm[nutpie]'") from None
-    model = build_model(setup, marginalize)
     seeds = np.random.SeedSequence(random_seed)
     rng = np.random.default_rng(seeds.spawn(1)[0])
+    arguments = {"draws": draws, "tune": tune, "chains": chains, "random_seed": random_seed,
+                 "progressbar": progressbar, "target_accept": target_accept, "cores": cores}
+    if sampler == "kernel":
+        idata = sample_kernel(setup, initial_values(setup, chains, rng)[0], **arguments)
+    else:
+        idata = _sample_pymc(setup, marginalize, sampler, rng, **arguments)
+    # thousands of small factorizations, one per draw: on one BLAS thread (see bayeslmm.threads;
+    # measured on the maximal crossed design under load, 1.8 ms per draw against 100 ms)
+    with one_blas_thread():
+        if marginalize:
+            _add_sds_and_correlations(idata, setup)
+            add_conditional_draws(idata, setup, rng)
+        idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.observed)},
+                                                        coords={"obs": np.arange(setup.spec.n)}))
+        if log_likelihood:
+            add_pointwise_log_likelihood(idata, setup)
+    return idata
+
+
+def _sample_pymc(setup: BayesSetup, marginalize: bool, sampler: str, rng, *, draws, tune, chains, random_seed,
+                 progressbar, target_accept, cores):
+    """PyMC's NUTS (or nutpie over PyMC's compiled graph) on the PyMC model."""
+    import pymc as pm
+
+    model = build_model(setup, marginalize)
     options = {} if cores is None else {"cores": cores}
     if marginalize:  # store only what NUTS samples; sds and correlations follow in NumPy
         starts = initial_values(setup, chains, rng)
@@ -66,20 +112,9 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
         warnings.filterwarnings("ignore", message="QuadPotentialFullAdapt is an experimental feature")
         # several factors: our NumPy Op inside PyTensor's numba backend is called in object mode, as meant
         warnings.filterwarnings("ignore", message="Numba will use object mode to run BlockedCholesky")
-        idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed, model=model,
-                          nuts_sampler=sampler, progressbar=progressbar, target_accept=target_accept,
-                          compute_convergence_checks=False, **options)
-    # thousands of small factorizations, one per draw: on one BLAS thread (see bayeslmm.threads;
-    # measured on the maximal crossed design under load, 1.8 ms per draw against 100 ms)
-    with one_blas_thread():
-        if marginalize:
-            _add_sds_and_correlations(idata, setup)
-            add_conditional_draws(idata, setup, rng)
-        idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.observed)},
-                                                        coords={"obs": np.arange(setup.spec.n)}))
-        if log_likelihood:
-            add_pointwise_log_likelihood(idata, setup)
-    return idata
+        return pm.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed, model=model,
+                         nuts_sampler=sampler, progressbar=progressbar, target_accept=target_accept,
+                         compute_convergence_checks=False, **options)
 
 
 def residual_names(setup: BayesSetup) -> list[str]:

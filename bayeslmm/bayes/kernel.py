@@ -1,0 +1,99 @@
+"""The compiled kernel's arguments for one BayesSetup: its statistics, priors and parameter layout.
+
+:func:`bayeslmm.linalg.compiled.marginal_logp` takes only arrays, so that it compiles once;
+this module encodes a setup into them (:func:`kernel_arguments`) and says which setups it
+covers (:func:`kernel_covers`): one grouping factor, no residual structure.  The vector of
+unconstrained parameters is laid out as PyMC's marginalised model's value variables, in
+their order: log σ, then per random term its log sd or its packed, log-diagonal Cholesky
+factor (:func:`parameter_blocks`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayeslmm.bayes.setup import BayesSetup
+from bayeslmm.linalg import compiled
+from bayeslmm.model.covariance import chol_variable, sd_variable
+from bayeslmm.model.priors import Exponential, HalfNormal, HalfStudentT
+
+
+def kernel_covers(setup: BayesSetup) -> bool:
+    """Whether the compiled kernel evaluates this setup's marginalised model."""
+    return setup.residual is None and len(setup.spec.factors) == 1
+
+
+@dataclass(frozen=True)
+class ParameterBlock:
+    """One PyMC value variable inside the kernel's parameter vector."""
+
+    name: str  # the posterior variable's name (sigma, sd_… or chol_…)
+    start: int
+    size: int
+    packed_cholesky: bool  # LKJCholeskyCov's packed factor (log diagonal) rather than log values
+
+
+def parameter_blocks(setup: BayesSetup) -> list[ParameterBlock]:
+    """The value variables in PyMC's order, with their place in the kernel's vector."""
+    blocks, start = [ParameterBlock("sigma", 0, 1, False)], 1
+    for term, label in zip(setup.spec.terms, setup.labels):
+        if term.size == 1:
+            blocks.append(ParameterBlock(sd_variable(label), start, 1, False))
+        else:
+            blocks.append(ParameterBlock(chol_variable(label), start, term.size * (term.size + 1) // 2, True))
+        start += blocks[-1].size
+    return blocks
+
+
+def kernel_arguments(setup: BayesSetup) -> tuple:
+    """Everything after x that :func:`bayeslmm.linalg.compiled.marginal_logp` takes."""
+    spec, stats, priors = setup.spec, setup.stats, setup.priors
+    blocks = parameter_blocks(setup)[1:]
+    terms = spec.terms
+    start = np.array([t.columns.start for t in terms], dtype=np.int64)
+    size = np.array([t.size for t in terms], dtype=np.int64)
+    offset = np.array([b.start for b in blocks], dtype=np.int64)
+    eta = np.array([getattr(p, "eta", 1.0) for p in priors.terms], dtype=float)
+    lkj = np.array([lkj_constant(e, s) if s > 1 else 0.0 for e, s in zip(eta, size)])
+    scale_priors = [None] * spec.factors[0].n_columns + [priors.sigma]
+    for term, prior in zip(terms, priors.terms):
+        scale_priors[term.columns] = prior.sds
+    kind, a, b, constant = (np.array(v) for v in zip(*map(encode_scale_prior, scale_priors)))
+    beta = priors.beta
+    return (start, size, offset, eta, lkj, kind.astype(np.int64), a.astype(float), b.astype(float),
+            constant.astype(float), _f64(stats.ZtZ1), _f64(stats.ZtXY1), _f64(stats.XYtXY), float(stats.n),
+            float(stats.log_weights), _f64(beta.precision), _f64(beta.shift), float(beta.constant))
+
+
+def _f64(array) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def encode_scale_prior(prior) -> tuple[int, float, float, float]:
+    """(family code, first parameter, scale, log normalising constant) of a scale prior."""
+    if isinstance(prior, HalfStudentT):
+        nu, s = float(prior.nu), float(prior.sigma)
+        constant = (math.log(2.0) + math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2)
+                    - 0.5 * math.log(nu * math.pi * s * s))
+        return compiled.HALF_STUDENT_T, nu, s, constant
+    if isinstance(prior, HalfNormal):
+        s = float(prior.sigma)
+        return compiled.HALF_NORMAL, 0.0, s, 0.5 * math.log(2.0 / math.pi) - math.log(s)
+    if isinstance(prior, Exponential):
+        return compiled.EXPONENTIAL, 0.0, float(prior.scale), -math.log(float(prior.scale))
+    raise TypeError(f"not a scale prior: {prior!r}")
+
+
+def lkj_constant(eta: float, n: int) -> float:
+    """The log normalising constant of LKJ(η) on n×n correlation matrices, as PyMC's."""
+    k = np.arange(1, n)
+    return float((n - 1) * math.lgamma(eta + 0.5 * (n - 1))
+                 - sum(0.5 * kk * math.log(math.pi) + math.lgamma(eta + 0.5 * (n - 1 - kk)) for kk in k))
+
+
+def log_density(setup: BayesSetup):
+    """x ↦ (log p, ∇ log p) of the marginalised model, through the compiled kernel."""
+    arguments = kernel_arguments(setup)
+    return lambda x: compiled.marginal_logp(np.asarray(x, dtype=float), *arguments)

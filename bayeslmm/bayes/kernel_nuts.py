@@ -1,0 +1,100 @@
+"""NUTS over the compiled kernel: nutpie's Rust sampler calls the numba log-density and gradient.
+
+No model is compiled per fit: :mod:`bayeslmm.linalg.compiled` is machine code loaded from
+numba's disk cache, and nutpie calls it as a C callback (:mod:`bayeslmm.bayes.nutpie_callbacks`)
+through the model class of nutpie's own numba path, ``CompiledPyMCModel``.  The posterior holds the variables PyMC's NUTS stores
+for the marginalised model, with the same names and dims (σ, the sds of one-column terms, the
+packed Cholesky factors), so the post-processing of :mod:`bayeslmm.bayes.sampling` is shared.
+"""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from bayeslmm.bayes.kernel import kernel_arguments, parameter_blocks
+from bayeslmm.bayes.setup import BayesSetup
+from bayeslmm.errors import LMMError
+from bayeslmm.model.covariance import effect_dim, pack_rowwise, unpack_rowwise
+
+
+def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chains: int, random_seed,
+                  progressbar: bool, target_accept: float, cores: int | None) -> xr.DataTree:
+    """Posterior and sample_stats of the marginalised model, sampled by nutpie over the kernel.
+
+    ``start`` is one point of the PyMC model's variables (:func:`bayeslmm.bayes.sampling.initial_values`);
+    every chain starts there, jittered on the unconstrained scale by ±0.1."""
+    try:
+        from nutpie import sample as nutpie_sample
+        from nutpie.compile_pymc import CompiledPyMCModel
+    except ImportError:
+        raise LMMError("sampler='kernel' needs nutpie: pip install 'bayeslmm[nutpie]', or use sampler='pymc'") from None
+    from bayeslmm.bayes import nutpie_callbacks  # loads (or first compiles) the callbacks: on first use only
+
+    blocks = parameter_blocks(setup)
+    x0 = to_unconstrained(setup, start)
+    header, arrays = nutpie_callbacks.pack_arguments(kernel_arguments(setup))
+
+    def initial_point(seed):
+        return x0 + np.random.default_rng(seed).uniform(-0.1, 0.1, x0.size)
+
+    names, shapes = [b.name for b in blocks], [_constrained_shape(setup, b) for b in blocks]
+    # nutpie's model of C callbacks (its numba path's class, given our callbacks and user data)
+    compiled = CompiledPyMCModel(
+        _n_dim=x0.size, dims={}, _coords={}, _shapes=dict(zip(names, shapes)),
+        compiled_logp_func=nutpie_callbacks.logp_callback, compiled_expand_func=nutpie_callbacks.expand_callback,
+        initial_point_func=initial_point, shared_data={}, shared_var_keys={}, user_data=header,
+        n_expanded=x0.size, shape_info=(names, [slice(b.start, b.start + b.size) for b in blocks], shapes),
+        logp_func=None, expand_func=None)
+    seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
+    options = {} if cores is None else {"cores": cores}
+    trace = nutpie_sample(compiled, draws=draws, tune=max(tune, 1), chains=chains, seed=seed, save_warmup=False,
+                          progress_bar=progressbar, target_accept=target_accept, **options)
+    del arrays  # the header holds their addresses: alive until sampling is done
+    return xr.DataTree.from_dict({"posterior": _named_as_pymc(setup, trace["posterior"].to_dataset()),
+                                  "sample_stats": trace["sample_stats"].to_dataset()})
+
+
+def _constrained_shape(setup: BayesSetup, block) -> tuple[int, ...]:
+    return () if block.name == "sigma" else (block.size,)
+
+
+def _named_as_pymc(setup: BayesSetup, posterior: xr.Dataset) -> xr.Dataset:
+    """The dims and coords PyMC gives: an sd over its term's effects, a packed factor over its
+    own integer axis (nutpie names every axis ``<variable>_dim_0``)."""
+    for block, term, label in zip(parameter_blocks(setup)[1:], setup.spec.terms, setup.labels):
+        axis = f"{block.name}_dim_0"
+        if block.packed_cholesky:
+            posterior = posterior.assign_coords({axis: np.arange(block.size)})
+        else:
+            posterior = posterior.rename({axis: effect_dim(label)}).assign_coords(
+                {effect_dim(label): list(term.column_names)})
+    return posterior
+
+
+def to_unconstrained(setup: BayesSetup, point: dict) -> np.ndarray:
+    """The kernel's vector at a point of the PyMC model's variables (logs of σ, sds, the diagonals)."""
+    x = np.empty(sum(b.size for b in parameter_blocks(setup)))
+    for block, term in zip(parameter_blocks(setup), [None, *setup.spec.terms]):
+        value = np.atleast_1d(np.asarray(point[block.name], dtype=float))
+        if block.packed_cholesky:
+            L = unpack_rowwise(value, term.size)
+            np.fill_diagonal(L, np.log(np.diag(L)))
+            value = pack_rowwise(L)
+        else:
+            value = np.log(value)
+        x[block.start : block.start + block.size] = value
+    return x
+
+
+def from_unconstrained(setup: BayesSetup, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The PyMC model's variables at the kernel's vector x (what the posterior stores)."""
+    out = {}
+    for block, term in zip(parameter_blocks(setup), [None, *setup.spec.terms]):
+        value = np.asarray(x[block.start : block.start + block.size], dtype=float)
+        if block.packed_cholesky:
+            L = unpack_rowwise(value, term.size)
+            np.fill_diagonal(L, np.exp(np.diag(L)))
+            out[block.name] = pack_rowwise(L)
+        else:
+            out[block.name] = np.exp(value) if block.start else np.exp(value).reshape(())
+    return out

@@ -1,0 +1,114 @@
+"""The kernel as C callbacks for nutpie: no Python, no GIL, between NUTS and the log-density.
+
+nutpie's Rust sampler calls a C function ``int64 logp(dim, x, grad, logp, user_data)`` (and one
+that expands x into the stored variables); its own numba path builds them per PyMC model.
+Here they are ``numba.cfunc(cache=True)`` wrappers of :func:`bayeslmm.linalg.compiled.marginal_logp`
+that read every statistic from ``user_data``: an int64 header of (address, shape) per array,
+built by :func:`pack_arguments`.  So they compile once per installation, whatever the data,
+and the chains run in parallel on nutpie's threads.
+
+Importing this module loads (or first compiles) the callbacks: it is imported on first use.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from bayeslmm.linalg.compiled import cached, marginal_logp, njit
+
+SLOT = 4  # header entries per array: address, then up to three dims
+INT_ARRAYS = 4  # term start, size, offset; prior kind (int64, one dimension)
+
+
+@intrinsic
+def _void_pointer(typingctx, address):
+    """The integer ``address`` as a void pointer (for numba.carray)."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+
+def pack_arguments(arguments: tuple) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The header nutpie passes as user_data, and the arrays it points to (keep them alive)."""
+    start, size, offset, eta, lkj, kind, a, b, constant, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, \
+        beta_constant = arguments
+    arrays = [np.ascontiguousarray(v) for v in (start, size, offset, kind)]
+    arrays += [np.ascontiguousarray(v, dtype=np.float64) for v in (eta, lkj, a, b, constant, ZtZ, ZtXY, XYtXY,
+                                                                   precision, shift)]
+    arrays.append(np.array([n, log_weights, beta_constant], dtype=np.float64))
+    header = np.zeros(SLOT * len(arrays), dtype=np.int64)
+    for k, array in enumerate(arrays):
+        header[SLOT * k] = array.ctypes.data
+        header[SLOT * k + 1 : SLOT * k + 1 + array.ndim] = array.shape
+    return header, arrays
+
+
+@njit
+def _ints(h, k):
+    return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1],), np.int64)
+
+
+@njit
+def _f1(h, k):
+    return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1],), np.float64)
+
+
+@njit
+def _f2(h, k):
+    return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1], h[SLOT * k + 2]), np.float64)
+
+
+@njit
+def _f3(h, k):
+    return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1], h[SLOT * k + 2], h[SLOT * k + 3]),
+                        np.float64)
+
+
+@njit
+def _header(user_data):
+    return numba.carray(user_data, (SLOT * 15,), np.int64)
+
+
+LOGP_SIGNATURE = types.int64(types.uint64, types.CPointer(types.double), types.CPointer(types.double),
+                              types.CPointer(types.double), types.voidptr)
+EXPAND_SIGNATURE = types.int64(types.uint64, types.uint64, types.CPointer(types.double),
+                               types.CPointer(types.double), types.voidptr)
+
+
+def logp_callback(dim, x_, grad_, logp_, user_data):
+    h = _header(user_data)
+    x, grad, out = numba.carray(x_, (dim,)), numba.carray(grad_, (dim,)), numba.carray(logp_, (1,))
+    scalars = _f1(h, 14)
+    value, gradient = marginal_logp(x, _ints(h, 0), _ints(h, 1), _ints(h, 2), _f1(h, 4), _f1(h, 5), _ints(h, 3),
+                                    _f1(h, 6), _f1(h, 7), _f1(h, 8), _f3(h, 9), _f3(h, 10), _f2(h, 11), scalars[0],
+                                    scalars[1], _f2(h, 12), _f1(h, 13), scalars[2])
+    out[0] = value
+    grad[:] = gradient
+    if not math.isfinite(value):
+        return 4  # nutpie: a non-finite log-density, treated as a divergence
+    return 0
+
+
+def expand_callback(dim, n_expanded, x_, out_, user_data):
+    """The stored values: σ and the sds exponentiated, the packed factors' diagonals too."""
+    h = _header(user_data)
+    x, out = numba.carray(x_, (dim,)), numba.carray(out_, (n_expanded,))
+    size, offset = _ints(h, 1), _ints(h, 2)
+    out[0] = math.exp(x[0])
+    for t in range(size.shape[0]):
+        k = offset[t]
+        for i in range(size[t]):
+            for j in range(i + 1):
+                out[k] = math.exp(x[k]) if i == j else x[k]
+                k += 1
+    return 0
+
+
+logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), logp_callback)
+expand_callback = cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), expand_callback)

@@ -1,0 +1,238 @@
+"""The one-factor marginal log-density (b and β integrated) and its exact gradient, compiled.
+
+The same math as :func:`bayeslmm.linalg.logdensity.factorize_first` followed by
+:func:`bayeslmm.linalg.logdensity.deviance_beta_integrated`, written as loops over the
+per-level S×S blocks with ``numba.njit(cache=True)``: every argument is an array of a fixed
+dtype and rank (the sufficient statistics, the prior's constants, the parameter layout), so
+the machine code is compiled once per installation and loaded from numba's on-disk cache in
+every later process, whatever the model or data set.
+
+The parameters are those PyMC samples for the marginalised model (the specification,
+:mod:`bayeslmm.bayes.model`): x = [log σ, then per random term either log sd (one column)
+or LKJCholeskyCov's packed Cholesky factor of the covariance, row by row, its diagonal
+logged].  The log-density includes the priors on σ and the sds, the LKJ density of the
+correlations and the Jacobians of PyMC's transforms, so it equals the PyMC model's logp.
+
+The gradient, with D = −2 log p(y | θ, σ) and the Schur complement C = [X y]'[X y] − Σ_g Q_g,
+Q_g = V_g'T A_g⁻¹ T'V_g, A_g = T'Z_g'Z_g T + I, V_g = Z_g'[X y], T = (Cholesky of the
+covariance)/σ:
+
+    ∂D/∂C = G: G_MM = (H⁻¹ + uu')/σ², G_wM = −u/σ², G_ss = 1/σ²  (H = M/σ² + P0, u = H⁻¹h)
+    ∂D/∂T = Σ_g 2 Z_g'Z_g T (A_g⁻¹ + K_g G K_g') − 2 V_g G K_g',    K_g = A_g⁻¹T'V_g
+    ∂D/∂log σ = 2n − 2⟨G, C⟩ − ⟨∂D/∂T, T⟩.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numba
+import numpy as np
+
+# the scale priors' families, as the kernel's codes (bayeslmm.bayes.kernel encodes the priors)
+HALF_STUDENT_T, HALF_NORMAL, EXPONENTIAL = 0, 1, 2
+LOG_2PI = math.log(2 * math.pi)
+
+
+def cached(decorator, function):
+    """``decorator(cache=True)(function)`` (numba.njit or numba.cfunc with its signature bound):
+    compiled once and kept in numba's disk cache (the package's __pycache__, else the user's
+    cache directory, or NUMBA_CACHE_DIR).  Where no cache directory is writable, compiled in
+    memory in every process, with a warning, rather than failing."""
+    try:
+        return decorator(cache=True)(function)
+    except RuntimeError as error:  # numba: "cannot cache function …: no locator available"
+        warnings.warn(f"bayeslmm's compiled log-density cannot be cached on disk ({error}); it is compiled in "
+                      "memory in every process. Set NUMBA_CACHE_DIR to a writable directory to cache it.",
+                      RuntimeWarning, stacklevel=2)
+        return decorator(cache=False)(function)
+
+
+def njit(function):
+    """numba.njit, cached on disk where possible (:func:`cached`)."""
+    return cached(numba.njit, function)
+
+
+@njit
+def scale_logp(kind, a, b, constant, x):
+    """log density of a scale prior at x > 0 and its derivative in x (constants precomputed)."""
+    if kind == HALF_STUDENT_T:  # a = ν, b = scale
+        nu_s2 = a * b * b
+        return constant - 0.5 * (a + 1.0) * math.log1p(x * x / nu_s2), -(a + 1.0) * x / (nu_s2 + x * x)
+    if kind == HALF_NORMAL:  # b = scale
+        return constant - 0.5 * x * x / (b * b), -x / (b * b)
+    return constant - x / b, -1.0 / b  # Exponential, b = scale (the mean)
+
+
+@njit
+def _cholesky(A, L):
+    """Lower Cholesky factor of the small SPD ``A`` into ``L``; False if not positive definite."""
+    n = A.shape[0]
+    for i in range(n):
+        for j in range(i + 1):
+            s = A[i, j]
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            if i == j:
+                if not s > 0.0:
+                    return False
+                L[i, i] = math.sqrt(s)
+            else:
+                L[i, j] = s / L[j, j]
+        for j in range(i + 1, n):
+            L[i, j] = 0.0
+    return True
+
+
+@njit
+def _solve_spd(L, B, out):
+    """out = (LL')⁻¹ B for the Cholesky factor L, column by column of B."""
+    n = L.shape[0]
+    for c in range(B.shape[1]):
+        for i in range(n):  # L z = b
+            s = B[i, c]
+            for k in range(i):
+                s -= L[i, k] * out[k, c]
+            out[i, c] = s / L[i, i]
+        for i in range(n - 1, -1, -1):  # L'x = z
+            s = out[i, c]
+            for k in range(i + 1, n):
+                s -= L[k, i] * out[k, c]
+            out[i, c] = s / L[i, i]
+
+
+@njit
+def _ab(A, B, out, alpha, beta, transpose_a=False, transpose_b=False):
+    """out = beta·out + alpha·op(A)op(B), op a transpose where asked (small matrices: loops
+    beat BLAS calls, and contiguous arrays beat transposed views, here)."""
+    rows, inner = (A.shape[1], A.shape[0]) if transpose_a else (A.shape[0], A.shape[1])
+    cols = B.shape[0] if transpose_b else B.shape[1]
+    for i in range(rows):
+        for j in range(cols):
+            s = 0.0
+            for k in range(inner):
+                s += (A[k, i] if transpose_a else A[i, k]) * (B[j, k] if transpose_b else B[k, j])
+            out[i, j] = alpha * s if beta == 0.0 else beta * out[i, j] + alpha * s  # out may be np.empty's
+
+
+@njit
+def covariance_cholesky(x, term_start, term_size, term_offset, S):
+    """The factor's block-diagonal Cholesky factor of the covariance from the parameters x."""
+    Lcov = np.zeros((S, S))
+    for t in range(term_start.shape[0]):
+        c, s, o = term_start[t], term_size[t], term_offset[t]
+        k = 0
+        for i in range(s):
+            for j in range(i + 1):
+                Lcov[c + i, c + j] = math.exp(x[o + k]) if i == j else x[o + k]
+                k += 1
+    return Lcov
+
+
+@njit
+def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant,
+                      want_gradient):
+    """D = −2 log p(y | T, σ) with b and β integrated (logdensity.deviance_beta_integrated),
+    and, if ``want_gradient``, ∂D/∂T (S×S) and ∂D/∂σ² at fixed T.  D is inf where a
+    Cholesky factor does not exist."""
+    G_levels, S = ZtZ.shape[0], ZtZ.shape[1]
+    p1 = XYtXY.shape[0]
+    p = p1 - 1
+    A, L, ZT = np.empty((S, S)), np.empty((S, S)), np.empty((S, S))
+    Ainv_all, K_all = np.empty((G_levels, S, S)), np.empty((G_levels, S, p1))
+    W, eye = np.empty((S, p1)), np.eye(S)
+    C = XYtXY.copy()
+    dT = np.zeros((S, S))
+    logdet = 0.0
+    for g in range(G_levels):
+        _ab(ZtZ[g], T, ZT, 1.0, 0.0)
+        A[:, :] = eye
+        _ab(T, ZT, A, 1.0, 1.0, True)  # A = T'Z'ZT + I
+        if not _cholesky(A, L):
+            return np.inf, dT, 0.0
+        for i in range(S):
+            logdet += 2.0 * math.log(L[i, i])
+        _ab(T, ZtXY[g], W, 1.0, 0.0, True)
+        _solve_spd(L, W, K_all[g])
+        _solve_spd(L, eye, Ainv_all[g])
+        _ab(W, K_all[g], C, -1.0, 1.0, True)  # C −= W'A⁻¹W
+    LH, H = np.empty((p, p)), np.empty((p, p))
+    h, u = np.empty((p, 1)), np.empty((p, 1))
+    for i in range(p):
+        h[i, 0] = C[i, p] / sigma2 + shift[i]
+        for j in range(p):
+            H[i, j] = C[i, j] / sigma2 + precision[i, j]
+    if not _cholesky(H, LH):
+        return np.inf, dT, 0.0
+    _solve_spd(LH, h, u)
+    D = logdet - log_weights + n * (LOG_2PI + math.log(sigma2)) + C[p, p] / sigma2 + constant
+    for i in range(p):
+        D += 2.0 * math.log(LH[i, i]) - h[i, 0] * u[i, 0]
+    if not want_gradient:
+        return D, dT, 0.0
+    Gc = np.empty((p1, p1))  # ∂D/∂C, symmetric
+    Hinv = np.empty((p, p))
+    _solve_spd(LH, np.eye(p), Hinv)
+    for i in range(p):
+        for j in range(p):
+            Gc[i, j] = (Hinv[i, j] + u[i, 0] * u[j, 0]) / sigma2
+        Gc[i, p] = Gc[p, i] = -u[i, 0] / sigma2
+    Gc[p, p] = 1.0 / sigma2
+    KG, inner = np.empty((S, p1)), np.empty((S, S))
+    for g in range(G_levels):
+        _ab(K_all[g], Gc, KG, 1.0, 0.0)
+        inner[:, :] = Ainv_all[g]
+        _ab(KG, K_all[g], inner, 1.0, 1.0, False, True)  # A⁻¹ + K G K'
+        _ab(ZtZ[g], T, ZT, 1.0, 0.0)
+        _ab(ZT, inner, dT, 2.0, 1.0)
+        _ab(ZtXY[g], KG, dT, -2.0, 1.0, False, True)
+    dsigma2 = (n - np.sum(Gc * C)) / sigma2
+    return D, dT, dsigma2
+
+
+@njit
+def marginal_logp(x, term_start, term_size, term_offset, term_eta, term_constant, prior_kind, prior_a,
+                  prior_b, prior_constant, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant):
+    """The PyMC marginalised model's log-density at the unconstrained x, and its gradient.
+
+    The scale priors are given per column of the factor (then σ's last); ``term_constant``
+    is each correlated term's LKJ normalising constant."""
+    S = ZtZ.shape[1]
+    grad = np.zeros(x.shape[0])
+    sigma = math.exp(x[0])
+    Lcov = covariance_cholesky(x, term_start, term_size, term_offset, S)
+    D, dT, dsigma2 = marginal_deviance(Lcov / sigma, sigma * sigma, ZtZ, ZtXY, XYtXY, n, log_weights,
+                                       precision, shift, constant, True)
+    if not np.isfinite(D):
+        return -np.inf, grad
+    lp = -0.5 * D
+    grad[0] = -0.5 * (2.0 * sigma * sigma * dsigma2 - np.sum(dT * Lcov) / sigma)
+    dL = -0.5 * dT / sigma  # ∂logp/∂(Cholesky of the covariance), the likelihood's part
+    value, slope = scale_logp(prior_kind[S], prior_a[S], prior_b[S], prior_constant[S], sigma)
+    lp += value + x[0]  # the log transform's Jacobian
+    grad[0] += slope * sigma + 1.0
+    for t in range(term_start.shape[0]):
+        c, s, o = term_start[t], term_size[t], term_offset[t]
+        if s == 1:
+            value, slope = scale_logp(prior_kind[c], prior_a[c], prior_b[c], prior_constant[c], Lcov[c, c])
+            lp += value + x[o]
+            grad[o] = (dL[c, c] + slope) * Lcov[c, c] + 1.0
+            continue
+        lp += term_constant[t]
+        k = 0
+        for i in range(s):
+            r2 = 0.0
+            for j in range(i + 1):
+                r2 += Lcov[c + i, c + j] ** 2
+            r = math.sqrt(r2)
+            value, slope = scale_logp(prior_kind[c + i], prior_a[c + i], prior_b[c + i], prior_constant[c + i], r)
+            # LKJ: (2η − 3 + s − i) log cd_i, the second transformation's log cd_i − i log r_i, and
+            # the packed transform's x_ii, with log cd_i = x_ii − log r_i
+            a = 2.0 * term_eta[t] - 3.0 + s - i + 1.0
+            lp += value + a * (x[o + k + i] - math.log(r)) - i * math.log(r) + x[o + k + i]
+            d_r = slope - (a + i) / r  # ∂/∂r_i of what depends on the row norm
+            for j in range(i + 1):
+                g = dL[c + i, c + j] + d_r * Lcov[c + i, c + j] / r
+                grad[o + k + j] = g * Lcov[c + i, c + j] + a + 1.0 if i == j else g
+            k += i + 1
+    return lp, grad

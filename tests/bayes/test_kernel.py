@@ -1,0 +1,142 @@
+"""The compiled kernel equals the PyMC marginalised model (the specification): its logp and
+dlogp, priors and Jacobians included, at random points."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from numba.core.caching import CacheImpl  # numba's list of cache directories to try
+
+import bayeslmm as blm
+from bayeslmm import bayes
+from bayeslmm.bayes.kernel import kernel_covers, log_density, parameter_blocks
+from bayeslmm.linalg.compiled import cached
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
+
+
+@pytest.fixture(scope="module")
+def sleepstudy():
+    return blm.datasets.load("sleepstudy")
+
+
+def _pymc_point(model_pm, blocks, x) -> dict:
+    """The PyMC value variables at the kernel's vector x (same order, same layout)."""
+    names = [v.name for v in model_pm.value_vars]
+    assert len(names) == len(blocks)
+    return {name: (x[0] if b.start == 0 else x[b.start : b.start + b.size]) for name, b in zip(names, blocks)}
+
+
+def _assert_kernel_equals_pymc(model: blm.LMM, priors=None, points: int = 4) -> None:
+    setup = model._bayes_setup(priors)
+    assert kernel_covers(setup)
+    model_pm = model.pymc_model(marginalize=True, priors=priors)
+    logp, dlogp = model_pm.compile_logp(), model_pm.compile_dlogp()
+    blocks, kernel = parameter_blocks(setup), log_density(setup)
+    rng = np.random.default_rng(20261130)
+    for _ in range(points):
+        x = rng.normal(scale=0.7, size=sum(b.size for b in blocks))
+        x[0] += np.log(np.std(setup.spec.y))  # σ on the data's scale, where the likelihood is not flat
+        value, gradient = kernel(x)
+        point = _pymc_point(model_pm, blocks, x)
+        np.testing.assert_allclose(value, logp(point), rtol=1e-10)
+        np.testing.assert_allclose(gradient, dlogp(point), rtol=0, atol=1e-8)
+
+
+def test_kernel_equals_pymc_with_correlated_slopes(sleepstudy):
+    _assert_kernel_equals_pymc(blm.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy))
+
+
+def test_kernel_equals_pymc_with_an_intercept_and_other_priors(sleepstudy):
+    priors = {"sigma": blm.priors.HalfNormal(40.0), "fixef": blm.priors.Flat()}
+    _assert_kernel_equals_pymc(blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy), priors)
+
+
+def test_kernel_equals_pymc_with_prior_weights_and_uncorrelated_terms(sleepstudy):
+    weights = np.random.default_rng(3).uniform(0.5, 2.0, len(sleepstudy))
+    model = blm.LMM("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", sleepstudy, weights=weights)
+    _assert_kernel_equals_pymc(model)
+
+
+def test_kernel_does_not_cover_several_factors_or_residual_structures():
+    data = blm.datasets.load("Penicillin")
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    assert not kernel_covers(model._bayes_setup(None))
+
+
+@pytest.fixture(scope="module")
+def slopes(sleepstudy):
+    return blm.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
+
+
+@pytest.fixture(scope="module")
+def kernel_fit(slopes):
+    return slopes.fit(method="NUTS", sampler="kernel", draws=500, tune=500, chains=2, random_seed=5,
+                      progressbar=False)
+
+
+@pytest.fixture(scope="module")
+def pymc_fit(slopes):
+    return slopes.fit(method="NUTS", sampler="pymc", draws=500, tune=500, chains=2, random_seed=5,
+                      progressbar=False)
+
+
+def test_kernel_sampler_gives_pymcs_layout(kernel_fit, pymc_fit):
+    """Same groups, variables, dims and coords as PyMC's NUTS: the post-processing is shared."""
+    assert kernel_fit.sampler == "kernel" and pymc_fit.sampler == "pymc"
+    assert set(kernel_fit.idata.children) == set(pymc_fit.idata.children)
+    for group in ("posterior", "log_likelihood", "observed_data"):
+        ours, theirs = kernel_fit.idata[group].to_dataset(), pymc_fit.idata[group].to_dataset()
+        assert {k: v.dims for k, v in ours.data_vars.items()} == {k: v.dims for k, v in theirs.data_vars.items()}
+        for name in ours.coords:
+            np.testing.assert_array_equal(ours[name].values, theirs[name].values)
+    assert "diverging" in kernel_fit.idata["sample_stats"].to_dataset()
+
+
+def test_kernel_sampler_agrees_with_pymcs_nuts(kernel_fit, pymc_fit):
+    """Posterior means within a few Monte Carlo standard errors of PyMC's, and converged."""
+    for name in ("sigma", "sd_Subject", "corr_Subject", "beta"):
+        ours, theirs = kernel_fit.posterior[name], pymc_fit.posterior[name]
+        mean_a, mean_b = ours.mean(("chain", "draw")).values, theirs.mean(("chain", "draw")).values
+        se = np.hypot(ours.std(("chain", "draw")).values, theirs.std(("chain", "draw")).values) / np.sqrt(200)
+        assert np.all(np.abs(mean_a - mean_b) < 4 * se), name
+    assert kernel_fit.diagnostics["divergences"] == 0 and kernel_fit.diagnostics["max_r_hat"] < 1.02
+
+
+def test_kernel_sampler_is_reproducible(slopes, kernel_fit):
+    again = slopes.fit(method="NUTS", sampler="kernel", draws=500, tune=500, chains=2, random_seed=5,
+                       progressbar=False)
+    np.testing.assert_array_equal(again.posterior["b_Subject"].values, kernel_fit.posterior["b_Subject"].values)
+
+
+def test_unknown_sampler_lists_the_valid_ones(slopes):
+    with pytest.raises(blm.LMMError, match="'kernel', 'pymc', 'nutpie'"):
+        slopes.fit(method="NUTS", sampler="stan")
+
+
+def test_kernel_sampler_elsewhere_falls_back_to_pymc_with_a_warning(slopes):
+    with pytest.warns(UserWarning, match="sampled by PyMC's NUTS"):
+        post = slopes.fit(method="NUTS", sampler="kernel", marginalize=False, draws=20, tune=20, chains=1,
+                          random_seed=1, progressbar=False, log_likelihood=False)
+    assert post.sampler == "pymc"
+
+
+def test_default_sampler_is_the_kernel_where_it_covers_the_model(sleepstudy):
+    one = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    post = one.fit(method="NUTS", draws=50, tune=50, chains=1, random_seed=2, progressbar=False,
+                   log_likelihood=False)
+    assert post.sampler == "kernel"
+    assert bayes.resolve_sampler(one._bayes_setup(None), None, marginalize=False) == "pymc"
+    crossed = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    assert bayes.resolve_sampler(crossed._bayes_setup(None), None, marginalize=True) == "pymc"
+
+
+def test_without_a_writable_cache_directory_the_kernel_compiles_in_memory_with_a_warning(monkeypatch):
+    monkeypatch.setattr(CacheImpl, "_locator_classes", [])  # none usable, as on a read-only system
+
+    def twice(x):
+        return 2.0 * x
+
+    with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
+        compiled = cached(numba.njit, twice)
+    assert compiled(1.5) == 3.0
