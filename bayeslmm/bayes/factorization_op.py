@@ -32,7 +32,9 @@ class BlockedCholesky(Op):
 
     Examples
     --------
+    >>> import pytensor.tensor as pt
     >>> import bayeslmm as blm
+    >>> from bayeslmm.bayes.factorization_op import BlockedCholesky
     >>> model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
     >>> C, logdet = BlockedCholesky(model.stats)(pt.eye(1), pt.eye(1))
     >>> C.eval().shape
