@@ -19,6 +19,9 @@ def _load(name: str) -> dict:
 
 
 PUBLIC = _load("public_reference.json")  # lme4 1.1-31 / nlme 3.1-162 / lmerTest: shared/reference
+# the shared reference's lmerTest/pbkrtest cases with denominator df: (key, formula, dataset)
+DDF_CASES = [("sleepstudy_satterthwaite", "Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+             ("sitka_satterthwaite", "size ~ time * treat + (1 | tree)", "Sitka")]
 EXTRA = _load("extra_reference.json")  # made by tests/reference/make_extra_reference.R
 
 

@@ -136,25 +136,6 @@ def fallback_settings(layout: ThetaLayout) -> dict:
     return {"maxfev": 500 * (layout.size + 1), "final_tr_radius": 1e-8}
 
 
-def _deviance_and_gradient(theta, evaluations: "Evaluations") -> tuple[float, np.ndarray]:
-    """The profiled deviance at θ and its exact gradient, once for the restart probes and the
-    convergence checks: remembered where the optimiser evaluated θ (its final point, unless
-    snapped to a bound), else evaluated; the deviance alone where the gradient path cannot
-    give it."""
-    try:
-        deviance, gradient = evaluations(theta)
-    except np.linalg.LinAlgError:
-        deviance, gradient = np.nan, np.full(theta.shape, np.nan)
-    if not np.isfinite(deviance):
-        deviance = evaluations.deviance(theta)
-    return deviance, gradient
-
-
-def _finite_result(result) -> bool:
-    jac = getattr(result, "jac", None)
-    return bool(np.isfinite(result.fun) and (jac is None or np.all(np.isfinite(jac))))
-
-
 class Evaluations:
     """The deviance and its exact gradient in θ for one fit, remembered by θ's bytes.
 
@@ -181,6 +162,25 @@ class Evaluations:
         if known is not None and np.isfinite(known[0]):
             return known[0]
         return ld.objective(theta, self.stats, self.layout, self.reml)  # also where the gradient path failed
+
+
+def _deviance_and_gradient(theta, evaluations: Evaluations) -> tuple[float, np.ndarray]:
+    """The profiled deviance at θ and its exact gradient, once for the restart probes and the
+    convergence checks: remembered where the optimiser evaluated θ (its final point, unless
+    snapped to a bound), else evaluated; the deviance alone where the gradient path cannot
+    give it."""
+    try:
+        deviance, gradient = evaluations(theta)
+    except np.linalg.LinAlgError:
+        deviance, gradient = np.nan, np.full(theta.shape, np.nan)
+    if not np.isfinite(deviance):
+        deviance = evaluations.deviance(theta)
+    return deviance, gradient
+
+
+def _finite_result(result) -> bool:
+    jac = getattr(result, "jac", None)
+    return bool(np.isfinite(result.fun) and (jac is None or np.all(np.isfinite(jac))))
 
 
 def _minimise(evaluations: Evaluations, start_scaled, optimizer: str, options: dict):
@@ -346,13 +346,16 @@ def negative_curvature(theta, stats, layout, reml, gradient=None, deviance=None)
     if not 0 < size <= HESSIAN_MAX_SIZE:
         return 0
     if deviance is not None and stats.pairs.size >= LARGE_SECOND_BLOCK and size <= DEVIANCE_HESSIAN_MAX_SIZE:
-        eigenvalues = np.linalg.eigvalsh(interior_hessian_from_deviances(theta, deviance, stats, layout, reml)[0])
-        largest = np.max(np.abs(eigenvalues))
-        return int(np.sum(eigenvalues < -HESSIAN_TOLERANCE * largest)) if largest > 0 else 0
+        return _negative_eigenvalues(interior_hessian_from_deviances(theta, deviance, stats, layout, reml)[0])
     if gradient is not None and np.all(np.isfinite(gradient)):
         eigenvalues = np.linalg.eigvalsh(interior_hessian(theta, stats, layout, reml, gradient)[0])
         if eigenvalues[0] > SCREEN_MARGIN * np.max(np.abs(eigenvalues)):
             return 0
-    eigenvalues = np.linalg.eigvalsh(interior_hessian(theta, stats, layout, reml)[0])
+    return _negative_eigenvalues(interior_hessian(theta, stats, layout, reml)[0])
+
+
+def _negative_eigenvalues(hessian: np.ndarray) -> int:
+    """Eigenvalues below −HESSIAN_TOLERANCE × the largest in magnitude (lme4's check.conv.hess)."""
+    eigenvalues = np.linalg.eigvalsh(hessian)
     largest = np.max(np.abs(eigenvalues))
     return int(np.sum(eigenvalues < -HESSIAN_TOLERANCE * largest)) if largest > 0 else 0

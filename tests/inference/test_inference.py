@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bayeslmm as blm
-from conftest import PUBLIC
+from conftest import DDF_CASES, PUBLIC
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +69,7 @@ def test_models_of_different_data_or_responses(sitka):
         blm.anova(a)
 
 
-@pytest.mark.parametrize("key, formula, dataset", [
-    ("sleepstudy_satterthwaite", "Reaction ~ Days + (Days | Subject)", "sleepstudy"),
-    ("sitka_satterthwaite", "size ~ time * treat + (1 | tree)", "Sitka")])
+@pytest.mark.parametrize("key, formula, dataset", DDF_CASES)
 def test_satterthwaite_matches_lmertest(key, formula, dataset):
     """df and p within 1e-3 relative of lmerTest 3.1-3 (shared reference)."""
     ref = PUBLIC[key]

@@ -14,7 +14,7 @@ import pytest
 
 import bayeslmm as blm
 from bayeslmm.inference import kenward_roger as ddf
-from conftest import PUBLIC, TESTS, case_data
+from conftest import DDF_CASES, PUBLIC, TESTS, case_data
 
 KR = json.loads((TESTS / "reference" / "kr_reference.json").read_text())
 ANOVA_COLUMNS = ["Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)"]
@@ -63,9 +63,7 @@ def test_kr_adjustment_is_resolved_where_pbkrtest_resolves_it(fits):
     assert resolved >= 4
 
 
-@pytest.mark.parametrize("key, formula, dataset", [
-    ("sleepstudy_satterthwaite", "Reaction ~ Days + (Days | Subject)", "sleepstudy"),
-    ("sitka_satterthwaite", "size ~ time * treat + (1 | tree)", "Sitka")])
+@pytest.mark.parametrize("key, formula, dataset", DDF_CASES)
 def test_kenward_roger_matches_the_shared_reference(key, formula, dataset):
     ref = PUBLIC[key]
     table = blm.LMM(formula, blm.datasets.load(dataset)).fit().coef_table(ddf="kenward-roger")
@@ -107,9 +105,7 @@ def test_type1_anova_matches_lmertest(key, fits):
     _check_anova(fits(key).anova(type=1), KR[key]["anova_type1_satterthwaite"])
 
 
-@pytest.mark.parametrize("key, formula, dataset", [
-    ("sleepstudy_satterthwaite", "Reaction ~ Days + (Days | Subject)", "sleepstudy"),
-    ("sitka_satterthwaite", "size ~ time * treat + (1 | tree)", "Sitka")])
+@pytest.mark.parametrize("key, formula, dataset", DDF_CASES)
 def test_type3_anova_matches_the_shared_reference(key, formula, dataset):
     ref = PUBLIC[key]["anova_type3"]
     table = blm.LMM(formula, blm.datasets.load(dataset)).fit().anova()
