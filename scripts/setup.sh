@@ -14,7 +14,7 @@ python=$(find_python)
 echo "setting up .venv with $("$python" --version) ($python)" >&2
 "$python" -m venv .venv
 # pip's and the build backend's chatter goes to a log, shown only if the install fails
-if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[test]"; } \
+if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[test,docs]"; } \
      > .venv/install.log 2>&1; then
   cat .venv/install.log >&2
   echo "error: installing bayeslmm into .venv failed (log above, also in .venv/install.log)" >&2
