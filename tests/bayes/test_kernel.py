@@ -2,6 +2,8 @@
 dlogp, priors and Jacobians included, at random points."""
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -115,7 +117,7 @@ def test_unknown_sampler_lists_the_valid_ones(slopes):
 
 
 def test_kernel_sampler_elsewhere_falls_back_to_pymc_with_a_warning(slopes):
-    with pytest.warns(UserWarning, match="sampled by PyMC's NUTS"):
+    with pytest.warns(blm.SamplerFallbackWarning, match="sampled by PyMC's NUTS"):
         post = slopes.fit(method="NUTS", sampler="kernel", marginalize=False, draws=20, tune=20, chains=1,
                           random_seed=1, progressbar=False, log_likelihood=False)
     assert post.sampler == "pymc"
@@ -128,7 +130,11 @@ def test_default_sampler_is_the_kernel_where_it_covers_the_model(sleepstudy):
     assert post.sampler == "kernel"
     assert bayes.resolve_sampler(one._bayes_setup(None), None, marginalize=False) == "pymc"
     crossed = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
-    assert bayes.resolve_sampler(crossed._bayes_setup(None), None, marginalize=True) == "pymc"
+    with pytest.warns(blm.SamplerFallbackWarning, match="not this one yet: PyMC's NUTS samples it"):
+        assert bayes.resolve_sampler(crossed._bayes_setup(None), None, marginalize=True) == "pymc"
+    with warnings.catch_warnings():  # chosen explicitly: no warning
+        warnings.simplefilter("error")
+        assert bayes.resolve_sampler(crossed._bayes_setup(None), "pymc", marginalize=True) == "pymc"
 
 
 def test_without_a_writable_cache_directory_the_kernel_compiles_in_memory_with_a_warning(monkeypatch):
