@@ -52,7 +52,7 @@ def adjusted_p(t: np.ndarray, df: np.ndarray, adjust: str, n_means: int) -> np.n
 
 def dunnettx_cdf(t: np.ndarray, m: int, df: np.ndarray) -> np.ndarray:
     """emmeans' approximate P(max of m Dunnett |t| ≤ t) (see the module's docstring)."""
-    sidak = st.f.cdf(t**2, 1, df) ** m
+    sidak = (1 - 2 * st.t.sf(t, df)) ** m  # F_F(t²; 1, df) = P(|T| ≤ t), also for df = ∞
     if m == 1:
         return sidak
     weight = (m - 1) / m

@@ -13,7 +13,7 @@ import pytest
 import bayeslmm as blm
 from bayeslmm.inference.emmeans import shortest_interval
 from bayeslmm.inference.multiplicity import holm
-from bayeslmm.inference.reference_grid import marginal_means
+from bayeslmm.inference.reference_grid import contrasts, marginal_means
 from conftest import REPO, TESTS
 
 REFERENCE = json.loads((TESTS / "reference" / "emmeans_reference.json").read_text())
@@ -21,6 +21,10 @@ CALLS = [(case_id, index) for case_id, case in REFERENCE.items() for index in ra
 LABEL_COLUMNS = ("contrast",)
 RELATIVE = {"emmean": 1e-6, "SE": 1e-6, "lower.CL": 1e-6, "upper.CL": 1e-6, "asymp.LCL": 1e-6, "asymp.UCL": 1e-6,
             "df": 1e-4}
+# nlme's gls and bayeslmm reach the unstructured fit's optimum to 1e-8 in the log-likelihood (ours
+# higher, −544.954423529 against −544.954423538) on a flat surface, so β differs by up to 1e-5
+# relative: its numbers are compared to 3e-5; its linear functions, exact, like every case's
+FIT_LIMITED = {"mmrm_unstructured": 3e-5}
 
 
 @functools.cache
@@ -28,7 +32,8 @@ def reference_fit(case_id: str):
     case = REFERENCE[case_id]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", blm.SingularFitWarning)
-        return blm.LMM(case["python_formula"], pd.read_csv(REPO / case["data_file"])).fit()
+        return blm.LMM(case["python_formula"], pd.read_csv(REPO / case["data_file"]),
+                       residual=case["python_residual"]).fit()
 
 
 def our_table(case_id: str, call: dict) -> pd.DataFrame:
@@ -44,12 +49,24 @@ def numbers(values) -> np.ndarray:
 
 
 @pytest.mark.parametrize("case_id, index", CALLS, ids=[f"{c}-{i}" for c, i in CALLS])
+def test_linear_functions_are_emmeans(case_id, index):
+    """The reference grid itself: each mean's or contrast's l (emmeans' linfct) to 1e-10,
+    whatever the precision of the fit."""
+    call = REFERENCE[case_id]["calls"][index]
+    means = marginal_means(reference_fit(case_id).spec, call["specs"], by=call["by"], at=call["at"] or None)
+    L = means.L if call["kind"] == "emmeans" else contrasts(means, call["method"]).L
+    expected = np.array(call["linfct"], dtype=float)
+    np.testing.assert_allclose(L, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("case_id, index", CALLS, ids=[f"{c}-{i}" for c, i in CALLS])
 def test_matches_emmeans(case_id, index):
     """Every column of emmeans' table: labels exactly, estimates and SE to 1e-6 relative, df to
     1e-4; a contrast's estimate relative to the larger of itself and its SE (a difference near 0
     has no relative precision), t to 1e-6 of max(|t|, 1), p values to 1e-4 relative or 1e-8."""
     call = REFERENCE[case_id]["calls"][index]
     ours = our_table(case_id, call)
+    limit = FIT_LIMITED.get(case_id, 1e-6)
     assert list(ours.columns) == list(call["table"])
     for column, expected in call["table"].items():
         got = ours[column]
@@ -58,14 +75,15 @@ def test_matches_emmeans(case_id, index):
             continue
         expected, got = numbers(expected), got.to_numpy(dtype=float)
         if column in RELATIVE:
-            np.testing.assert_allclose(got, expected, rtol=RELATIVE[column], atol=0, err_msg=column)
+            rtol = RELATIVE[column] if column == "df" else max(RELATIVE[column], limit)
+            np.testing.assert_allclose(got, expected, rtol=rtol, atol=0, err_msg=column)
         elif column == "estimate":
             scale = np.maximum(np.abs(expected), numbers(call["table"]["SE"]))
-            assert np.all(np.abs(got - expected) <= 1e-6 * scale), column
+            assert np.all(np.abs(got - expected) <= limit * scale), column
         elif column in ("t.ratio", "z.ratio"):
-            assert np.all(np.abs(got - expected) <= 1e-6 * np.maximum(np.abs(expected), 1)), column
+            assert np.all(np.abs(got - expected) <= limit * np.maximum(np.abs(expected), 1)), column
         elif column == "p.value":
-            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-8, err_msg=column)
+            np.testing.assert_allclose(got, expected, rtol=max(1e-4, 10 * limit), atol=1e-8, err_msg=column)
         else:  # a covariate's value in the grid
             np.testing.assert_allclose(got, expected, rtol=1e-12, err_msg=column)
 

@@ -14,8 +14,11 @@
 #   (b) fits each model by REML with lmerTest::lmer (bobyqa with a tiny final trust radius, so
 #       the optimum does not limit the comparison);
 #   (c) records, per call, emmeans' table (as.data.frame of emmeans() or contrast()) with the
-#       denominator-df method named (lmer.df = "satterthwaite", "kenward-roger", "asymptotic"),
-#       the grid settings (specs, by, at) and the contrast method and p-value adjustment;
+#       denominator-df method named (lmer.df = "satterthwaite", "kenward-roger", "asymptotic";
+#       for the one nlme::gls case, an unstructured residual covariance, mode = "asymptotic"),
+#       the grid settings (specs, by, at), the contrast method and p-value adjustment, and the
+#       linear functions of the fixed effects behind the rows (emmeans' linfct, rows x coefficients
+#       in the model matrix's column order);
 #   and writes everything to tests/reference/emmeans_reference.json (id -> case).
 # The tests never call R.
 
@@ -23,6 +26,7 @@ suppressPackageStartupMessages({
   library(lmerTest)
   library(pbkrtest)
   library(emmeans)
+  library(nlme)
   library(jsonlite)
 })
 
@@ -65,26 +69,30 @@ table_list <- function(tab) {
 # one call: emmeans (kind = "emmeans") or a contrast of them (kind = "contrast")
 one_call <- function(fit, kind, specs, by = NULL, at = NULL, ddf = "kenward-roger", method = NULL,
                      adjust = NULL) {
-  grid_args <- list(fit, specs = specs, by = by, lmer.df = ddf)
+  grid_args <- list(fit, specs = specs, by = by)
+  grid_args[[if (inherits(fit, "gls")) "mode" else "lmer.df"]] <- ddf
   if (!is.null(at)) grid_args$at <- at
   emm <- do.call(emmeans, grid_args)
   if (kind == "emmeans") {
-    tab <- as.data.frame(emm)
+    result <- emm
   } else {
-    con <- if (is.null(adjust)) contrast(emm, method = method) else contrast(emm, method = method, adjust = adjust)
-    tab <- as.data.frame(con)
+    result <- if (is.null(adjust)) contrast(emm, method = method) else contrast(emm, method = method, adjust = adjust)
   }
   list(kind = kind, specs = I(specs), by = I(if (is.null(by)) character(0) else by),
        at = if (is.null(at)) setNames(list(), character(0)) else lapply(at, I),
-       ddf = ddf, method = method, adjust = adjust, table = table_list(tab))
+       ddf = ddf, method = method, adjust = adjust, table = table_list(as.data.frame(result)),
+       linfct = I(unname(result@linfct)))
 }
 
-emm_case <- function(id, data_file, data, formula, python_formula, note, calls) {
-  fit <- lmer(as.formula(formula), data = data, REML = TRUE, control = ctrl)
-  list(id = id, engine = paste("emmeans", packageVersion("emmeans"), "/ lmerTest", packageVersion("lmerTest"),
-                               "/ pbkrtest", packageVersion("pbkrtest")),
-       data_file = data_file, formula = formula, python_formula = python_formula, note = note,
-       fixef = I(unname(fixef(fit))),
+emm_case <- function(id, data_file, data, formula, python_formula, note, calls, fit = NULL,
+                     python_residual = NULL) {
+  if (is.null(fit)) fit <- lmer(as.formula(formula), data = data, REML = TRUE, control = ctrl)
+  engine <- if (inherits(fit, "gls")) paste("nlme", packageVersion("nlme")) else
+    paste("lmerTest", packageVersion("lmerTest"), "/ pbkrtest", packageVersion("pbkrtest"))
+  list(id = id, engine = paste("emmeans", packageVersion("emmeans"), "/", engine),
+       data_file = data_file, formula = formula, python_formula = python_formula,
+       python_residual = python_residual, note = note,
+       fixef = I(unname(if (inherits(fit, "gls")) coef(fit) else fixef(fit))),
        calls = lapply(calls, function(call) do.call(one_call, c(list(fit), call))))
 }
 
@@ -171,7 +179,20 @@ cases <- list(
                 list(kind = "emmeans", specs = "arm"),
                 list(kind = "emmeans", specs = "arm", at = list(base = c(45, 65))),
                 list(kind = "contrast", specs = "arm", by = "visit", method = "trt.vs.ctrl"),
-                list(kind = "contrast", specs = c("visit", "arm"), method = "pairwise", ddf = "satterthwaite")))
+                list(kind = "contrast", specs = c("visit", "arm"), method = "pairwise", ddf = "satterthwaite"))),
+  emm_case("mmrm_unstructured", "tests/data/emmeans_mmrm.csv", mmrm,
+           "gls(chg ~ base + visit * arm, corSymm(form = ~ visitnum | subject), varIdent(form = ~ 1 | visit))",
+           "chg ~ base + visit * arm",
+           "the MMRM: unstructured residual covariance per subject (nlme::gls, REML); emmeans' gls
+            support gives asymptotic inference only, so estimates, SE and z tests are compared",
+           list(list(kind = "emmeans", specs = "arm", by = "visit", ddf = "asymptotic"),
+                list(kind = "emmeans", specs = "arm", ddf = "asymptotic"),
+                list(kind = "contrast", specs = "arm", by = "visit", method = "trt.vs.ctrl", ddf = "asymptotic"),
+                list(kind = "contrast", specs = "visit", by = "arm", method = "pairwise", ddf = "asymptotic")),
+           fit = gls(chg ~ base + visit * arm, data = transform(mmrm, visitnum = as.integer(sub("V", "", visit))),
+                     correlation = corSymm(form = ~ visitnum | subject), weights = varIdent(form = ~ 1 | visit),
+                     method = "REML", control = glsControl(tolerance = 1e-10, msTol = 1e-10)),
+           python_residual = "us(visit | subject)")
 )
 names(cases) <- vapply(cases, function(x) x$id, character(1))
 writeLines(toJSON(cases, auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null"), out_json)
