@@ -155,7 +155,15 @@ def summarize_draws(draws: np.ndarray, level: float, point: str, interval: str) 
 
 def shortest_interval(draws: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """The highest-posterior-density interval of each column: the shortest interval between two
-    sorted draws that spans round(level · n) gaps (coda's ``HPDinterval``, which emmeans uses)."""
+    sorted draws that spans round(level · n) gaps (coda's ``HPDinterval``, which emmeans uses).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> draws = np.array([[0.0], [1.0], [1.1], [1.2], [5.0]])
+    >>> [float(bound[0]) for bound in shortest_interval(draws, 0.5)]
+    [1.0, 1.2]
+    """
     ordered = np.sort(draws, axis=0)
     n = ordered.shape[0]
     gap = max(1, min(n - 1, int(round(n * level))))

@@ -159,7 +159,20 @@ def grid_matrix(spec: ModelSpec, grid: pd.DataFrame) -> np.ndarray:
 
 
 def marginal_means(spec: ModelSpec, specs, by=None, at=None) -> MarginalMeans:
-    """The marginal means of ``specs`` (within each level of ``by``) as rows of L."""
+    """The marginal means of ``specs`` (within each level of ``by``) as rows of L.
+
+    Examples
+    --------
+    >>> import bayeslmm as blm
+    >>> fit = blm.LMM("size ~ time * treat + (1 | tree)", blm.datasets.load("Sitka")).fit()
+    >>> list(fit.fixef().index)
+    ['(Intercept)', 'time', 'treat[ozone]', 'time:treat[ozone]']
+    >>> means = marginal_means(fit.spec, "treat", by="time", at={"time": [152, 258]})
+    >>> means.labels.values.tolist()
+    [['control', 152.0], ['ozone', 152.0], ['control', 258.0], ['ozone', 258.0]]
+    >>> means.L.tolist()
+    [[1.0, 152.0, 0.0, 0.0], [1.0, 152.0, 1.0, 152.0], [1.0, 258.0, 0.0, 0.0], [1.0, 258.0, 1.0, 258.0]]
+    """
     spec_names, by_names = parse_specs(specs, by)
     found = predictors(spec)
     known = [p.name for p in found]
