@@ -196,3 +196,16 @@ def test_hpd_is_the_shortest_interval_with_the_level():
     equal_tailed = np.quantile(draws, [0.1, 0.9])
     assert upper - lower < equal_tailed[1] - equal_tailed[0]
     assert lower[0] < equal_tailed[0]  # a right-skewed posterior's HPD sits to the left
+
+
+def test_means_do_not_depend_on_the_coding(sitka_fit):
+    """The same model coded otherwise (a scaled covariate, sum-to-zero contrasts) has the same
+    marginal means, SEs and contrasts: the grid is built from the data columns, coded by each
+    model's own formula."""
+    recoded = blm.LMM("size ~ scale(time) * C(treat, Sum) + (1 | tree)", blm.datasets.load("Sitka")).fit()
+    at = {"time": [152, 258]}
+    for ddf in ("kenward-roger", "asymptotic"):
+        pd.testing.assert_frame_equal(recoded.emmeans("treat", by="time", at=at, ddf=ddf),
+                                      sitka_fit.emmeans("treat", by="time", at=at, ddf=ddf), rtol=1e-6)
+    pd.testing.assert_frame_equal(recoded.contrasts("treat", at=at, ddf="asymptotic"),
+                                  sitka_fit.contrasts("treat", at=at, ddf="asymptotic"), rtol=1e-6)
