@@ -22,7 +22,7 @@ ESTIMATE, INTERVAL, DATA, POPULATION, GROUP, REFERENCE = \
 
 def panels(count: int, ncols: int | None = None, sharex: bool = False, sharey: bool = False,
            panel_size: tuple[float, float] = PANEL_SIZE):
-    """A new Figure with ``count`` panels in a grid (unused cells hidden), and the panels in order.
+    """A new Figure with ``count`` panels in a grid (unused cells left empty), and the panels in order.
 
     The figure is not registered with pyplot, so a notebook shows it once, when returned.
     """
@@ -33,7 +33,7 @@ def panels(count: int, ncols: int | None = None, sharex: bool = False, sharey: b
     fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, sharex=sharex, sharey=sharey, squeeze=False).ravel()
     for ax in axes[count:]:
-        ax.set_visible(False)
+        ax.remove()
     return fig, list(axes[:count])
 
 
