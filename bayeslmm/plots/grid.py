@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm.errors import LMMError
-from bayeslmm.formula.design import level_labels
 from bayeslmm.plots.figure import is_posterior, z_value
 from bayeslmm.results.bayesian import interval_columns
 from bayeslmm.results.newdata import new_data_matrices
@@ -90,14 +89,31 @@ def default_predictor(fit) -> str:
     return next((name for name in names if is_numeric(data[name])), names[0])
 
 
+def check_group(fit, group: str | None):
+    """The grouping factor named ``group`` (default: the first, with the most levels)."""
+    factors = {factor.name: factor for factor in fit.spec.factors}
+    if not factors:
+        raise LMMError("the model has no grouping factor")
+    if group is None:
+        return fit.spec.factors[0]
+    if group not in factors:
+        raise LMMError(f"group must be one of the model's grouping factors: {', '.join(factors)}; got {group!r}")
+    return factors[group]
+
+
+def check_levels(factor, levels) -> list[str]:
+    """``levels`` (one or several) as the factor's level labels, each checked."""
+    chosen = [str(level) for level in ([levels] if isinstance(levels, str) or np.isscalar(levels) else levels)]
+    unknown = [level for level in chosen if level not in factor.levels]
+    if unknown:
+        raise LMMError(f"{', '.join(map(repr, unknown))} not a level of {factor.name!r} in the fitted data")
+    return chosen
+
+
 def group_rows(fit, group: str, level) -> pd.DataFrame:
     """The fitted rows of one level of a grouping factor."""
-    data = training_data(fit)
-    labels = level_labels(data, grouping_columns(fit)[group])
-    rows = data[labels == str(level)]
-    if rows.empty:
-        raise LMMError(f"{level!r} is not a level of {group!r} in the fitted data")
-    return rows
+    factor = check_group(fit, group)
+    return training_data(fit)[factor.codes == factor.levels.index(str(level))]
 
 
 def reference_grid(fit, x: str, by: str | None = None, groups=None, group: str | None = None,

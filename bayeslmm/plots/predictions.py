@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bayeslmm.errors import LMMError
 from bayeslmm.plots.figure import DATA, ESTIMATE, INTERVAL, check_fit, panels
 from bayeslmm.plots.grid import (
     GRID_POINTS,
+    check_group,
+    check_levels,
     check_predictor,
     default_predictor,
     group_rows,
-    grouping_columns,
     is_numeric,
     predict_with_intervals,
     reference_grid,
@@ -113,19 +113,8 @@ def _checked(fit, x, by, groups, group) -> tuple:
     by = None if by is None else check_predictor(fit, by, "by")
     if groups is None:
         return x, by, None, None
-    groups = [groups] if isinstance(groups, str) or np.isscalar(groups) else list(groups)
-    return x, by, groups, _check_group(fit, group)
-
-
-def _check_group(fit, group: str | None) -> str:
-    names = list(grouping_columns(fit))
-    if not names:
-        raise LMMError("the model has no grouping factor; leave groups=None for the population's predictions")
-    if group is None:
-        return names[0]
-    if group not in names:
-        raise LMMError(f"group must be one of the model's grouping factors: {', '.join(names)}; got {group!r}")
-    return group
+    factor = check_group(fit, group)
+    return x, by, check_levels(factor, groups), factor.name
 
 
 def _label(key, by: str | None, with_groups: bool) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as st
 
-from bayeslmm.errors import LMMError
 from bayeslmm.plots.figure import DATA, ESTIMATE, REFERENCE, check_fit, fitted_values, panels, ranef_intervals
+from bayeslmm.plots.grid import check_group
 
 
 def normal_quantiles(n: int) -> np.ndarray:
@@ -147,7 +147,7 @@ def draw_qq(ax, values, title: str) -> None:
 
 
 def draw_residuals_by_group(ax, fit, group: str | None, residuals=None) -> None:
-    factor = _factor(fit, group)
+    factor = check_group(fit, group)
     if residuals is None:
         residuals = residuals_and_fitted(fit)[0]
     by_level = [residuals[factor.codes == level] for level in range(factor.n_levels)]
@@ -157,14 +157,3 @@ def draw_residuals_by_group(ax, fit, group: str | None, residuals=None) -> None:
     ax.axhline(0.0, color="0.6", linewidth=0.8, gid=REFERENCE)
     ax.tick_params(axis="x", labelrotation=90, labelsize="small")
     ax.set(xlabel=factor.name, ylabel="Residuals", title=f"Residuals by {factor.name}")
-
-
-def _factor(fit, group: str | None):
-    factors = {factor.name: factor for factor in fit.spec.factors}
-    if not factors:
-        raise LMMError("the model has no grouping factor to show residuals by")
-    if group is None:
-        return fit.spec.factors[0]
-    if group not in factors:
-        raise LMMError(f"group must be one of the model's grouping factors: {', '.join(factors)}; got {group!r}")
-    return factors[group]
