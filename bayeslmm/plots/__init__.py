@@ -3,6 +3,7 @@ matplotlib Figure.  matplotlib (and arviz-plots) are imported only when a plot i
 from bayeslmm.plots.caterpillar import caterpillar
 from bayeslmm.plots.lattice import lattice, spaghetti
 from bayeslmm.plots.predictions import conditional_effects, predictions
+from bayeslmm.plots.profile import profile_zeta
 from bayeslmm.plots.residuals import (
            qq_ranef,
            qq_residuals,
@@ -13,4 +14,4 @@ from bayeslmm.plots.residuals import (
 
 __all__ = ["caterpillar", "residual_diagnostics", "residuals_vs_fitted", "qq_residuals", "qq_ranef",
            "residuals_by_group", "predictions", "conditional_effects",
-           "lattice", "spaghetti"]
+           "lattice", "spaghetti", "profile_zeta"]
