@@ -2,6 +2,7 @@
 matplotlib Figure.  matplotlib (and arviz-plots) are imported only when a plot is drawn."""
 from bayeslmm.plots.caterpillar import caterpillar
 from bayeslmm.plots.lattice import lattice, spaghetti
+from bayeslmm.plots.posterior import forest, posterior_predictive, trace
 from bayeslmm.plots.predictions import conditional_effects, predictions
 from bayeslmm.plots.profile import profile_zeta
 from bayeslmm.plots.residuals import (
@@ -14,4 +15,5 @@ from bayeslmm.plots.residuals import (
 
 __all__ = ["caterpillar", "residual_diagnostics", "residuals_vs_fitted", "qq_residuals", "qq_ranef",
            "residuals_by_group", "predictions", "conditional_effects",
-           "lattice", "spaghetti", "profile_zeta"]
+           "lattice", "spaghetti", "profile_zeta",
+           "forest", "trace", "posterior_predictive"]
