@@ -3,7 +3,8 @@ the posterior predictive density over the data's."""
 from __future__ import annotations
 
 from bayeslmm.errors import LMMError
-from bayeslmm.plots.figure import check_posterior, figure_of
+from bayeslmm.plots.coefficients import coefficient_forest
+from bayeslmm.plots.figure import check_fit, check_posterior, figure_of, is_posterior
 
 PARTS = ("fixed", "variance", "all")
 NOT_PARAMETERS = ("b_", "chol_")  # random effects (the caterpillar's) and the Cholesky factors
@@ -12,25 +13,33 @@ NOT_PARAMETERS = ("b_", "chol_")  # random effects (the caterpillar's) and the C
 def parameter_names(fit, part: str = "all") -> list[str]:
     """The posterior's variables of the fixed effects (``"fixed"``: ``beta``), of the variance
     components (``"variance"``: sds, correlations, σ, a residual structure's) or both."""
-    if part not in PARTS:
-        raise LMMError(f"part must be one of {', '.join(PARTS)}; got {part!r}")
+    check_part(part)
     names = [name for name in fit.posterior.data_vars if not name.startswith(NOT_PARAMETERS)]
     variance = [name for name in names if name != "beta"]
     return {"fixed": ["beta"], "variance": variance, "all": ["beta"] + variance}[part]
 
 
+def check_part(part: str) -> None:
+    if part not in PARTS:
+        raise LMMError(f"part must be one of {', '.join(PARTS)}; got {part!r}")
+
+
 def forest(fit, part: str = "all", var_names=None, level: float = 0.95):
-    """Forest plot of the posterior: each parameter's median with its 50% and ``level``
-    equal-tailed intervals, the chains combined (arviz-plots' ``plot_forest``).
+    """Forest plot of the parameters with their intervals.
+
+    A posterior's: each parameter's median with its 50% and ``level`` equal-tailed intervals,
+    the chains combined (arviz-plots' ``plot_forest``).  A REML/ML fit's: the fixed effects
+    with their t intervals (Satterthwaite's df, ``coef_table``) in one panel and the sds,
+    correlations and σ with their profile intervals (``confint``) in another.
 
     Parameters
     ----------
-    fit : BayesResult
+    fit : BayesResult or LMMResult
     part : {"all", "fixed", "variance"}
         The fixed effects, the variance components (sds, correlations, σ and a residual
         structure's parameters), or both.  Their scales differ: one part at a time reads better.
     var_names : list of str, optional
-        Posterior variables to show instead of ``part``'s.
+        Posterior variables to show instead of ``part``'s (a posterior only).
     level : float
         Probability of the outer interval.
 
@@ -50,7 +59,10 @@ def forest(fit, part: str = "all", var_names=None, level: float = 0.95):
     """
     import arviz_plots as azp
 
-    check_posterior(fit, "forest")
+    check_fit(fit)
+    if not is_posterior(fit):
+        check_part(part)
+        return coefficient_forest(fit, part, level)
     names = var_names or parameter_names(fit, part)
     plot = azp.plot_forest(fit.idata, var_names=names, combined=True, ci_kind="eti", ci_probs=(0.5, level),
                            backend="matplotlib")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plot_checks
 import pytest
+from plot_checks import artists
 
 from bayeslmm.errors import LMMError
 from bayeslmm.plots import forest, posterior_predictive, trace
@@ -72,6 +73,36 @@ def test_posterior_predictive_overlays_the_data(posterior):
 
 def test_posterior_plots_need_a_posterior():
     with pytest.raises(LMMError, match="fit with method='NUTS'"):
-        forest(plot_checks.sleep_fit())
+        trace(plot_checks.sleep_fit())
     with pytest.raises(LMMError, match="part must be one of fixed, variance, all"):
         forest(plot_checks.sleep_posterior(), part="random")
+
+
+def panel_intervals(ax):
+    """(labels top to bottom, estimates, lower and upper ends) of a REML/ML forest panel."""
+    (points,) = artists(ax, "estimate")
+    (intervals,) = artists(ax, "interval")
+    segments = np.array(intervals.get_segments())
+    labels = [label.get_text() for label in ax.get_yticklabels()]
+    np.testing.assert_array_equal(points.get_ydata(), ax.get_yticks())  # each label on its row
+    assert np.all(np.diff(points.get_ydata()) < 0)  # the first row at the top
+    return labels, points.get_xdata(), segments[:, 0, 0], segments[:, 1, 0]
+
+
+def test_forest_of_a_reml_fit_has_t_and_profile_intervals():
+    fit = plot_checks.sleep_fit()
+    fig = forest(fit, level=0.9)
+    assert [ax.get_title() for ax in fig.axes] == ["Fixed effects", "Variance components"]
+    labels, estimate, lower, upper = panel_intervals(fig.axes[0])
+    table = fit.coef_table(level=0.9)
+    assert labels == ["(Intercept)", "Days"]
+    np.testing.assert_allclose(estimate, fit.fixef(), rtol=1e-12)
+    np.testing.assert_allclose(lower, table["conf_low"], rtol=1e-12)
+    np.testing.assert_allclose(upper, table["conf_high"], rtol=1e-12)
+    labels, estimate, lower, upper = panel_intervals(fig.axes[1])
+    ends = fit.confint(level=0.9)
+    assert labels == list(ends.index[:4])
+    np.testing.assert_allclose(lower, ends["lower"].iloc[:4], rtol=1e-12)
+    np.testing.assert_allclose(upper, ends["upper"].iloc[:4], rtol=1e-12)
+    varcorr = fit.varcorr()
+    np.testing.assert_allclose(estimate, varcorr["sdcor"].iloc[[0, 2, 1, 3]], rtol=1e-10)  # θ's order

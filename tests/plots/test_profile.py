@@ -53,3 +53,12 @@ def test_the_profile_is_zero_at_the_ml_estimates_and_reaches_the_level(dyestuff_
 def test_a_posterior_has_no_profile():
     with pytest.raises(LMMError, match="REML/ML fit"):
         profile_zeta(plot_checks.sleep_posterior())
+
+
+def test_99_percent_profile_intervals_of_a_correlation_contain_the_95_percent_ones():
+    """The 99% profile of sleepstudy's correlation reaches its bracket (its search used to
+    warm-start from the boundary probe at -1 and stall)."""
+    fit = plot_checks.sleep_fit()
+    wide, narrow = fit.confint(level=0.99), fit.confint(level=0.95)
+    assert np.isfinite(wide.to_numpy()).all()
+    assert (wide["lower"] < narrow["lower"]).all() and (wide["upper"] > narrow["upper"]).all()
