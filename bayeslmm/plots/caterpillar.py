@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bayeslmm.plots.figure import ESTIMATE, INTERVAL, REFERENCE, check_fit, panels, ranef_intervals
-
-MAX_LABELLED_LEVELS = 40  # beyond this the level names would overlap: the ticks go
+from bayeslmm.plots.figure import ESTIMATE, INTERVAL, MAX_LABELLED_LEVELS, REFERENCE, check_fit, panels, ranef_intervals
 
 
 def caterpillar(fit, level: float = 0.95, ncols: int | None = None):

@@ -59,7 +59,20 @@ def add_plot_parser(commands):
 
 def plot_command(args, data, sampling: dict) -> str:
     """Fit ``args.formula`` to ``data`` by ``args.method`` (``sampling``: NUTS's options), draw
-    ``args.kind`` and save it to ``args.output``; returns the path written."""
+    ``args.kind`` and save it to ``args.output``; returns the path written.
+
+    Examples
+    --------
+    >>> import argparse, pathlib, tempfile
+    >>> import bayeslmm as blm
+    >>> from bayeslmm.plots.cli import add_plot_parser, plot_command
+    >>> parser = add_plot_parser(argparse.ArgumentParser().add_subparsers())
+    >>> output = pathlib.Path(tempfile.mkdtemp()) / "fig.png"
+    >>> args = parser.parse_args(["Dyestuff.csv", "Yield ~ 1 + (1 | Batch)", "-o", str(output)])
+    >>> args.method = "REML"  # bayeslmm/cli.py adds --method
+    >>> plot_command(args, blm.datasets.load("Dyestuff"), {}) == str(output) and output.exists()
+    True
+    """
     if args.kind in POSTERIOR_KINDS and args.method != "NUTS":
         raise LMMError(f"--kind {args.kind} plots a posterior; add --method NUTS")
     fit = LMM(args.formula, data, residual=args.residual).fit(method=args.method, **sampling)

@@ -14,6 +14,7 @@ from bayeslmm.results.bayesian import BayesResult, interval_columns
 from bayeslmm.results.frequentist import LMMResult
 
 PANEL_SIZE = (3.2, 2.6)  # inches per panel: a grid of panels stays readable in a notebook
+MAX_LABELLED_LEVELS = 40  # beyond this, level names along an axis would overlap: they are left out
 
 # gids that tell a plot's data artists apart from its decorations (tests and users find them so)
 ESTIMATE, INTERVAL, DATA, POPULATION, GROUP, REFERENCE = \

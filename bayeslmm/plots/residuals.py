@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as st
 
-from bayeslmm.plots.figure import DATA, ESTIMATE, REFERENCE, check_fit, fitted_values, panels, ranef_intervals
+from bayeslmm.plots.figure import (
+    DATA,
+    ESTIMATE,
+    MAX_LABELLED_LEVELS,
+    REFERENCE,
+    check_fit,
+    fitted_values,
+    panels,
+    ranef_intervals,
+)
 from bayeslmm.plots.grid import check_group
 
 
@@ -24,7 +33,18 @@ def residuals_and_fitted(fit) -> tuple[np.ndarray, np.ndarray]:
 
 
 def residuals_vs_fitted(fit):
-    """Residuals against fitted values, with a line at 0.
+    """Residuals against fitted values, with a line at 0 (nlme's ``plot(fit)``).
+
+    Parameters
+    ----------
+    fit : LMMResult or BayesResult
+        For a posterior, the fitted values are the posterior means of Xβ + Zb and the
+        residuals y minus them.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel; the points are a Line2D with gid ``"data"``.
 
     Examples
     --------
@@ -42,6 +62,16 @@ def residuals_vs_fitted(fit):
 
 def qq_residuals(fit):
     """Normal QQ plot of the residuals with R's ``qqline`` (through the quartiles).
+
+    Parameters
+    ----------
+    fit : LMMResult or BayesResult
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel: the sorted residuals against R's ``qnorm(ppoints(n))`` (gid ``"data"``) and
+        the line (gid ``"reference"``).
 
     Examples
     --------
@@ -61,6 +91,18 @@ def qq_residuals(fit):
 def qq_ranef(fit, ncols: int | None = None):
     """Normal QQ plot of each random effect's conditional modes (posterior means for a
     posterior), one panel per grouping factor and term.
+
+    Parameters
+    ----------
+    fit : LMMResult or BayesResult
+    ncols : int, optional
+        Panels per row (default: up to 4).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Per panel, the sorted estimates against normal quantiles (gid ``"data"``) and the line
+        through their quartiles (gid ``"reference"``).
 
     Examples
     --------
@@ -82,6 +124,17 @@ def residuals_by_group(fit, group: str | None = None):
     """Boxplots of the residuals per level of a grouping factor (the first one, with the most
     levels, by default), levels in the factor's order.
 
+    Parameters
+    ----------
+    fit : LMMResult or BayesResult
+    group : str, optional
+        A grouping factor's name, e.g. ``"Subject"`` or a nested ``"cask:batch"``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel with a box per level; the medians are Line2D with gid ``"estimate"``.
+
     Examples
     --------
     >>> import bayeslmm as blm
@@ -99,6 +152,20 @@ def residuals_by_group(fit, group: str | None = None):
 def residual_diagnostics(fit, group: str | None = None, ncols: int = 3):
     """All residual diagnostics in one figure: residuals against fitted, QQ of the residuals,
     residuals by ``group``, then a QQ panel per random effect.
+
+    Parameters
+    ----------
+    fit : LMMResult or BayesResult
+    group : str, optional
+        The grouping factor of the boxplots (default: the one with the most levels).
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The panels of :func:`residuals_vs_fitted`, :func:`qq_residuals`,
+        :func:`residuals_by_group` and :func:`qq_ranef`, in that order.
 
     Examples
     --------
@@ -151,9 +218,12 @@ def draw_residuals_by_group(ax, fit, group: str | None, residuals=None) -> None:
     if residuals is None:
         residuals = residuals_and_fitted(fit)[0]
     by_level = [residuals[factor.codes == level] for level in range(factor.n_levels)]
-    boxes = ax.boxplot(by_level, tick_labels=[str(level) for level in factor.levels], widths=0.6)
+    boxes = ax.boxplot(by_level, tick_labels=[str(level) for level in factor.levels], widths=0.6,
+                       flierprops={"markersize": 3})
     for median in boxes["medians"]:
         median.set_gid(ESTIMATE)
     ax.axhline(0.0, color="0.6", linewidth=0.8, gid=REFERENCE)
     ax.tick_params(axis="x", labelrotation=90, labelsize="small")
+    if factor.n_levels > MAX_LABELLED_LEVELS:
+        ax.set_xticks([])
     ax.set(xlabel=factor.name, ylabel="Residuals", title=f"Residuals by {factor.name}")
