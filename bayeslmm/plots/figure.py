@@ -64,6 +64,8 @@ def ranef_intervals(fit, level: float) -> pd.DataFrame:
     """Random effects with ``grpvar, term, grp, estimate, lower, upper``: the conditional mode
     ± z·conditional sd of a REML/ML fit (lme4's dotplot), or a posterior's mean and
     equal-tailed interval."""
+    if not fit.spec.factors:
+        raise LMMError("the model has no random effects to plot; add a term such as (1 | group)")
     table = fit.ranef(level=level) if is_posterior(fit) else fit.ranef(cond_var=True)
     keys = table[["grpvar", "term", "grp"]]
     if is_posterior(fit):

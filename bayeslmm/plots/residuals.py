@@ -176,12 +176,14 @@ def residual_diagnostics(fit, group: str | None = None, ncols: int = 3):
     5
     """
     check_fit(fit)
-    effects = random_effect_estimates(fit)
-    fig, axes = panels(3 + len(effects), ncols=ncols)
+    effects = random_effect_estimates(fit) if fit.spec.factors else {}  # a linear model has none
+    by_group = 1 if fit.spec.factors else 0
+    fig, axes = panels(2 + by_group + len(effects), ncols=ncols)
     residuals, _ = draw_residuals_vs_fitted(axes[0], fit)
     draw_qq(axes[1], residuals, "Residuals")
-    draw_residuals_by_group(axes[2], fit, group, residuals)
-    for ax, (title, values) in zip(axes[3:], effects.items()):
+    if by_group:
+        draw_residuals_by_group(axes[2], fit, group, residuals)
+    for ax, (title, values) in zip(axes[2 + by_group:], effects.items()):
         draw_qq(ax, values, title)
     return fig
 

@@ -9,8 +9,16 @@ import pytest
 from plot_checks import artists
 from scipy import stats as st
 
+import bayeslmm as blm
 from bayeslmm.errors import LMMError
-from bayeslmm.plots import qq_ranef, qq_residuals, residual_diagnostics, residuals_by_group, residuals_vs_fitted
+from bayeslmm.plots import (
+    caterpillar,
+    qq_ranef,
+    qq_residuals,
+    residual_diagnostics,
+    residuals_by_group,
+    residuals_vs_fitted,
+)
 from bayeslmm.plots.residuals import normal_quantiles
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
@@ -85,3 +93,11 @@ def test_posterior_residuals_are_y_minus_the_posterior_mean():
     mean = posterior.predict()["mean"].to_numpy()
     np.testing.assert_allclose(x, mean, rtol=1e-12)
     np.testing.assert_allclose(y, posterior.spec.observed - mean, rtol=1e-12)
+
+
+def test_a_linear_model_has_no_random_effects_to_plot():
+    fit = blm.LMM("Reaction ~ Days", blm.datasets.load("sleepstudy")).fit()
+    assert [ax.get_title() for ax in residual_diagnostics(fit).axes] == ["Residuals vs fitted", "Residuals"]
+    for plot in (qq_ranef, caterpillar):
+        with pytest.raises(LMMError, match="no random effects to plot"):
+            plot(fit)
