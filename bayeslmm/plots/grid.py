@@ -127,17 +127,14 @@ def reference_grid(fit, x: str, by: str | None = None, groups=None, group: str |
     for level in [None] if groups is None else list(groups):
         rows = data if level is None else group_rows(fit, group, level)
         base = {name: typical_value(rows[name]) for name in predictors(fit)}
-        base.update({column: rows[column].iloc[0] for column in _factor_columns(fit, group if level is not None else None)})
+        if level is not None:  # the group's own columns, so that its random effects apply
+            base.update({column: rows[column].iloc[0] for column in grouping_columns(fit)[group]})
         for value in [None] if by is None else by_values(data[by]):
             frame = pd.DataFrame({**base, x: axis_values(data[x], points)})
             if by is not None:
                 frame[by] = value
             frames.append(frame.assign(**{".group": level}))
     return pd.concat(frames, ignore_index=True)
-
-
-def _factor_columns(fit, group: str | None) -> list[str]:
-    return [] if group is None else list(grouping_columns(fit)[group])
 
 
 def predict_with_intervals(fit, newdata: pd.DataFrame, include_re: bool, level: float = 0.95) -> pd.DataFrame:

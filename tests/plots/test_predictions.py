@@ -3,6 +3,7 @@ from vcov() or the draws, one curve per value of `by` or per group."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plot_checks
 import pytest
 from plot_checks import artists
@@ -11,6 +12,7 @@ from scipy import stats as st
 import bayeslmm as blm
 from bayeslmm.errors import LMMError
 from bayeslmm.plots import conditional_effects, predictions
+from conftest import REPO
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
 
@@ -104,3 +106,20 @@ def test_unknown_predictor_or_group_is_an_error(sleep_fit):
         predictions(sleep_fit, x="Subject")
     with pytest.raises(LMMError, match="not a level of 'Subject'"):
         predictions(sleep_fit, groups=["999"])
+
+
+def test_a_nested_groups_curve_adds_its_own_and_its_parents_random_effects():
+    """y ~ x + (1 | a/b/c): a level of b:a is drawn with b:a's and a's effects; c:b:a's, not
+    named, are at a new level (0)."""
+
+
+    data = pd.read_csv(REPO / "tests" / "data" / "nested3.csv")
+    fit = blm.LMM("y ~ x + (1 | a/b/c)", data).fit()
+    level = fit.spec.factors[1].levels[0]  # factors by decreasing levels: c:b:a, b:a, a
+    assert fit.spec.factors[1].name == "b:a"
+    table = conditional_effects(fit, groups=[level], group="b:a", points=3)
+    ranef = fit.ranef().set_index(["grpvar", "grp"])["condval"]
+    b, a = level.split(":")
+    shift = ranef[("b:a", level)] + ranef[("a", a)]
+    beta = fit.fixef()
+    np.testing.assert_allclose(table["estimate"], beta["(Intercept)"] + beta["x"] * table["x"] + shift, rtol=1e-10)
