@@ -123,3 +123,15 @@ def test_a_nested_groups_curve_adds_its_own_and_its_parents_random_effects():
     shift = ranef[("b:a", level)] + ranef[("a", a)]
     beta = fit.fixef()
     np.testing.assert_allclose(table["estimate"], beta["(Intercept)"] + beta["x"] * table["x"] + shift, rtol=1e-10)
+
+
+def test_posterior_group_curve_adds_the_groups_draws_of_b():
+    posterior = plot_checks.sleep_posterior()
+    table = conditional_effects(posterior, groups="309", level=0.8, points=3)
+    beta = posterior.posterior["beta"].values.reshape(-1, 2)
+    b = posterior.posterior["b_Subject"].sel(Subject="309").values.reshape(-1, 2)
+    days = np.linspace(0, 9, 3)
+    draws = (beta[:, :1] + b[:, :1]) + (beta[:, 1:] + b[:, 1:]) * days
+    np.testing.assert_allclose(table["estimate"], draws.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(table["lower"], np.quantile(draws, 0.1, axis=0), rtol=1e-10)
+    np.testing.assert_allclose(table["upper"], np.quantile(draws, 0.9, axis=0), rtol=1e-10)
