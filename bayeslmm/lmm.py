@@ -46,6 +46,11 @@ class LMM:
         drop their rows, as for the formula's columns) or one positive number per row of
         ``data``.  They scale every row of [y X Z] by √w_i in the sufficient statistics and
         add ½ Σ log w_i to the log-likelihood, as in lme4.  Not combined with ``residual``.
+    data_name : str, optional
+        What the summaries' ``Data:`` line calls the data (lme4 prints the expression passed as
+        ``data``, which Python cannot see).  By default ``data.attrs["name"]`` when the frame
+        has one — :func:`bayeslmm.datasets.load` names the bundled data sets so, and pandas
+        carries the name through copies and subsets — and otherwise ``"data"``.
 
     Examples
     --------
@@ -54,10 +59,14 @@ class LMM:
     >>> fit = model.fit(method="REML")
     >>> round(fit.sigma, 4)
     25.5918
+    >>> blm.LMM("y ~ x", pd.DataFrame({"x": [1, 2, 3, 4], "y": [1, 3, 2, 5]}), data_name="trial").spec.data_name
+    'trial'
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, residual=None, weights=None, **unknown):
+    def __init__(self, formula: str, data: pd.DataFrame, residual=None, weights=None, data_name: str | None = None,
+                 **unknown):
         checks.check_arguments(unknown, LMM.__init__)
+        data_name = str(data_name or getattr(data, "attrs", {}).get("name") or "data")
         residual = cov.parse(residual) if isinstance(residual, str) else (residual or cov.Independent())
         if weights is not None and residual.columns:
             raise LMMError("weights cannot be combined with a residual structure yet (both set the errors' "
@@ -71,6 +80,7 @@ class LMM:
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns) + weight_column)
         if weights is not None:
             self.spec = _with_weights(self.spec, weights, data)
+        self.spec = dataclasses.replace(self.spec, data_name=data_name)
         rows = data.loc[self.spec.row_labels, list(residual.columns)] if residual.columns else None
         self.residual = residual.bind(rows) if rows is not None else None
         if self.residual is not None:
