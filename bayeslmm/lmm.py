@@ -19,6 +19,7 @@ from bayeslmm.model.covariance import ThetaLayout, term_labels, theta_layout
 from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results.bayesian import BayesResult
 from bayeslmm.results.frequentist import LMMResult, check_method
+from bayeslmm.results.posterior_printing import prior_table
 from bayeslmm.threads import one_blas_thread
 
 
@@ -179,6 +180,21 @@ class LMM:
     def pymc_model(self, marginalize: bool = False, priors: dict | None = None):
         """The PyMC model: hierarchical (b = L z, non-centred) or with b and β integrated out."""
         return bayes.build_model(self._bayes_setup(priors), marginalize)
+
+    def prior_summary(self, priors: dict | None = None) -> pd.DataFrame:
+        """The priors ``fit(method="NUTS", priors=priors)`` would sample with, their data-scaled
+        values filled in, one row per parameter (brms's ``prior_summary``; see
+        :meth:`bayeslmm.results.bayesian.BayesResult.prior_summary`).
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> model = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy"))
+        >>> model.prior_summary()["prior"].tolist()  # doctest: +NORMALIZE_WHITESPACE
+        ['Normal(mu=298.5, sigma=140.4)', 'Normal(mu=0, sigma=48.89)', 'LKJ(2)', 'HalfStudentT(nu=3, sigma=56.17)',
+         'HalfStudentT(nu=3, sigma=10.52)', 'Exponential(scale=56.17)']
+        """
+        return prior_table(self.spec, self._bayes_setup(priors).priors, residual=self.residual is not None)
 
     def sample_prior_predictive(self, draws: int = 500, priors: dict | None = None, random_seed=None):
         """Draws from the priors and the prior predictive of y (ArviZ DataTree)."""
