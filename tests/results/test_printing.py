@@ -199,3 +199,9 @@ def test_pvalues_and_coefficients_as_printcoefmat_prints_them():
     assert printed["Pr(>|t|)"] == ["< 2e-16", "< 2e-16", "0.236784", "0.000156"]
     assert format_pvalues([0.5, 1e-20]) == ["0.5", "<2e-16"]
     assert format_pvalues([0.0234, 1e-20, 1e-5]) == ["0.0234", "<2e-16", "1e-05"]
+
+
+def test_readme_shows_the_summary_as_printed(summaries):
+    readme = (TESTS.parent / "README.md").read_text()
+    start = readme.index("Linear mixed model fit by REML. t-tests use")
+    assert readme[start:readme.index("```", start)] == str(summaries("sleepstudy_reml"))
