@@ -13,7 +13,7 @@ from bayeslmm.fit.state import FitState
 from bayeslmm.inference import bootstrap as bootstrap_inference
 from bayeslmm.inference import profile as profile_inference
 from bayeslmm.inference import variance
-from bayeslmm.inference.fixed_effects import coef_table, f_tests
+from bayeslmm.inference.fixed_effects import check_ddf, coef_table, f_tests
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.covariance import covariance, sd_cor, term_factors, term_labels, varcorr_rows
 from bayeslmm.model.residual import ResidualParameters
@@ -338,7 +338,13 @@ class LMMResult(SpecCounts):
         >>> list(fit.summary(ddf="asymptotic").fixed_effects.columns)
         ['Estimate', 'Std. Error', 'z value', 'Pr(>|z|)']
         """
-        return printing.summarize(self, ddf=ddf)
+        # Jupyter asks for the text and the HTML in turn, and Satterthwaite's df cost O(k²)
+        # likelihood evaluations for k variance parameters: the last summary is kept, for its θ
+        key = (check_ddf(ddf), self.theta.tobytes(), self.sigma)
+        last = getattr(self, "_last_summary", None)
+        if last is None or last[0] != key:
+            self._last_summary = last = (key, printing.summarize(self, ddf=ddf))
+        return last[1]
 
     def __repr__(self) -> str:
         return str(self.summary())

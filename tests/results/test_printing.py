@@ -205,3 +205,12 @@ def test_readme_shows_the_summary_as_printed(summaries):
     readme = (TESTS.parent / "README.md").read_text()
     start = readme.index("Linear mixed model fit by REML. t-tests use")
     assert readme[start:readme.index("```", start)] == str(summaries("sleepstudy_reml"))
+
+
+def test_the_summary_is_kept_for_the_fits_theta():
+    """Jupyter shows text and HTML in turn: the df are computed once, again when θ or ddf change."""
+    fit = blm.LMM(SLEEP[0], blm.datasets.load("sleepstudy")).fit()
+    first = fit.summary()
+    assert fit.summary() is first and fit.summary(ddf="asymptotic") is not first
+    fit.theta = fit.theta * 1.5
+    assert fit.summary(ddf="asymptotic").random_effects["Variance"].iloc[0] != first.random_effects["Variance"].iloc[0]
