@@ -7,7 +7,8 @@ One row per fixed effect (``effect = "fixed"``) and per variance parameter (``ef
 broom.mixed names them).  A REML/ML fit gives ``estimate``, and for the fixed effects lmerTest's
 ``std_error, statistic, df, p_value, conf_low, conf_high`` (:meth:`LMMResult.coef_table`); a
 posterior gives the posterior ``estimate`` (mean), ``std_error`` (sd), the equal-tailed
-interval ``conf_low, conf_high`` and ``ess_bulk, ess_tail, r_hat`` for every row.
+interval ``conf_low, conf_high`` and ``ess_bulk, ess_tail, r_hat`` for every row.  A residual
+structure's parameters are not in it (see ``residual_params()``).
 """
 from __future__ import annotations
 
