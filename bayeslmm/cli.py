@@ -1,5 +1,6 @@
-"""Command line: ``bayeslmm fit DATA.csv "FORMULA" [--method REML|ML|NUTS] [--residual "ar1(visit | id)"]``
-and ``bayeslmm example NAME``; NUTS takes ``--draws --tune --chains --seed --no-progress``.
+"""Command line: ``bayeslmm fit DATA.csv "FORMULA" [--method REML|ML|NUTS] [--residual "ar1(visit | id)"]``,
+``bayeslmm example NAME`` and ``bayeslmm plot DATA.csv "FORMULA" --kind caterpillar -o fig.png``;
+NUTS takes ``--draws --tune --chains --seed --no-progress``.
 
 What the command prints goes to stdout: the summary (``--output table``, the default), or the
 estimates as one machine-readable table (``--output csv`` or ``--output json``, broom.mixed's
@@ -21,6 +22,7 @@ from bayeslmm import datasets
 from bayeslmm.errors import LMMError
 from bayeslmm.inference.fixed_effects import DDF_METHODS
 from bayeslmm.lmm import LMM
+from bayeslmm.plots.cli import add_plot_parser, plot_command
 from bayeslmm.results.tidy import tidy
 
 NUTS = LMM.NUTS_DEFAULTS
@@ -47,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
+        if args.command == "plot":
+            with stdout_to_stderr():
+                path = plot_command(args, _read_csv(args.data), _sampling_options(args))
+            print(f"wrote {path}")
+            return 0
         data, formula, data_name = _data_and_formula(args)
         with warnings.catch_warnings(record=True) as caught, stdout_to_stderr():
             warnings.simplefilter("always")
@@ -137,14 +144,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="residual covariance structure, e.g. 'ar1(visit | id)', 'us(visit | id)', 'cs(id)'")
     example = commands.add_parser("example", help="fit a bundled example and print its summary")
     example.add_argument("name", help=f"one of: {', '.join(EXAMPLES)}")
+    plot = add_plot_parser(commands)  # its -o/--output is the figure's file
     for sub in (fit, example):
-        sub.add_argument("--method", default="REML", choices=["REML", "ML", "NUTS"], type=str.upper,
-                         help="REML or ML fit, or the Bayesian posterior by NUTS")
         sub.add_argument("--output", default="table", choices=OUTPUTS, type=str.lower,
                          help="table: the summary (default); csv or json: the fixed effects and variance "
                               "parameters as one machine-readable table (broom.mixed's tidy layout)")
         sub.add_argument("--ddf", default="satterthwaite", choices=DDF_METHODS, type=str.lower,
                          help="denominator df of the fixed effects' t tests of a REML/ML fit")
+    for sub in (fit, example, plot):
+        sub.add_argument("--method", default="REML", choices=["REML", "ML", "NUTS"], type=str.upper,
+                         help="REML or ML fit, or the Bayesian posterior by NUTS")
         nuts = sub.add_argument_group("NUTS (with --method NUTS)")
         nuts.add_argument("--draws", type=int, help=f"draws per chain after tuning (default {NUTS['draws']})")
         nuts.add_argument("--tune", type=int, help=f"tuning steps per chain (default {NUTS['tune']})")

@@ -15,23 +15,19 @@ from bayeslmm.bayes.model import build_model
 from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predictor, residual_noise
 from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.checks import check_count
-from bayeslmm.errors import LMMError
+from bayeslmm.errors import LMMError, SamplerFallbackWarning
 from bayeslmm.fit.state import fit_state
 from bayeslmm.model.covariance import (
-    chol_variable,
-    cholesky_of_sdcor,
+    corr_chol_variable,
     corr_variable,
     correlations,
     covariance,
     defined,
-    effect_dim,
-    pack_rowwise,
     pair_dim,
     sd_cor,
     sd_variable,
     term_factors,
     theta_layout,
-    unpack_rowwise,
 )
 from bayeslmm.threads import one_blas_thread
 
@@ -53,11 +49,17 @@ def resolve_sampler(setup: BayesSetup, sampler: str | None, marginalize: bool) -
         raise LMMError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))} (or None for the default); "
                        f"got {sampler!r}")
     covered = marginalize and kernel_covers(setup)
+    if sampler is None and marginalize and not covered:
+        warnings.warn("the compiled kernel (the default sampler) covers the marginalised model of one grouping "
+                      "factor without a residual structure, not this one yet: PyMC's NUTS samples it over the "
+                      "PyMC graph (the same posterior, slower). Pass sampler='pymc' to choose it explicitly.",
+                      SamplerFallbackWarning, stacklevel=4)
     if sampler is None:
         return "kernel" if covered and _nutpie_installed() else "pymc"
     if sampler == "kernel" and not covered:
         warnings.warn("sampler='kernel' covers the marginalised model of one grouping factor without a residual "
-                      "structure; this model is sampled by PyMC's NUTS (sampler='pymc')", UserWarning, stacklevel=4)
+                      "structure; this model is sampled by PyMC's NUTS (sampler='pymc')", SamplerFallbackWarning,
+                      stacklevel=4)
         return "pymc"
     if sampler in ("kernel", "nutpie") and not _nutpie_installed():
         raise LMMError(f"sampler={sampler!r} needs nutpie: pip install 'bayeslmm[nutpie]', or use sampler='pymc'")
@@ -85,7 +87,7 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     # measured on the maximal crossed design under load, 1.8 ms per draw against 100 ms)
     with one_blas_thread():
         if marginalize:
-            _add_sds_and_correlations(idata, setup)
+            _add_correlations(idata, setup)
             add_conditional_draws(idata, setup, rng)
         idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.observed)},
                                                         coords={"obs": np.arange(setup.spec.n)}))
@@ -138,27 +140,24 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
         point = {"sigma": sigma * jitter(None)} | residual
         for term, label, prior, (sd_hat, cor_hat) in zip(spec.terms, setup.labels, setup.priors.terms, estimates):
             floor = 0.05 * np.array([p.typical_scale for p in prior.sds])
-            sd = np.maximum(sd_hat, floor) * jitter(term.size)
-            if term.size == 1:
-                point[sd_variable(label)] = sd
-                continue
-            shrunk = 0.8 * defined(cor_hat)  # an undefined correlation (a zero sd) starts at 0
-            np.fill_diagonal(shrunk, 1.0)
-            point[chol_variable(label)] = pack_rowwise(cholesky_of_sdcor(sd, shrunk))
+            point[sd_variable(label)] = np.maximum(sd_hat, floor) * jitter(term.size)
+            if term.size > 1:
+                shrunk = 0.8 * defined(cor_hat)  # an undefined correlation (a zero sd) starts at 0
+                np.fill_diagonal(shrunk, 1.0)
+                point[corr_chol_variable(label)] = np.linalg.cholesky(shrunk)
         out.append(point)
     return out
 
 
-def _add_sds_and_correlations(idata, setup: BayesSetup) -> None:
-    """sd and correlation draws of each correlated term from its packed Cholesky factor."""
+def _add_correlations(idata, setup: BayesSetup) -> None:
+    """Correlation draws of each correlated term, R = LL', from its correlation's Cholesky factor."""
     posterior = idata["posterior"].to_dataset()
     new = {}
     for term, label in zip(setup.spec.terms, setup.labels):
         if term.size == 1:
             continue
-        sd, cor = sd_cor(covariance(unpack_rowwise(posterior[chol_variable(label)].values, term.size)))
-        new[sd_variable(label)] = (("chain", "draw", effect_dim(label)), sd)
-        new[corr_variable(label)] = (("chain", "draw", pair_dim(label)), correlations(cor))
+        L = posterior[corr_chol_variable(label)].values
+        new[corr_variable(label)] = (("chain", "draw", pair_dim(label)), correlations(L @ np.swapaxes(L, -1, -2)))
     if new:
         dims = {d for value in new.values() for d in value[0][2:]}
         names = coords(setup.spec, setup.labels)
