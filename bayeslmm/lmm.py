@@ -19,6 +19,7 @@ from bayeslmm.model.covariance import ThetaLayout, term_labels, theta_layout
 from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results.bayesian import BayesResult
 from bayeslmm.results.frequentist import LMMResult, check_method
+from bayeslmm.scaleout import DaskLMMResult, ScaledData
 from bayeslmm.threads import one_blas_thread
 
 
@@ -36,6 +37,8 @@ class LMM:
     data : data frame
         pandas (numpy- or pyarrow-backed), polars, a pyarrow Table, or any frame narwhals or
         the dataframe interchange protocol reads; converted once to pandas, never modified.
+        A ``dask.dataframe.DataFrame`` is summarised instead, partition by partition, on the
+        active Dask scheduler (:mod:`bayeslmm.scaleout`; docs/dask.md), its rows never collected.
         Rows missing a used value are dropped with a warning.  Covariate and response
         columns holding only numbers written as text are read as numbers (with a warning).
     residual : bayeslmm.cov structure or str, optional
@@ -63,8 +66,13 @@ class LMM:
             raise LMMError("weights cannot be combined with a residual structure yet (both set the errors' "
                            "covariance); fit either weights=... with independent errors, or the residual "
                            "structure alone (cov.Heteroscedastic estimates unequal variances by group)")
-        data = frames.to_pandas(data)  # any data frame, converted once here
-        self.structure = residual  # unbound: what a saved posterior rebuilds the model with
+        self.structure = residual
+        self.scaled = None  # a Dask DataFrame's summary
+        if frames.is_dask_frame(data):
+            self.scaled = ScaledData(formula, data, residual, weights)
+            self.spec, self.residual = self.scaled.spec, self.scaled.residual
+            return
+        data = frames.to_pandas(data)  # any data frame, converted once here  # unbound: what a saved posterior rebuilds the model with
         weight_column = (weights,) if isinstance(weights, str) else ()
         if weights is not None:  # the argument's own errors first
             weights = checks.weight_values(weights, data)
@@ -79,7 +87,7 @@ class LMM:
     @cached_property
     def stats(self) -> CrossProducts:
         """Sufficient statistics, computed once and reused by every fit of this model."""
-        return cross_products(self.spec)
+        return cross_products(self.spec) if self.scaled is None else self.scaled.stats
 
     @cached_property
     def layout(self) -> ThetaLayout:
@@ -133,6 +141,8 @@ class LMM:
         self._check_options(method, start, nuts)
         if method == "NUTS":
             return self._sample({**LMM.NUTS_DEFAULTS, **nuts})
+        if self.scaled is not None:
+            return DaskLMMResult(self.scaled.fit_state(self.layout, method == "REML", start=start))
         with one_blas_thread():  # the cross-products too: the same sums on every machine
             stats = self.stats if self.residual is None else None  # re-whitened for every φ otherwise
             return LMMResult(fit_state(self.spec, self.layout, method == "REML", residual=self.residual,
@@ -175,6 +185,9 @@ class LMM:
         return bayes.prior_predictive(self._bayes_setup(priors), draws, random_seed)
 
     def _bayes_setup(self, priors: dict | None) -> bayes.BayesSetup:
+        if self.scaled is not None and self.residual is not None:
+            raise LMMError("the posterior with a residual structure whitens the rows at every draw; from a Dask "
+                           "DataFrame fit it by REML/ML, or sample in memory (ddf.compute())")
         resolved = priors_module.resolve(self.spec, tuple(term_labels(self.spec.terms)), priors,
                                          residual=self.residual is not None)
         return bayes.BayesSetup(self.spec, self.stats, resolved, self.residual)

@@ -71,6 +71,9 @@ class ModelSpec:
     offset: np.ndarray | None = field(default=None, compare=False, repr=False)  # (n,)
     # lme4's prior weights: Var(ε_i) = σ² / w_i
     weights: np.ndarray | None = field(default=None, compare=False, repr=False)  # (n,)
+    # data summarised, not held (bayeslmm.scaleout: a Dask DataFrame): the number of rows; y, X and
+    # the factors' columns are then a few moment rows with the data's means and second moments
+    summarised_rows: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def observed(self) -> np.ndarray:
@@ -99,7 +102,12 @@ class ModelSpec:
 
     @property
     def n(self) -> int:
-        return self.y.shape[0]
+        return self.y.shape[0] if self.summarised_rows is None else self.summarised_rows
+
+    @property
+    def rows_in_memory(self) -> bool:
+        """False for a spec of summarised data, whose per-row arrays are moment rows, not the data."""
+        return self.summarised_rows is None
 
     @property
     def p(self) -> int:

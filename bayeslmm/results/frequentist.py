@@ -23,6 +23,7 @@ from bayeslmm.results.counts import SpecCounts
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
+QUANTILE_NAMES = ["Min", "1Q", "Median", "3Q", "Max"]  # the summary's scaled residuals
 
 
 class LMMResult(SpecCounts):
@@ -309,6 +310,12 @@ class LMMResult(SpecCounts):
         return pd.Series(values, index=newdata.index, name="predicted")
 
     # --- reports --------------------------------------------------------------------
+
+    def scaled_residual_quantiles(self) -> pd.Series:
+        """Min, quartiles and max of lme4's Pearson residuals scaled by σ̂: (y − fitted)√w_i / σ̂."""
+        scaled = self.residuals().to_numpy() / (self.sigma * self.spec.noise_scale)
+        return pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1]), index=QUANTILE_NAMES)
+
 
     def summary(self) -> printing.Summary:
         """A report in the spirit of lme4's ``summary(lmer)``; prints as text, renders in Jupyter."""

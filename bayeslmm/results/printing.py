@@ -63,7 +63,7 @@ def summarize(fit) -> Summary:
         if fit.spec.factors else f"Linear model fit by {'REML' if fit.reml else 'maximum likelihood'}",
         formula=fit.spec.formula,
         criteria=_criteria(fit),
-        scaled_residuals=_scaled_residuals(fit),
+        scaled_residuals=fit.scaled_residual_quantiles(),
         random_effects=random_effects_table(fit),
         counts=_counts(fit),
         fixed_effects=_fixed_effects(fit.fixef(), fit.se()),
@@ -83,12 +83,6 @@ def _criteria_text(criteria: pd.DataFrame) -> str:
     if list(criteria.columns) == ["REML criterion at convergence"]:
         return f"REML criterion at convergence: {criteria.iloc[0, 0]:.1f}"
     return criteria.to_string(index=False, float_format=lambda v: f"{v:.1f}")
-
-
-def _scaled_residuals(fit) -> pd.Series:
-    """Quantiles of lme4's Pearson residuals scaled by σ̂: (y − fitted)√w_i / σ̂."""
-    scaled = fit.residuals().to_numpy() / (fit.sigma * fit.spec.noise_scale)
-    return pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1]), index=["Min", "1Q", "Median", "3Q", "Max"])
 
 
 def random_effects_table(fit) -> pd.DataFrame:

@@ -1,0 +1,167 @@
+"""A model of a Dask DataFrame: the two passes, the fits from the statistics, the lazy rows.
+
+:class:`ScaledData` runs the first pass (global facts), learns the design, runs the second
+pass (sufficient statistics) and keeps, for later, the delayed partitions: a residual
+structure whitens them again at every φ the search tries (persisted on the workers first, so
+that each pass re-reads no file), and per-row outputs map over them lazily.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from bayeslmm import checks
+from bayeslmm.errors import LMMError
+from bayeslmm.fit import optimize
+from bayeslmm.fit.residual import check_nesting, fit_with_residual
+from bayeslmm.fit.state import FitState
+from bayeslmm.linalg.crossprod import CrossProducts
+from bayeslmm.model.spec import ModelSpec
+from bayeslmm.scaleout import design as scaled_design
+from bayeslmm.scaleout import passes
+from bayeslmm.scaleout import statistics as scaled_statistics
+from bayeslmm.scaleout.design import Template
+from bayeslmm.scaleout.frame import clean_rows, model_columns
+from bayeslmm.threads import one_blas_thread
+
+SAMPLE_ROWS = 500  # rows a design is learnt on before the data set's statistics replace the sample's
+
+
+class ScaledData:
+    """A Dask DataFrame summarised for one model: ``spec`` (summarised), ``stats`` (without a
+    residual structure), ``residual`` (the structure bound to a sample, for its parameters' names).
+
+    Parameters
+    ----------
+    formula : str
+        The model's lme4 formula.
+    ddf : dask.dataframe.DataFrame
+        The data; read twice (the two passes), never collected.
+    structure : bayeslmm.cov structure
+        The residual structure (``cov.Independent()`` for none).
+    weights : str, optional
+        The column of prior weights.
+    """
+
+    def __init__(self, formula: str, ddf, structure, weights: str | None = None):
+        if weights is not None and not isinstance(weights, str):
+            raise LMMError("with a Dask DataFrame, weights must be the name of one of its columns "
+                           "(values in memory cannot be matched to the partitions' rows)")
+        self.ddf = ddf
+        extra = ((weights,) if weights else ()) + tuple(structure.columns)
+        columns = model_columns(formula, ddf._meta, extra)
+        self.structure = structure if structure.columns else None
+        sample, _ = clean_rows(_sample(ddf), columns)
+        if len(sample) == 0:
+            raise LMMError("the first rows of the Dask DataFrame all miss a value the model uses; a sample of "
+                           "complete rows is needed to learn the design")
+        transforms = scaled_design.stateful_transforms(*scaled_design.designs(columns, sample))
+        requests = scaled_design.power_sum_requests(transforms, sample)
+        facts = passes.first_pass(ddf, columns, requests, self.structure)
+        categories = passes.categories(facts, ddf._meta)
+        columns = dataclasses.replace(columns, categories=categories)
+        levels = passes.factor_levels(facts, columns, categories)
+        sample, _ = clean_rows(_sample(ddf), columns)
+        template = scaled_design.template(columns, sample, levels, facts.sums, weights, self.structure)
+        self.parts = self._partitions(template)
+        total = scaled_statistics.second_pass(self.parts, template, self._start_phi(sample))
+        p = template.spec.p
+        kept = scaled_design.non_aliased(total.moments, p)
+        _warn_dropped(facts, columns.used, [template.spec.fixef_names[j] for j in range(p) if j not in set(kept)])
+        total = scaled_statistics.select_columns(total, kept, p)
+        self.spec: ModelSpec = scaled_design.summarised_spec(template.spec, kept, total.moments, total.n)
+        self.template = dataclasses.replace(template, spec=self.spec)
+        if kept.size < p:  # the partitions evaluate the columns kept from now on
+            self.parts = self._partitions(self.template)
+        checks.check_response_varies(self.spec)
+        checks.check_response_precision(self.spec)
+        checks.check_levels(self.spec)
+        self.residual = None if self.structure is None else self.structure.bind(sample.loc[:, list(structure.columns)])
+        self.stats = scaled_statistics.cross_products_of(total, self.template) if self.structure is None else None
+
+    def _partitions(self, template: Template) -> list:
+        import dask
+
+        shared = dask.delayed(template)
+        parts = [dask.delayed(scaled_statistics.partition_rows)(part, shared) for part in self.ddf.to_delayed()]
+        if template.structure is not None:  # whitened again at every φ: evaluated once, kept on the workers
+            parts = list(dask.persist(*parts))
+        return parts
+
+    def _start_phi(self, sample: pd.DataFrame):
+        if self.structure is None:
+            return None
+        return self.structure.bind(sample.loc[:, list(self.structure.columns)]).start
+
+    def stats_at(self, phi) -> tuple[CrossProducts, float]:
+        """The data's cross-products whitened at φ, and Σ log|R_i(φ)|: one pass over the partitions."""
+        total = scaled_statistics.second_pass(self.parts, self.template, np.asarray(phi, dtype=float))
+        return scaled_statistics.cross_products_of(total, self.template), total.logdet
+
+    @one_blas_thread()
+    def fit_state(self, layout, reml: bool, start=None, tolerances=None) -> "ScaledFitState":
+        """REML or ML from the statistics (over φ too, one pass per φ, with a residual structure)."""
+        if self.structure is None:
+            optsum = optimize.fit_theta(self.stats, layout, reml, start=start, tolerances=tolerances)
+            return ScaledFitState(self, self.spec, layout, reml, self.stats, optsum)
+        if not self.spec.factors and self.residual.has_covariance_jacobian:
+            raise LMMError("a residual structure without random effects is fitted with a gradient from the rows; "
+                           "from a Dask DataFrame add a random effect, or fit in memory (ddf.compute())")
+        self._check_partitions_nest()
+        optsum, phi = fit_with_residual(self.spec, layout, self.residual, reml, stats_at=self.stats_at,
+                                        start=self.residual.start)
+        white, _ = self.stats_at(phi)
+        return ScaledFitState(self, self.spec, layout, reml, white, optsum, self.residual, phi)
+
+    def _check_partitions_nest(self) -> None:
+        import dask
+
+        def check(part):
+            if part is not None:
+                check_nesting(part.spec, part.bound)
+                if part.bound.start.size != self.residual.start.size:
+                    raise LMMError("the residual structure has parameters by level (e.g. one variance per time "
+                                   "point) that differ between partitions; fit in memory (ddf.compute())")
+            return 0
+
+        dask.compute(*[dask.delayed(check)(part) for part in self.parts])
+
+
+class ScaledFitState(FitState):
+    """A fit state whose data are a Dask DataFrame (``source``, a :class:`ScaledData`): refits and
+    re-whitening come from the statistics, never from rows."""
+
+    def __init__(self, source: ScaledData, *args, **kwargs):
+        self.source = source
+        super().__init__(*args, **kwargs)
+
+    def stats_at(self, phi) -> tuple[CrossProducts, float]:
+        return (self.stats, 0.0) if self.residual is None else self.source.stats_at(phi)
+
+    def refit(self, reml: bool | None = None, y=None, stats: CrossProducts | None = None, start=None,
+              tolerances=None) -> "ScaledFitState":
+        if y is not None or stats is not None:
+            raise LMMError("refitting to another response needs the rows; with a Dask DataFrame, fit in memory "
+                           "(ddf.compute()) for simulation-based methods")
+        return self.source.fit_state(self.layout, self.reml if reml is None else reml, start=start,
+                                     tolerances=tolerances)
+
+
+def _sample(ddf) -> pd.DataFrame:
+    with warnings.catch_warnings():  # fewer rows than asked in the first partitions is fine
+        warnings.simplefilter("ignore", UserWarning)
+        return ddf.head(SAMPLE_ROWS, npartitions=min(ddf.npartitions, 4))
+
+
+def _warn_dropped(facts: passes.GlobalFacts, used: list[str], aliased: list[str]) -> None:
+    """The in-memory fit's warnings: rows dropped for missing values, aliased columns dropped."""
+    if facts.dropped:
+        warnings.warn(f"dropped {facts.dropped} of {facts.kept + facts.dropped} rows with missing values in the "
+                      f"columns the model uses ({', '.join(used)})", stacklevel=5)
+    if aliased:
+        plural = "s" if len(aliased) > 1 else ""
+        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {len(aliased)} column{plural} / "
+                      f"coefficient{plural}: {', '.join(aliased)}", stacklevel=5)
