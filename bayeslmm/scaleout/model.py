@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from bayeslmm import checks
-from bayeslmm.errors import LMMError
+from bayeslmm.errors import ConvergenceWarning, LMMError
 from bayeslmm.fit import optimize
 from bayeslmm.fit.residual import check_nesting, fit_with_residual
 from bayeslmm.fit.state import FitState
@@ -83,6 +83,18 @@ class ScaledData:
         self.residual = None if self.structure is None else self.structure.bind(sample.loc[:, list(structure.columns)])
         self.stats = scaled_statistics.cross_products_of(total, self.template) if self.structure is None else None
 
+    def __getstate__(self) -> dict:
+        """A pickled fit keeps its statistics, not the Dask graph or the workers' partitions."""
+        return {**self.__dict__, "ddf": None, "parts": None}
+
+    @property
+    def data(self):
+        """The Dask DataFrame (LMMError after pickling, which does not keep it)."""
+        if self.ddf is None:
+            raise LMMError("this fit was loaded from a file and does not hold its Dask DataFrame; per-row outputs and "
+                           "refits with a residual structure need the model built again: bayeslmm.LMM(formula, ddf)")
+        return self.ddf
+
     def _partitions(self, template: Template) -> list:
         import dask
 
@@ -99,6 +111,7 @@ class ScaledData:
 
     def stats_at(self, phi) -> tuple[CrossProducts, float]:
         """The data's cross-products whitened at φ, and Σ log|R_i(φ)|: one pass over the partitions."""
+        self.data  # noqa: B018 (an LMMError after pickling)
         total = scaled_statistics.second_pass(self.parts, self.template, np.asarray(phi, dtype=float))
         return scaled_statistics.cross_products_of(total, self.template), total.logdet
 
@@ -106,8 +119,14 @@ class ScaledData:
     def fit_state(self, layout, reml: bool, start=None, tolerances=None) -> "ScaledFitState":
         """REML or ML from the statistics (over φ too, one pass per φ, with a residual structure)."""
         if self.structure is None:
-            optsum = optimize.fit_theta(self.stats, layout, reml, start=start, tolerances=tolerances)
-            if tolerances is None and self.stats.n_factors == 1:
+            polish = tolerances is None and self.stats.n_factors == 1
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                optsum = optimize.fit_theta(self.stats, layout, reml, start=start, tolerances=tolerances)
+            for warning in caught:  # the convergence check is made again after the Newton steps
+                if not (polish and issubclass(warning.category, ConvergenceWarning)):
+                    warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            if polish:
                 optsum = _polished(optsum, self.stats, layout, reml)
             return ScaledFitState(self, self.spec, layout, reml, self.stats, optsum)
         if not self.spec.factors and self.residual.has_covariance_jacobian:
@@ -182,10 +201,12 @@ def _polished(optsum, stats: CrossProducts, layout, reml: bool, steps: int = 4):
             break
         x, value, grad = trial, trial_value, trial_grad
     if value > optsum.deviance + 1e-12 * abs(optsum.deviance):
-        return optsum
-    norm = float(np.max(np.abs(grad)))
-    return dataclasses.replace(optsum, theta=x * scale, deviance=value, gradient_norm=norm,
-                               message=f"{optsum.message}; then Newton steps to max|grad| = {norm:.2g}")
+        x, value = optsum.theta / scale, optsum.deviance
+    theta = x * scale
+    converged, message, norm = optimize.check_convergence(theta, value, objective_gradient(theta, stats, layout, reml)[1],
+                                                          stats, layout, reml, optsum.message)
+    return dataclasses.replace(optsum, theta=theta, deviance=value, gradient_norm=norm, converged=converged,
+                               message=f"{message} (L-BFGS-B, then Newton steps)")
 
 
 def _sample(ddf) -> pd.DataFrame:

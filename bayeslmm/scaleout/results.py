@@ -34,7 +34,7 @@ class DaskLMMResult(LMMResult):
         import dask
 
         meta = pd.Series(dtype=float, name=what)
-        return self.state.source.ddf.map_partitions(
+        return self.state.source.data.map_partitions(
             partition_outputs, dask.delayed(self.template), what, self.state.profile.beta, dask.delayed(self._modes),
             self.sigma, meta=meta, **extra)
 

@@ -147,8 +147,15 @@ def test_profile_confint_and_anova_from_statistics(client):
     memory, scaled = both("y ~ x + C(arm) + (1 | subject)", simulated(8))
     np.testing.assert_allclose(scaled.confint(), memory.confint(), rtol=1e-5)
     np.testing.assert_allclose(scaled.anova(type=1)["F value"], memory.anova(type=1)["F value"], rtol=1e-6)
-    small = scaled.refit("ML")
-    assert abs(small.loglik - memory.refit("ML").loglik) < 1e-8
+    ml = scaled.refit("ML")
+    assert abs(ml.loglik - memory.refit("ML").loglik) < 1e-8
+    data = simulated(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        smaller = blm.LMM("y ~ x + (1 | subject)", dd.from_pandas(data, npartitions=3)).fit("ML")
+        smaller_memory = blm.LMM("y ~ x + (1 | subject)", data).fit("ML")
+    lrt, lrt_memory = blm.anova(smaller, ml), blm.anova(smaller_memory, memory.refit("ML"))
+    np.testing.assert_allclose(lrt["Chisq"].iloc[1], lrt_memory["Chisq"].iloc[1], rtol=1e-6)
 
 
 def test_default_priors_equal_in_memory(client):
