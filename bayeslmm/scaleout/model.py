@@ -53,7 +53,8 @@ class ScaledData:
                            "(values in memory cannot be matched to the partitions' rows)")
         self.ddf = ddf
         extra = ((weights,) if weights else ()) + tuple(structure.columns)
-        columns = model_columns(formula, ddf._meta, extra)
+        meta = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in ddf.dtypes.items()})
+        columns = model_columns(formula, meta, extra)
         self.structure = structure if structure.columns else None
         sample, _ = clean_rows(_sample(ddf), columns)
         if len(sample) == 0:
@@ -62,7 +63,7 @@ class ScaledData:
         transforms = scaled_design.stateful_transforms(*scaled_design.designs(columns, sample))
         requests = scaled_design.power_sum_requests(transforms, sample)
         facts = passes.first_pass(ddf, columns, requests, self.structure)
-        categories = passes.categories(facts, ddf._meta)
+        categories = passes.categories(facts, meta)
         columns = dataclasses.replace(columns, categories=categories)
         levels = passes.factor_levels(facts, columns, categories)
         sample, _ = clean_rows(_sample(ddf), columns)
