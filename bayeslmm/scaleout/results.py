@@ -99,12 +99,6 @@ class DaskLMMResult(LMMResult):
                            f"anova(type=1) (sequential, from X'X), or {IN_MEMORY}")
         return super().anova(type=type, ddf=ddf)
 
-    def variance_components(self, level: float = 0.95) -> pd.DataFrame:
-        if len(self.spec.factors) > 1:
-            raise LMMError("intraclass correlations with several grouping factors need to know which factors are "
-                           f"nested, which is read from the rows; {IN_MEMORY}")
-        return super().variance_components(level=level)
-
 
 def _refuse_kenward_roger(ddf: str) -> None:
     if ddf == "kenward-roger":

@@ -89,6 +89,8 @@ def test_one_factor_with_categorical_scale_and_poly(client):
 def test_two_crossed_factors(client):
     memory, scaled = both("y ~ x + (1 | subject) + (1 | item)", simulated(2))
     assert_same_fit(memory, scaled)
+    with pytest.raises(LMMError, match="nested"):  # read from the rows, which are not held
+        scaled.variance_components()
 
 
 def test_weights(client):
@@ -166,6 +168,21 @@ def test_default_priors_equal_in_memory(client):
         scaled = blm.LMM("y ~ x + (1 + x | subject)", dd.from_pandas(data, npartitions=3))
     np.testing.assert_allclose(numbers(scaled._bayes_setup(None).priors), numbers(memory._bayes_setup(None).priors),
                                rtol=1e-10)
+
+
+def test_marginalised_posterior_from_the_statistics(client):
+    data = simulated(10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = blm.LMM("y ~ x + (1 + x | subject)", dd.from_pandas(data, npartitions=3))
+        post = model.fit(method="NUTS", draws=200, tune=200, chains=1, random_seed=1, progressbar=False)
+    reml = model.fit()
+    table = post.fixef()
+    assert np.all(np.abs(table["mean"] - reml.fixef()) < 3 * table["sd"])
+    assert post.idata["posterior"]["b_subject"].shape[-2] == 40  # exact draws of b for every group
+    assert "observed_data" not in post.idata.children
+    with pytest.raises(LMMError, match="log-likelihood"):
+        post.loo()
 
 
 def numbers(priors) -> np.ndarray:
