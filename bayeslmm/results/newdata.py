@@ -28,13 +28,13 @@ def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: 
     checks.check_columns_exist([column.source for column in design.level_columns], newdata)
     frame = formulae_frame(newdata, design.level_columns, fitting=False)
     X = (np.zeros((len(frame), 0)) if design.fixed.common is None
-         else _evaluate(design.fixed.common, frame)[:, design.kept_columns])
+         else evaluate_design(design.fixed.common, frame)[:, design.kept_columns])
     offset = _new_offset(design, frame)
     factors = []
     for f, factor in enumerate(spec.factors if include_re else ()):
         group = design.factor_groups[f]
         checks.check_columns_exist(list(group), newdata)
-        raw = np.column_stack([_evaluate(design.bars[b].common, frame)
+        raw = np.column_stack([evaluate_design(design.bars[b].common, frame)
                                for b, owner in enumerate(design.bar_factor) if owner == f])
         labels = level_labels(newdata, group)
         codes = pd.Index(factor.levels).get_indexer(labels)
@@ -53,10 +53,10 @@ def with_offset(values: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
 def _new_offset(design, frame: pd.DataFrame) -> np.ndarray | None:
     if not design.offsets:
         return None
-    return sum(_evaluate(offset.common, frame)[:, 0] for offset in design.offsets)
+    return sum(evaluate_design(offset.common, frame)[:, 0] for offset in design.offsets)
 
 
-def _evaluate(common, newdata: pd.DataFrame) -> np.ndarray:
+def evaluate_design(common, newdata: pd.DataFrame) -> np.ndarray:
     try:
         return np.asarray(common.evaluate_new_data(newdata)).astype(float)
     except Exception as err:  # formulae reports missing columns and unseen categories this way

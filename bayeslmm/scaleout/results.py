@@ -18,7 +18,7 @@ from bayeslmm.results.frequentist import QUANTILE_NAMES, LMMResult
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
 from bayeslmm.scaleout.design import Template
 from bayeslmm.scaleout.frame import clean_rows
-from bayeslmm.scaleout.statistics import response_values
+from bayeslmm.scaleout.statistics import factor_codes_and_columns, response_values
 
 IN_MEMORY = "fit the model in memory instead (bayeslmm.LMM(formula, ddf.compute())) if the rows fit"
 
@@ -123,11 +123,11 @@ def partition_outputs(partition: pd.DataFrame, template: Template, what: str, be
     rows, _ = clean_rows(partition, template.columns)
     if len(rows) == 0:
         return pd.Series(dtype=float, name=what)
-    X, offset, coded = new_data_matrices(template.spec, rows, allow_new_levels=False)
+    X, offset, _ = new_data_matrices(template.spec, rows, allow_new_levels=False, include_re=False)
     population = with_offset(X @ beta, offset)
     if what == "population":
         return pd.Series(population, index=rows.index, name=what)
-    fitted = population + random_part(modes, coded)
+    fitted = population + random_part(modes, factor_codes_and_columns(template.spec, rows))
     if what == "fitted":
         return pd.Series(fitted, index=rows.index, name=what)
     residual = response_values(template, rows) - fitted

@@ -18,10 +18,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from bayeslmm.fit.residual import whitened_spec
+from bayeslmm.formula.design import level_labels
 from bayeslmm.formula.frame import formulae_frame
 from bayeslmm.linalg.crossprod import CrossProducts, cross_products, downdate_pairs
 from bayeslmm.model.spec import GroupingFactor, ModelSpec
-from bayeslmm.results.newdata import new_data_matrices
+from bayeslmm.results.newdata import evaluate_design, new_data_matrices
 from bayeslmm.scaleout.design import Template
 from bayeslmm.scaleout.frame import clean_rows
 from bayeslmm.scaleout.passes import tree_reduce
@@ -43,7 +44,8 @@ def partition_rows(partition: pd.DataFrame, template: Template) -> PartitionRows
     if len(rows) == 0:
         return None
     spec = template.spec
-    X, offset, coded = new_data_matrices(spec, rows, allow_new_levels=False)
+    X, offset, _ = new_data_matrices(spec, rows, allow_new_levels=False, include_re=False)
+    coded = factor_codes_and_columns(spec, rows)
     response = response_values(template, rows)
     y = response if offset is None else response - offset
     factors, ids = [], []
@@ -56,6 +58,26 @@ def partition_rows(partition: pd.DataFrame, template: Template) -> PartitionRows
                       rows.index, weights=weights)
     bound = None if template.structure is None else template.structure.bind(rows.loc[:, list(template.structure.columns)])
     return PartitionRows(local, tuple(ids), bound)
+
+
+def factor_codes_and_columns(spec: ModelSpec, rows: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each factor's level codes and columns for ``rows``, as :func:`new_data_matrices` gives them.
+
+    A one-column factor's codes are its column's categorical codes: the partition was cast to the
+    data set's categories, whose order is the factor's (no label formatted or looked up per row)."""
+    design = spec.design
+    frame = formulae_frame(rows, design.level_columns, fitting=False)
+    out = []
+    for f, factor in enumerate(spec.factors):
+        raw = np.column_stack([evaluate_design(design.bars[b].common, frame)
+                               for b, owner in enumerate(design.bar_factor) if owner == f])
+        group = design.factor_groups[f]
+        if len(group) == 1:
+            codes = rows[group[0]].cat.codes.to_numpy().astype(np.intp)
+        else:
+            codes = pd.Index(factor.levels).get_indexer(level_labels(rows, group))
+        out.append((codes, raw))
+    return out
 
 
 def response_values(template: Template, rows: pd.DataFrame) -> np.ndarray:
