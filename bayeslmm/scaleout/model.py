@@ -62,7 +62,8 @@ class ScaledData:
                            "complete rows is needed to learn the design")
         transforms = scaled_design.stateful_transforms(*scaled_design.designs(columns, sample))
         requests = scaled_design.power_sum_requests(transforms, sample)
-        facts = passes.first_pass(ddf, columns, requests, self.structure)
+        group_name = None if self.structure is None else self._bound_to(sample).group_name
+        facts = passes.first_pass(ddf, columns, requests, self.structure, group_name)
         categories = passes.categories(facts, meta)
         columns = dataclasses.replace(columns, categories=categories)
         levels = passes.factor_levels(facts, columns, categories)
@@ -81,7 +82,7 @@ class ScaledData:
         checks.check_response_varies(self.spec)
         checks.check_response_precision(self.spec)
         checks.check_levels(self.spec)
-        self.residual = None if self.structure is None else self.structure.bind(sample.loc[:, list(structure.columns)])
+        self.residual = None if self.structure is None else self._bound_to(sample)
         self.stats = scaled_statistics.cross_products_of(total, self.template) if self.structure is None else None
 
     def __getstate__(self) -> dict:
@@ -105,10 +106,12 @@ class ScaledData:
             parts = list(dask.persist(*parts))
         return parts
 
+    def _bound_to(self, sample: pd.DataFrame):
+        """The residual structure bound to the sample rows: its parameters' names, start and group column."""
+        return self.structure.bind(sample.loc[:, list(self.structure.columns)])
+
     def _start_phi(self, sample: pd.DataFrame):
-        if self.structure is None:
-            return None
-        return self.structure.bind(sample.loc[:, list(self.structure.columns)]).start
+        return None if self.structure is None else self._bound_to(sample).start
 
     def stats_at(self, phi) -> tuple[CrossProducts, float]:
         """The data's cross-products whitened at φ, and Σ log|R_i(φ)|: one pass over the partitions."""

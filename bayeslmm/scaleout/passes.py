@@ -118,8 +118,10 @@ def tree_reduce(mapped: list, combine, split_every: int = SPLIT_EVERY):
     return level[0] if len(level) == 1 else dask.delayed(combine)(*level)
 
 
-def first_pass(ddf, columns: Columns, requests: tuple[PowerSumRequest, ...], structure) -> GlobalFacts:
-    """The data set's global facts, computed on the active Dask scheduler."""
+def first_pass(ddf, columns: Columns, requests: tuple[PowerSumRequest, ...], structure,
+               group_name: str | None = None) -> GlobalFacts:
+    """The data set's global facts, computed on the active Dask scheduler (``group_name``: the
+    residual structure's grouping column, for the error when a group spans partitions)."""
     import dask
 
     shared = dask.delayed(columns), dask.delayed(requests), dask.delayed(structure)
@@ -128,7 +130,7 @@ def first_pass(ddf, columns: Columns, requests: tuple[PowerSumRequest, ...], str
     if facts.kept == 0:
         raise LMMError("no rows are left after dropping rows with missing values")
     if facts.split_groups is not None and len(facts.split_groups):
-        name = getattr(structure, "group", None) or "the structure's group"
+        name = group_name or "the structure's group"
         raise LMMError(
             f"the residual structure needs each group's rows in one partition, but {len(facts.split_groups)} "
             f"group(s) of {name!r} span several (e.g. {', '.join(map(str, facts.split_groups[:3]))}); "
