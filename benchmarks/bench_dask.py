@@ -74,6 +74,7 @@ def run(groups: int, directory: str, nuts: tuple[int, int] | None, client) -> di
     out = {"rows": groups * ROWS_PER_GROUP, "partitions": partitions, "parquet_s": written, "passes_s": passes,
            "reml_s": reml, "driver_peak_MB": own, "worker_peak_MB": worker, "loglik": fit.loglik,
            "sigma": fit.sigma, "sds": fit.varcorr()["sdcor"].round(4).tolist(), "load": os.getloadavg()[0]}
+    print(out, flush=True)  # the REML figures before the posterior's
     if nuts:
         t0 = time.perf_counter()
         post = model.fit(method="NUTS", draws=nuts[0], tune=nuts[1], chains=2, random_seed=1, progressbar=False)

@@ -183,6 +183,8 @@ def test_marginalised_posterior_from_the_statistics(client):
     assert "observed_data" not in post.idata.children
     with pytest.raises(LMMError, match="log-likelihood"):
         post.loo()
+    with pytest.raises(LMMError, match="idata.to_netcdf"):
+        post.save("never-written.nc")
 
 
 def numbers(priors) -> np.ndarray:
