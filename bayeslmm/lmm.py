@@ -171,6 +171,8 @@ class LMM:
                 warnings.warn(f"sampling the hierarchical model: marginalising {len(self.spec.factors)} grouping "
                               "factors with a residual structure is not built yet (pass marginalize=False to "
                               "silence this)", UserWarning, stacklevel=3)
+        if not marginalize:
+            self._check_rows_in_memory("the hierarchical model (marginalize=False) has a likelihood term per row")
         setup = self._bayes_setup(options.pop("priors"))
         options["sampler"] = bayes.resolve_sampler(setup, options["sampler"], marginalize)
         idata = bayes.sample(setup, marginalize=marginalize, **options)
@@ -178,11 +180,19 @@ class LMM:
 
     def pymc_model(self, marginalize: bool = False, priors: dict | None = None):
         """The PyMC model: hierarchical (b = L z, non-centred) or with b and β integrated out."""
+        if not marginalize:
+            self._check_rows_in_memory("the hierarchical model has a likelihood term per row")
         return bayes.build_model(self._bayes_setup(priors), marginalize)
 
     def sample_prior_predictive(self, draws: int = 500, priors: dict | None = None, random_seed=None):
         """Draws from the priors and the prior predictive of y (ArviZ DataTree)."""
+        self._check_rows_in_memory("the prior predictive draws y for every row")
         return bayes.prior_predictive(self._bayes_setup(priors), draws, random_seed)
+
+    def _check_rows_in_memory(self, why: str) -> None:
+        if self.scaled is not None:
+            raise LMMError(f"{why}, and a model of a Dask DataFrame does not hold its rows; use the marginalised "
+                           "posterior (fit(method='NUTS')), or a model of the rows in memory (ddf.compute())")
 
     def _bayes_setup(self, priors: dict | None) -> bayes.BayesSetup:
         if self.scaled is not None and self.residual is not None:

@@ -185,6 +185,9 @@ def test_marginalised_posterior_from_the_statistics(client):
         post.loo()
     with pytest.raises(LMMError, match="idata.to_netcdf"):
         post.save("never-written.nc")
+    for refused in (lambda: model.fit(method="NUTS", marginalize=False), model.sample_prior_predictive):
+        with pytest.raises(LMMError, match="Dask DataFrame does not hold its rows"):
+            refused()
 
 
 def numbers(priors) -> np.ndarray:
