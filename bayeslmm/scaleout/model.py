@@ -54,35 +54,43 @@ class ScaledData:
         self.ddf = ddf
         extra = ((weights,) if weights else ()) + tuple(structure.columns)
         meta = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in ddf.dtypes.items()})
-        columns = model_columns(formula, meta, extra)
         self.structure = structure if structure.columns else None
-        sample, _ = clean_rows(_sample(ddf), columns)
+        head = _sample(ddf)
+        template, facts = self._learn_design(model_columns(formula, meta, extra), meta, head, weights)
+        sample = template.spec.design.data
+        self.parts = self._partitions(template)
+        self._summarise(template, facts, scaled_statistics.second_pass(self.parts, template, self._start_phi(sample)))
+        checks.check_response_varies(self.spec)
+        checks.check_response_precision(self.spec)
+        checks.check_levels(self.spec)
+        self.residual = None if self.structure is None else self._bound_to(sample)
+
+    def _learn_design(self, columns, meta: pd.DataFrame, head: pd.DataFrame, weights) -> tuple[Template, object]:
+        """The first pass, then the design learnt on the sample with the data set's levels and transforms."""
+        sample, _ = clean_rows(head, columns)
         if len(sample) == 0:
             raise LMMError("the first rows of the Dask DataFrame all miss a value the model uses; a sample of "
                            "complete rows is needed to learn the design")
         transforms = scaled_design.stateful_transforms(*scaled_design.designs(columns, sample))
         requests = scaled_design.power_sum_requests(transforms, sample)
         group_name = None if self.structure is None else self._bound_to(sample).group_name
-        facts = passes.first_pass(ddf, columns, requests, self.structure, group_name)
+        facts = passes.first_pass(self.ddf, columns, requests, self.structure, group_name)
         categories = passes.categories(facts, meta)
         columns = dataclasses.replace(columns, categories=categories)
         levels = passes.factor_levels(facts, columns, categories)
-        sample, _ = clean_rows(_sample(ddf), columns)
-        template = scaled_design.template(columns, sample, levels, facts.sums, weights, self.structure)
-        self.parts = self._partitions(template)
-        total = scaled_statistics.second_pass(self.parts, template, self._start_phi(sample))
+        sample, _ = clean_rows(head, columns)
+        return scaled_design.template(columns, sample, levels, facts.sums, weights, self.structure), facts
+
+    def _summarise(self, template: Template, facts, total) -> None:
+        """``spec``, ``template`` and ``stats`` from the second pass's sums, aliased columns dropped."""
         p = template.spec.p
         kept = scaled_design.non_aliased(total.moments, p)
-        _warn_dropped(facts, columns.used, [template.spec.fixef_names[j] for j in range(p) if j not in set(kept)])
+        _warn_dropped(facts, template.columns.used, [template.spec.fixef_names[j] for j in range(p) if j not in kept])
         total = scaled_statistics.select_columns(total, kept, p)
         self.spec: ModelSpec = scaled_design.summarised_spec(template.spec, kept, total.moments, total.n)
         self.template = dataclasses.replace(template, spec=self.spec)
         if kept.size < p:  # the partitions evaluate the columns kept from now on
             self.parts = self._partitions(self.template)
-        checks.check_response_varies(self.spec)
-        checks.check_response_precision(self.spec)
-        checks.check_levels(self.spec)
-        self.residual = None if self.structure is None else self._bound_to(sample)
         self.stats = scaled_statistics.cross_products_of(total, self.template) if self.structure is None else None
 
     def __getstate__(self) -> dict:
