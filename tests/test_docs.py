@@ -134,8 +134,16 @@ def _assert_posterior_near(table, estimate, se, within=2.0):
     assert np.all(np.abs(table["sd"] / se - 1) < 0.25)
 
 
+def _check_dask_scaleout(ns):
+    """The fit from the Parquet files on a LocalCluster is lme4's, and the in-memory fit's."""
+    fit, case = ns["fit"], PUBLIC["sleepstudy_slope_reml"]
+    assert fit.loglik == pytest.approx(case["logLik"], abs=1e-5)
+    np.testing.assert_allclose(fit.fixef(), list(case["fixef"].values()), rtol=1e-5)
+    assert fit.loglik == pytest.approx(ns["memory"].loglik, abs=1e-8)
+
+
 CHECKS = {"sleepstudy.ipynb": _check_sleepstudy, "sitka_repeated_measures.ipynb": _check_sitka,
-          "sleepstudy_bayesian.ipynb": _check_sleepstudy_bayesian}
+          "sleepstudy_bayesian.ipynb": _check_sleepstudy_bayesian, "dask_scaleout.ipynb": _check_dask_scaleout}
 
 
 def test_every_notebook_has_checks():
