@@ -11,3 +11,7 @@ class ConvergenceWarning(UserWarning):
 
 class SingularFitWarning(UserWarning):
     """A variance component is estimated as zero or a correlation as ±1 (lme4's boundary (singular) fit)."""
+
+
+class SamplerFallbackWarning(UserWarning):
+    """The compiled kernel does not cover this model yet, so PyMC's NUTS samples it (slower, same posterior)."""

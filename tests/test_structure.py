@@ -172,3 +172,17 @@ def test_the_layer_check_sees_an_upward_import():
     assert upward_imports({"bayeslmm.linalg.crossprod": {"bayeslmm.results.frequentist"},
                            "bayeslmm.results.frequentist": {"bayeslmm.linalg.crossprod"}}) \
         == ["bayeslmm.linalg.crossprod -> bayeslmm.results.frequentist"]
+
+
+HEAVY_ON_FIRST_USE = ("pymc", "arviz", "pytensor", "dask", "distributed", "matplotlib", "nutpie")
+
+
+def test_import_bayeslmm_leaves_the_heavy_libraries_for_first_use():
+    """``import bayeslmm`` loads neither the PyMC stack nor ArviZ, Dask or matplotlib: they load
+    when a posterior, a Dask frame or a plot asks for them (issue 13's light imports)."""
+    import subprocess
+    import sys
+
+    code = f"import sys, bayeslmm; print(' '.join(m for m in {HEAVY_ON_FIRST_USE!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []

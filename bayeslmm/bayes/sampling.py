@@ -15,7 +15,7 @@ from bayeslmm.bayes.model import build_model
 from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predictor, residual_noise
 from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.checks import check_count
-from bayeslmm.errors import LMMError
+from bayeslmm.errors import LMMError, SamplerFallbackWarning
 from bayeslmm.fit.state import fit_state
 from bayeslmm.model.covariance import (
     chol_variable,
@@ -53,11 +53,17 @@ def resolve_sampler(setup: BayesSetup, sampler: str | None, marginalize: bool) -
         raise LMMError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))} (or None for the default); "
                        f"got {sampler!r}")
     covered = marginalize and kernel_covers(setup)
+    if sampler is None and marginalize and not covered:
+        warnings.warn("the compiled kernel (the default sampler) covers the marginalised model of one grouping "
+                      "factor without a residual structure, not this one yet: PyMC's NUTS samples it over the "
+                      "PyMC graph (the same posterior, slower). Pass sampler='pymc' to choose it explicitly.",
+                      SamplerFallbackWarning, stacklevel=4)
     if sampler is None:
         return "kernel" if covered and _nutpie_installed() else "pymc"
     if sampler == "kernel" and not covered:
         warnings.warn("sampler='kernel' covers the marginalised model of one grouping factor without a residual "
-                      "structure; this model is sampled by PyMC's NUTS (sampler='pymc')", UserWarning, stacklevel=4)
+                      "structure; this model is sampled by PyMC's NUTS (sampler='pymc')", SamplerFallbackWarning,
+                      stacklevel=4)
         return "pymc"
     if sampler in ("kernel", "nutpie") and not _nutpie_installed():
         raise LMMError(f"sampler={sampler!r} needs nutpie: pip install 'bayeslmm[nutpie]', or use sampler='pymc'")

@@ -19,7 +19,6 @@ from bayeslmm.errors import ConvergenceWarning
 from bayeslmm.fit.optsum import OptSummary
 from bayeslmm.fit.start import moment_start
 from bayeslmm.linalg import gradient as gr
-from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
 
@@ -36,7 +35,7 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
     (a non-finite deviance or gradient), COBYQA refits from the start and the summary says so.
     """
     if layout.size == 0:
-        return OptSummary(np.zeros(0), ld.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
+        return OptSummary(np.zeros(0), gr.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
     scale = layout.scale
     if start is None:  # several scalar terms: each factor fitted alone gives a start near the optimum
         start = moment_start(stats, layout, reml)
@@ -161,7 +160,7 @@ class Evaluations:
         known = self.known.get(np.asarray(theta, dtype=float).tobytes())
         if known is not None and np.isfinite(known[0]):
             return known[0]
-        return ld.objective(theta, self.stats, self.layout, self.reml)  # also where the gradient path failed
+        return gr.objective(theta, self.stats, self.layout, self.reml)  # also where the gradient path failed
 
 
 def _deviance_and_gradient(theta, evaluations: Evaluations) -> tuple[float, np.ndarray]:
@@ -197,7 +196,7 @@ def _minimise(evaluations: Evaluations, start_scaled, optimizer: str, options: d
         return minimize(fun, start_scaled, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
 
     def fun(scaled):
-        return ld.objective(scaled * scale, stats, layout, reml)
+        return gr.objective(scaled * scale, stats, layout, reml)
     return minimize(fun, start_scaled, method="COBYQA", bounds=bounds, options=options)
 
 
@@ -221,7 +220,7 @@ def _below_false_boundary(theta, here, stats, layout, reml):
         for step in PROBES:
             probe = theta.copy()
             probe[j] = step * layout.scale[j]
-            value = ld.objective(probe, stats, layout, reml)
+            value = gr.objective(probe, stats, layout, reml)
             if value < best_value:
                 best, best_value = probe, value
     return best
@@ -322,7 +321,7 @@ def interior_hessian_from_deviances(theta, deviance, stats, layout, reml) -> tup
     steps[np.arange(free.size), free] = h * layout.scale[free]
 
     def at(offset):
-        return ld.objective(theta + offset, stats, layout, reml)
+        return gr.objective(theta + offset, stats, layout, reml)
 
     up, down = [at(step) for step in steps], [at(-step) for step in steps]
     hessian = np.diag([(u + d - 2 * deviance) for u, d in zip(up, down)])

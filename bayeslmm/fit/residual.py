@@ -21,7 +21,7 @@ from scipy.optimize import minimize, minimize_scalar
 from bayeslmm.errors import ConvergenceWarning, LMMError
 from bayeslmm.fit.optimize import fit_theta, newton_theta
 from bayeslmm.fit.optsum import OptSummary
-from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg import gradient as gr
 from bayeslmm.linalg.crossprod import cross_products
 from bayeslmm.model.covariance import ThetaLayout
 from bayeslmm.model.spec import ModelSpec
@@ -65,7 +65,7 @@ def objective(x, spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -> flo
         stats, logdet = whitened_stats(spec, bound, phi)
     except np.linalg.LinAlgError:  # a numerically singular residual covariance
         return np.inf
-    return ld.objective(theta, stats, layout, reml) + logdet
+    return gr.objective(theta, stats, layout, reml) + logdet
 
 
 class ProfiledPhi:

@@ -22,6 +22,7 @@ import pandas as pd
 from bayeslmm.checks import check_count, check_same_weights
 from bayeslmm.errors import LMMError
 from bayeslmm.fit.state import FitState
+from bayeslmm.linalg import gradient as gr
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.threads import one_blas_thread
 
@@ -126,7 +127,7 @@ def _check_single_component(fit) -> None:
 
 def _null_model_statistic(fit) -> float:
     """2(ℓ_R(θ̂) − ℓ_R(θ = 0)): the REML criterion with no random effect is that of lm."""
-    zero = ld.objective(np.zeros(fit.layout.size), fit.state.stats, fit.layout, reml=True)
+    zero = gr.objective(np.zeros(fit.layout.size), fit.state.stats, fit.layout, reml=True)
     return zero - fit.deviance
 
 

@@ -1,4 +1,6 @@
-"""The one-factor marginal log-density (b and β integrated) and its exact gradient, compiled.
+"""One grouping factor's marginal log-density (b and β integrated) and its exact gradient, compiled:
+the Bayesian log-density (:func:`marginal_logp`) and the REML/ML objective (:func:`profiled_deviance`)
+are the same Schur complement and the same derivative through it.
 
 The same math as :func:`bayeslmm.linalg.logdensity.factorize_first` followed by
 :func:`bayeslmm.linalg.logdensity.deviance_beta_integrated`, written as loops over the
@@ -130,32 +132,74 @@ def covariance_cholesky(x, term_start, term_size, term_offset, S):
 
 
 @njit
-def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant,
-                      want_gradient):
-    """D = −2 log p(y | T, σ) with b and β integrated (logdensity.deviance_beta_integrated),
-    and, if ``want_gradient``, ∂D/∂T (S×S) and ∂D/∂σ² at fixed T.  D is inf where a
-    Cholesky factor does not exist."""
+def schur_complement(T, ZtZ, ZtXY, XYtXY):
+    """The Schur complement C = [X y]'[X y] − Σ_g V_g'T A_g⁻¹ T'V_g and log|A| = Σ_g log|A_g|,
+    A_g = T'Z_g'Z_g T + I, V_g = Z_g'[X y], with K_all (A_g⁻¹T'V_g) and Ainv_all (A_g⁻¹) for
+    :func:`schur_gradient`: (ok, log|A|, C, K_all, Ainv_all), ok False where an A_g is not
+    positive definite."""
     G_levels, S = ZtZ.shape[0], ZtZ.shape[1]
     p1 = XYtXY.shape[0]
-    p = p1 - 1
+    K_all, Ainv_all = np.empty((G_levels, S, p1)), np.empty((G_levels, S, S))
     A, L, ZT = np.empty((S, S)), np.empty((S, S)), np.empty((S, S))
-    Ainv_all, K_all = np.empty((G_levels, S, S)), np.empty((G_levels, S, p1))
     W, eye = np.empty((S, p1)), np.eye(S)
     C = XYtXY.copy()
-    dT = np.zeros((S, S))
     logdet = 0.0
     for g in range(G_levels):
         _ab(ZtZ[g], T, ZT, 1.0, 0.0)
         A[:, :] = eye
         _ab(T, ZT, A, 1.0, 1.0, True)  # A = T'Z'ZT + I
         if not _cholesky(A, L):
-            return np.inf, dT, 0.0
+            return False, np.inf, C, K_all, Ainv_all
         for i in range(S):
             logdet += 2.0 * math.log(L[i, i])
         _ab(T, ZtXY[g], W, 1.0, 0.0, True)
         _solve_spd(L, W, K_all[g])
         _solve_spd(L, eye, Ainv_all[g])
         _ab(W, K_all[g], C, -1.0, 1.0, True)  # C −= W'A⁻¹W
+    return True, logdet, C, K_all, Ainv_all
+
+
+@njit
+def schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc):
+    """∂D/∂T (S×S) of a D = log|A| + f(C) whose derivative in C is Gc (symmetric):
+    Σ_g 2 Z_g'Z_g T (A_g⁻¹ + K_g Gc K_g') − 2 V_g Gc K_g'."""
+    S, p1 = T.shape[0], Gc.shape[0]
+    dT = np.zeros((S, S))
+    KG, inner, ZT = np.empty((S, p1)), np.empty((S, S)), np.empty((S, S))
+    for g in range(ZtZ.shape[0]):
+        _ab(K_all[g], Gc, KG, 1.0, 0.0)
+        inner[:, :] = Ainv_all[g]
+        _ab(KG, K_all[g], inner, 1.0, 1.0, False, True)  # A⁻¹ + K G K'
+        _ab(ZtZ[g], T, ZT, 1.0, 0.0)
+        _ab(ZT, inner, dT, 2.0, 1.0)
+        _ab(ZtXY[g], KG, dT, -2.0, 1.0, False, True)
+    return dT
+
+
+@njit
+def _beta_gradient(Hinv, u, sigma2):
+    """∂D/∂C of the β part: Gc_XX = (H⁻¹ + uu')/σ², Gc_Xy = −u/σ², Gc_yy = 1/σ²."""
+    p = u.shape[0]
+    Gc = np.empty((p + 1, p + 1))
+    for i in range(p):
+        for j in range(p):
+            Gc[i, j] = (Hinv[i, j] + u[i, 0] * u[j, 0]) / sigma2
+        Gc[i, p] = Gc[p, i] = -u[i, 0] / sigma2
+    Gc[p, p] = 1.0 / sigma2
+    return Gc
+
+
+@njit
+def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant,
+                      want_gradient):
+    """D = −2 log p(y | T, σ) with b and β integrated (logdensity.deviance_beta_integrated),
+    and, if ``want_gradient``, ∂D/∂T (S×S) and ∂D/∂σ² at fixed T.  D is inf where a
+    Cholesky factor does not exist."""
+    S, p = ZtZ.shape[1], XYtXY.shape[0] - 1
+    ok, logdet, C, K_all, Ainv_all = schur_complement(T, ZtZ, ZtXY, XYtXY)
+    dT = np.zeros((S, S))
+    if not ok:
+        return np.inf, dT, 0.0
     LH, H = np.empty((p, p)), np.empty((p, p))
     h, u = np.empty((p, 1)), np.empty((p, 1))
     for i in range(p):
@@ -170,24 +214,50 @@ def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, sh
         D += 2.0 * math.log(LH[i, i]) - h[i, 0] * u[i, 0]
     if not want_gradient:
         return D, dT, 0.0
-    Gc = np.empty((p1, p1))  # ∂D/∂C, symmetric
     Hinv = np.empty((p, p))
     _solve_spd(LH, np.eye(p), Hinv)
-    for i in range(p):
-        for j in range(p):
-            Gc[i, j] = (Hinv[i, j] + u[i, 0] * u[j, 0]) / sigma2
-        Gc[i, p] = Gc[p, i] = -u[i, 0] / sigma2
-    Gc[p, p] = 1.0 / sigma2
-    KG, inner = np.empty((S, p1)), np.empty((S, S))
-    for g in range(G_levels):
-        _ab(K_all[g], Gc, KG, 1.0, 0.0)
-        inner[:, :] = Ainv_all[g]
-        _ab(KG, K_all[g], inner, 1.0, 1.0, False, True)  # A⁻¹ + K G K'
-        _ab(ZtZ[g], T, ZT, 1.0, 0.0)
-        _ab(ZT, inner, dT, 2.0, 1.0)
-        _ab(ZtXY[g], KG, dT, -2.0, 1.0, False, True)
+    Gc = _beta_gradient(Hinv, u, sigma2)
+    dT = schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc)
     dsigma2 = (n - np.sum(Gc * C)) / sigma2
     return D, dT, dsigma2
+
+
+@njit
+def profiled_deviance(T, ZtZ, ZtXY, XYtXY, n, log_weights, reml, want_gradient):
+    """The REML criterion or −2 log-likelihood (ML) with β and σ profiled out, as
+    :func:`bayeslmm.linalg.logdensity.profiled_deviance`, and, if ``want_gradient``, its
+    derivative in T (S×S): the frequentist objective of one grouping factor.
+
+    By the envelope theorem this is :func:`marginal_deviance`'s T-derivative at σ̂², with β
+    integrated under a flat prior (REML: H = C_XX/σ², so H⁻¹/σ² = C_XX⁻¹ and u = β̂) or
+    profiled (ML: no H⁻¹ term).  inf where a factor does not exist or r² ≤ 0."""
+    S, p = ZtZ.shape[1], XYtXY.shape[0] - 1
+    ok, logdet, C, K_all, Ainv_all = schur_complement(T, ZtZ, ZtXY, XYtXY)
+    dT = np.zeros((S, S))
+    if not ok:
+        return np.inf, dT
+    LX, beta = np.empty((p, p)), np.empty((p, 1))
+    if p > 0 and not _cholesky(np.ascontiguousarray(C[:p, :p]), LX):
+        return np.inf, dT
+    _solve_spd(LX, np.ascontiguousarray(C[:p, p:]), beta)
+    r2 = C[p, p]
+    logdet_M = 0.0
+    for i in range(p):
+        r2 -= C[i, p] * beta[i, 0]
+        logdet_M += 2.0 * math.log(LX[i, i])
+    if not r2 > 0.0:
+        return np.inf, dT
+    dof = n - p if reml else n
+    D = logdet - log_weights + dof * (1.0 + LOG_2PI + math.log(r2 / dof))
+    if reml:
+        D += logdet_M
+    if not want_gradient:
+        return D, dT
+    sigma2 = r2 / dof
+    Hinv = np.zeros((p, p))  # REML: H⁻¹ = σ² C_XX⁻¹; ML profiles β, so no H⁻¹ term
+    if reml:
+        _solve_spd(LX, np.eye(p) * sigma2, Hinv)
+    return D, schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, _beta_gradient(Hinv, beta, sigma2))
 
 
 @njit

@@ -15,13 +15,13 @@ with H_g = T1 A1_g⁻¹, Ω22 = L22⁻ᵀL22⁻¹ and F = Λ2'W21 so that Ω21 =
 
 N_g is a gather of Λ2Ω22Λ2' over the same pairs that scatter the downdate W21Λ1H'W12, so
 nothing of size n or Q1 × Q2 is formed. One grouping factor keeps the per-level formula of
-:func:`one_factor_gradient`.
+:func:`one_factor_gradient`, compiled (the kernel the Bayesian log-density runs).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from bayeslmm.linalg import batched, dense
+from bayeslmm.linalg import batched, compiled, dense
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
@@ -50,38 +50,36 @@ def objective_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: b
 
 
 def one_factor_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool):
-    """Profiled deviance and its exact gradient in θ, for one grouping factor.
+    """Profiled deviance and its exact gradient in θ, for one grouping factor: the compiled
+    kernel the Bayesian log-density runs too (:func:`bayeslmm.linalg.compiled.profiled_deviance`).
 
-    log|A| differentiates to 2 Σ_g [W_g T A_g⁻¹]_{rc}; r² by the envelope theorem to
-    −2 Σ_g [z_g u_g']_{rc} with z_g = Z_g'(y − Xβ̂ − Z_g T u_g); log|M| (REML) to
-    −2 Σ_g [J_g Q_g K_g]_{cr}, J = A⁻¹T', Q = Z'X M⁻¹ X'Z, K = I − T J W.
+    log|A| differentiates to 2 Σ_g [W_g T A_g⁻¹]_{rc}, and the Schur complement's part, at
+    σ̂² by the envelope theorem, to Σ_g 2 [W_g T K_g G K_g' − V_g G K_g']_{rc}.
     """
-    fact = ld.factorize(theta, stats, layout)
-    prof = None if fact is None else ld.profile(fact, stats.p)
-    if prof is None or prof.r2 <= 0:
-        return np.inf, np.zeros_like(np.asarray(theta, float))
-    value = ld.profiled_deviance(fact, prof, stats.n, reml)
-    T, W, p = fact.T[0], stats.ZtZ1, stats.p
-    Ainv = batched.transpose(fact.L1inv) @ fact.L1inv
-    WT = batched.times(W, T)
-    d_logdet = 2.0 * (WT @ Ainv).sum(axis=0)
-    u = ld.conditional_u(fact, prof.beta)[0]
-    ZtX, Zty = stats.ZtXY1[:, :, :p], stats.ZtXY1[:, :, p]
-    z = Zty - ZtX @ prof.beta - np.einsum("gst,gt->gs", WT, u)
-    d_r2 = -2.0 * (z.T @ u)
-    dof = stats.n - p if reml else stats.n
-    grad_matrix = d_logdet + dof / prof.r2 * d_r2
-    if reml and p:
-        J = batched.times(Ainv, T.T)
-        LXinv = ld.solve_lower(prof.LX, np.eye(p))
-        ZtX_LXinv = batched.times(ZtX, LXinv.T)
-        Q = ZtX_LXinv @ batched.transpose(ZtX_LXinv)
-        K = np.eye(T.shape[0]) - batched.times_left(T, J @ W)
-        grad_matrix = grad_matrix - 2.0 * (J @ Q @ K).sum(axis=0).T
+    value, dT = _compiled_profiled_deviance(theta, stats, layout, reml, True)
     rows, cols, index = layout.entries[0]
     grad = np.zeros(layout.size)
-    grad[index] = grad_matrix[rows, cols]
+    if np.isfinite(value):
+        grad[index] = dT[rows, cols]
     return value, grad
+
+
+def objective(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool) -> float:
+    """The profiled deviance in θ alone (:func:`bayeslmm.linalg.logdensity.objective`), through
+    the compiled kernel for one grouping factor."""
+    if stats.n_factors != 1:
+        return ld.objective(theta, stats, layout, reml)
+    return _compiled_profiled_deviance(theta, stats, layout, reml, False)[0]
+
+
+def _compiled_profiled_deviance(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool, want_gradient: bool):
+    T = layout.factors_T(np.asarray(theta, dtype=float))[0]
+    return compiled.profiled_deviance(_f64(T), _f64(stats.ZtZ1), _f64(stats.ZtXY1), _f64(stats.XYtXY),
+                                      float(stats.n), float(stats.log_weights), bool(reml), want_gradient)
+
+
+def _f64(array) -> np.ndarray:
+    return np.ascontiguousarray(array, dtype=np.float64)
 
 
 def logdet_derivatives(fact: ld.Factorization, stats: CrossProducts) -> list[np.ndarray]:

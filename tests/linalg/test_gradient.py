@@ -175,3 +175,50 @@ def test_factorization_vjp_equals_central_differences(name):
             numeric = (scalar_of_factorization(up, model.stats, C_weights, logdet_weight)
                        - scalar_of_factorization(down, model.stats, C_weights, logdet_weight)) / 2e-6
             assert analytic[f][r, c] == pytest.approx(numeric, rel=1e-5, abs=1e-5 * (1 + abs(numeric)))
+
+
+ONE_FACTOR = {
+    "correlated slopes": "Reaction ~ Days + (Days | Subject)",
+    "uncorrelated terms": "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)",
+    "intercept": "Reaction ~ 1 + (1 | Subject)",
+    "no fixed effects": "Reaction ~ 0 + (Days | Subject)",
+}
+
+
+@pytest.mark.parametrize("name", ONE_FACTOR)
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_one_factor_objective_equals_numpy(name, reml, weighted):
+    """One factor: the compiled REML/ML objective (the Bayesian kernel's Schur complement) equals
+    the NumPy blocked Cholesky's, and its gradient central differences of the NumPy deviance."""
+    data = with_weights(blm.datasets.load("sleepstudy"))
+    model = blm.LMM(ONE_FACTOR[name], data, weights="w" if weighted else None)
+    assert model.stats.n_factors == 1
+    for seed in range(3):
+        theta = random_theta(model.layout, np.random.default_rng(seed))
+        value, grad = gr.objective_gradient(theta, model.stats, model.layout, reml)
+        assert value == pytest.approx(ld.objective(theta, model.stats, model.layout, reml), rel=1e-12)
+        assert gr.objective(theta, model.stats, model.layout, reml) == value
+        numeric = central_differences(theta, model.stats, model.layout, reml)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-6 * np.abs(numeric).max())
+
+
+def test_profiled_objective_is_the_bayesian_deviance_at_sigma_hat():
+    """REML is the β-integrated marginal deviance (flat prior) at σ̂² = r²/(n − p), up to the flat
+    prior's p·log 2π, and its T-derivative there is the profiled one (the envelope theorem)."""
+    from bayeslmm.linalg import compiled
+
+    model = blm.LMM("Reaction ~ Days + (Days | Subject)", with_weights(blm.datasets.load("sleepstudy")), weights="w")
+    stats, layout = model.stats, model.layout
+    theta = random_theta(layout, np.random.default_rng(11))
+    T = layout.factors_T(theta)[0]
+    prof = ld.profile(ld.factorize(theta, stats, layout), stats.p)
+    sigma2 = ld.sigma2_hat(prof, stats.n, reml=True)
+    arrays = (stats.ZtZ1, stats.ZtXY1, stats.XYtXY)
+    profiled, dT = compiled.profiled_deviance(T, *arrays, float(stats.n), float(stats.log_weights), True, True)
+    flat = np.zeros((stats.p, stats.p)), np.zeros(stats.p), 0.0
+    marginal, dT_marginal, dsigma2 = compiled.marginal_deviance(T, sigma2, *arrays, float(stats.n),
+                                                                float(stats.log_weights), *flat, True)
+    assert marginal == pytest.approx(profiled + stats.p * np.log(2 * np.pi), rel=1e-13)
+    assert abs(dsigma2) < 1e-10 * stats.n / sigma2
+    np.testing.assert_allclose(dT_marginal, dT, rtol=1e-10, atol=1e-10 * np.abs(dT).max())
