@@ -11,6 +11,7 @@ import pandas as pd
 from bayeslmm import datasets
 from bayeslmm.errors import LMMError
 from bayeslmm.lmm import LMM
+from bayeslmm.plots.cli import add_plot_parser, plot_command
 
 NUTS = LMM.NUTS_DEFAULTS
 EXAMPLES = {
@@ -25,6 +26,9 @@ EXAMPLES = {
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "plot":
+            print(f"wrote {plot_command(args, _read_csv(args.data), _sampling_options(args))}")
+            return 0
         if args.command == "example":
             name = {k.lower(): k for k in EXAMPLES}.get(args.name.lower())
             if name is None:
@@ -69,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="residual covariance structure, e.g. 'ar1(visit | id)', 'us(visit | id)', 'cs(id)'")
     example = commands.add_parser("example", help="fit a bundled example and print its summary")
     example.add_argument("name", help=f"one of: {', '.join(EXAMPLES)}")
-    for sub in (fit, example):
+    plot = add_plot_parser(commands)
+    for sub in (fit, example, plot):
         sub.add_argument("--method", default="REML", choices=["REML", "ML", "NUTS"], type=str.upper,
                          help="REML or ML fit, or the Bayesian posterior by NUTS")
         nuts = sub.add_argument_group("NUTS (with --method NUTS)")

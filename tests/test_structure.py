@@ -149,7 +149,7 @@ def test_the_private_access_finder_tells_own_from_foreign():
 LAYERS = ["bayeslmm.errors", "bayeslmm.arrays", "bayeslmm.threads", "bayeslmm.checks", "bayeslmm.frames", "bayeslmm.datasets",
           "bayeslmm.model", "bayeslmm.formula", "bayeslmm.linalg", "bayeslmm.fit", "bayeslmm.bayes",
           "bayeslmm.inference", "bayeslmm.persist", "bayeslmm.results", "bayeslmm.lmm", "bayeslmm.loading",
-          "bayeslmm.cov", "bayeslmm.priors", "bayeslmm.cli", "bayeslmm"]
+          "bayeslmm.cov", "bayeslmm.priors", "bayeslmm.plots", "bayeslmm.cli", "bayeslmm"]
 
 
 def layer_of(module: str) -> int:

@@ -386,10 +386,9 @@ def test_marginal_pymc_graph_is_the_weighted_log_density(formula, make):
 
 
 def _packed_chol(values: dict, term, label: str) -> np.ndarray:
-    """A term's Cholesky factor (1, S, S) from the PyMC variables: sd_… (scalar) or chol_…."""
-    L = np.zeros((term.size, term.size))
-    L[np.tril_indices(term.size)] = values[f"chol_{label}"] if term.size > 1 else values[f"sd_{label}"]
-    return L[None]
+    """A term's Cholesky factor (1, S, S) from the PyMC variables: sd_… times corr_chol_… (two or more columns)."""
+    sd = np.atleast_1d(values[f"sd_{label}"])
+    return (sd[:, None] * values[f"corr_chol_{label}"] if term.size > 1 else sd.reshape(1, 1))[None]
 
 
 def test_hierarchical_likelihood_uses_sigma_over_sqrt_w():

@@ -4,8 +4,8 @@
 this module encodes a setup into them (:func:`kernel_arguments`) and says which setups it
 covers (:func:`kernel_covers`): one grouping factor, no residual structure.  The vector of
 unconstrained parameters is laid out as PyMC's marginalised model's value variables, in
-their order: log σ, then per random term its log sd or its packed, log-diagonal Cholesky
-factor (:func:`parameter_blocks`).
+their order: log σ, then per random term its log sds and, for two or more columns, its
+correlation's CholeskyCorr vector (:func:`parameter_blocks`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.linalg import compiled
-from bayeslmm.model.covariance import chol_variable, sd_variable
+from bayeslmm.model.covariance import corr_chol_variable, sd_variable
 from bayeslmm.model.priors import Exponential, HalfNormal, HalfStudentT
 
 
@@ -29,32 +29,33 @@ def kernel_covers(setup: BayesSetup) -> bool:
 class ParameterBlock:
     """One PyMC value variable inside the kernel's parameter vector."""
 
-    name: str  # the posterior variable's name (sigma, sd_… or chol_…)
+    name: str  # the posterior variable's name (sigma, sd_… or corr_chol_…)
     start: int
     size: int
-    packed_cholesky: bool  # LKJCholeskyCov's packed factor (log diagonal) rather than log values
+    correlation: int = 0  # columns of the correlation whose CholeskyCorr vector this is; 0 for log values
 
 
 def parameter_blocks(setup: BayesSetup) -> list[ParameterBlock]:
-    """The value variables in PyMC's order, with their place in the kernel's vector."""
-    blocks, start = [ParameterBlock("sigma", 0, 1, False)], 1
+    """The value variables in PyMC's order, with their place in the kernel's vector: log σ, then
+    per term its log sds and, for two or more columns, its correlation's CholeskyCorr vector."""
+    blocks, start = [ParameterBlock("sigma", 0, 1)], 1
     for term, label in zip(setup.spec.terms, setup.labels):
-        if term.size == 1:
-            blocks.append(ParameterBlock(sd_variable(label), start, 1, False))
-        else:
-            blocks.append(ParameterBlock(chol_variable(label), start, term.size * (term.size + 1) // 2, True))
-        start += blocks[-1].size
+        blocks.append(ParameterBlock(sd_variable(label), start, term.size))
+        start += term.size
+        if term.size > 1:
+            blocks.append(ParameterBlock(corr_chol_variable(label), start, term.size * (term.size - 1) // 2,
+                                         term.size))
+            start += blocks[-1].size
     return blocks
 
 
 def kernel_arguments(setup: BayesSetup) -> tuple:
     """Everything after x that :func:`bayeslmm.linalg.compiled.marginal_logp` takes."""
     spec, stats, priors = setup.spec, setup.stats, setup.priors
-    blocks = parameter_blocks(setup)[1:]
     terms = spec.terms
     start = np.array([t.columns.start for t in terms], dtype=np.int64)
     size = np.array([t.size for t in terms], dtype=np.int64)
-    offset = np.array([b.start for b in blocks], dtype=np.int64)
+    offset = np.array([b.start for b in parameter_blocks(setup)[1:] if not b.correlation], dtype=np.int64)
     eta = np.array([getattr(p, "eta", 1.0) for p in priors.terms], dtype=float)
     lkj = np.array([lkj_constant(e, s) if s > 1 else 0.0 for e, s in zip(eta, size)])
     scale_priors = [None] * spec.factors[0].n_columns + [priors.sigma]

@@ -3,8 +3,8 @@
 No model is compiled per fit: :mod:`bayeslmm.linalg.compiled` is machine code loaded from
 numba's disk cache, and nutpie calls it as a C callback (:mod:`bayeslmm.bayes.nutpie_callbacks`)
 through the model class of nutpie's own numba path, ``CompiledPyMCModel``.  The posterior holds the variables PyMC's NUTS stores
-for the marginalised model, with the same names and dims (σ, the sds of one-column terms, the
-packed Cholesky factors), so the post-processing of :mod:`bayeslmm.bayes.sampling` is shared.
+for the marginalised model, with the same names and dims (σ, the sds, the correlations'
+Cholesky factors), so the post-processing of :mod:`bayeslmm.bayes.sampling` is shared.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import xarray as xr
 from bayeslmm.bayes.kernel import kernel_arguments, parameter_blocks
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.errors import LMMError
-from bayeslmm.model.covariance import effect_dim, pack_rowwise, unpack_rowwise
+from bayeslmm.linalg.compiled import corr_index, correlation_cholesky
+from bayeslmm.model.covariance import effect_dim
 
 
 def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chains: int, random_seed,
@@ -38,12 +39,14 @@ def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chai
         return x0 + np.random.default_rng(seed).uniform(-0.1, 0.1, x0.size)
 
     names, shapes = [b.name for b in blocks], [_constrained_shape(setup, b) for b in blocks]
+    ends = np.cumsum([int(np.prod(shape)) for shape in shapes])  # the stored values, one after another
+    slices = [slice(int(end - np.prod(shape)), int(end)) for end, shape in zip(ends, shapes)]
     # nutpie's model of C callbacks (its numba path's class, given our callbacks and user data)
     compiled = CompiledPyMCModel(
         _n_dim=x0.size, dims={}, _coords={}, _shapes=dict(zip(names, shapes)),
         compiled_logp_func=nutpie_callbacks.logp_callback, compiled_expand_func=nutpie_callbacks.expand_callback,
         initial_point_func=initial_point, shared_data={}, shared_var_keys={}, user_data=header,
-        n_expanded=x0.size, shape_info=(names, [slice(b.start, b.start + b.size) for b in blocks], shapes),
+        n_expanded=int(ends[-1]), shape_info=(names, slices, shapes),
         logp_func=None, expand_func=None)
     seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
     options = {} if cores is None else {"cores": cores}
@@ -55,33 +58,38 @@ def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chai
 
 
 def _constrained_shape(setup: BayesSetup, block) -> tuple[int, ...]:
-    return () if block.name == "sigma" else (block.size,)
+    """The stored value's shape: σ a scalar, sds a vector, a correlation's Cholesky factor S × S."""
+    if block.name == "sigma":
+        return ()
+    return (block.correlation, block.correlation) if block.correlation else (block.size,)
 
 
 def _named_as_pymc(setup: BayesSetup, posterior: xr.Dataset) -> xr.Dataset:
-    """The dims and coords PyMC gives: an sd over its term's effects, a packed factor over its
-    own integer axis (nutpie names every axis ``<variable>_dim_0``)."""
-    for block, term, label in zip(parameter_blocks(setup)[1:], setup.spec.terms, setup.labels):
-        axis = f"{block.name}_dim_0"
-        if block.packed_cholesky:
-            posterior = posterior.assign_coords({axis: np.arange(block.size)})
-        else:
-            posterior = posterior.rename({axis: effect_dim(label)}).assign_coords(
-                {effect_dim(label): list(term.column_names)})
+    """The dims and coords PyMC gives: sds over their term's effects, a correlation's Cholesky
+    factor over two integer axes (nutpie names every axis ``<variable>_dim_k``)."""
+    sd_blocks = [b for b in parameter_blocks(setup)[1:] if not b.correlation]
+    for block, term, label in zip(sd_blocks, setup.spec.terms, setup.labels):
+        posterior = posterior.rename({f"{block.name}_dim_0": effect_dim(label)}).assign_coords(
+            {effect_dim(label): list(term.column_names)})
+    for block in parameter_blocks(setup)[1:]:
+        if block.correlation:
+            axes = [f"{block.name}_dim_{k}" for k in (0, 1)]
+            posterior = posterior.assign_coords({axis: np.arange(block.correlation) for axis in axes})
     return posterior
 
 
 def to_unconstrained(setup: BayesSetup, point: dict) -> np.ndarray:
-    """The kernel's vector at a point of the PyMC model's variables (logs of σ, sds, the diagonals)."""
+    """The kernel's vector at a point of the PyMC model's variables: logs of σ and the sds, and
+    each correlation factor's CholeskyCorr vector (z_ij = L_ij / L_ii)."""
     x = np.empty(sum(b.size for b in parameter_blocks(setup)))
-    for block, term in zip(parameter_blocks(setup), [None, *setup.spec.terms]):
-        value = np.atleast_1d(np.asarray(point[block.name], dtype=float))
-        if block.packed_cholesky:
-            L = unpack_rowwise(value, term.size)
-            np.fill_diagonal(L, np.log(np.diag(L)))
-            value = pack_rowwise(L)
+    for block in parameter_blocks(setup):
+        value = np.asarray(point[block.name], dtype=float)
+        if block.correlation:
+            size = block.correlation
+            value = np.array([value[i, j] / value[i, i] for i, j in _strict_lower(size)])[
+                np.argsort([corr_index(size, i, j) for i, j in _strict_lower(size)])]
         else:
-            value = np.log(value)
+            value = np.log(np.atleast_1d(value))
         x[block.start : block.start + block.size] = value
     return x
 
@@ -89,12 +97,16 @@ def to_unconstrained(setup: BayesSetup, point: dict) -> np.ndarray:
 def from_unconstrained(setup: BayesSetup, x: np.ndarray) -> dict[str, np.ndarray]:
     """The PyMC model's variables at the kernel's vector x (what the posterior stores)."""
     out = {}
-    for block, term in zip(parameter_blocks(setup), [None, *setup.spec.terms]):
+    for block in parameter_blocks(setup):
         value = np.asarray(x[block.start : block.start + block.size], dtype=float)
-        if block.packed_cholesky:
-            L = unpack_rowwise(value, term.size)
-            np.fill_diagonal(L, np.exp(np.diag(L)))
-            out[block.name] = pack_rowwise(L)
+        if block.correlation:
+            L = np.zeros((block.correlation, block.correlation))
+            correlation_cholesky(value, block.correlation, L)
+            out[block.name] = L
         else:
             out[block.name] = np.exp(value) if block.start else np.exp(value).reshape(())
     return out
+
+
+def _strict_lower(size: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(size) for j in range(i)]

@@ -21,7 +21,7 @@ from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.errors import LMMError
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import cross_products_of_columns
-from bayeslmm.model.covariance import chol_variable, corr_variable, effect_dim, pair_dim, sd_variable, term_pairs
+from bayeslmm.model.covariance import corr_chol_variable, corr_variable, effect_dim, pair_dim, sd_variable, term_pairs
 from bayeslmm.model.priors import Flat, Normal
 from bayeslmm.model.spec import ModelSpec
 
@@ -58,31 +58,31 @@ def _scale_rv(prior, name: str, dims=None):
     return family[type(prior).__name__](name, **params, dims=dims)
 
 
-def _stacked_dist(priors: tuple):
-    """One PyMC dist of shape (S,) from S scale priors of one family (per-column parameters)."""
+def _stacked_scale_rv(priors: tuple, name: str, dims):
+    """One PyMC scale variable of shape (S,) from S priors of one family (per-column parameters)."""
     kinds = {type(p) for p in priors}
     if len(kinds) != 1:
         raise LMMError("the sd priors of one random term must be of one family")
     first = priors[0]
     arrays = {k: np.array([getattr(p, k) for p in priors], dtype=float) for k in vars(first)}
-    return type(first)(**arrays).dist()
+    return _scale_rv(type(first)(**arrays), name, dims=dims)
 
 
 def _term_chol(term, label: str, prior):
-    """Cholesky factor (S × S) of the term's covariance D = diag(sd) R diag(sd)."""
+    """Cholesky factor (S × S) of the term's covariance D = diag(sd) R diag(sd): the sds and the
+    correlation's Cholesky factor are separate variables (log sds; LKJCorr's CholeskyCorr
+    transform), so a slope whose sd nears zero leaves its correlations to their prior rather than
+    pulling the factor's off-diagonal into a funnel, as LKJCholeskyCov's packed factor does."""
     import pymc as pm
     import pytensor.tensor as pt
 
+    sd = _stacked_scale_rv(prior.sds, sd_variable(label), dims=(effect_dim(label),))
     if term.size == 1:
-        sd = _scale_rv(prior.sds[0], sd_variable(label), dims=(effect_dim(label),))
         return sd.reshape((1, 1))
-    chol, corr, stds = pm.LKJCholeskyCov(chol_variable(label), n=term.size, eta=prior.eta,
-                                         sd_dist=_stacked_dist(prior.sds), compute_corr=True,
-                                         store_in_trace=False)
-    pm.Deterministic(sd_variable(label), stds, dims=(effect_dim(label),))
+    L = pm.LKJCorr(corr_chol_variable(label), n=term.size, eta=prior.eta)  # R = LL' ~ LKJ(η)
     rows, cols = zip(*term_pairs(term))
-    pm.Deterministic(corr_variable(label), corr[list(rows), list(cols)], dims=(pair_dim(label),))
-    return pt.as_tensor(chol)
+    pm.Deterministic(corr_variable(label), pt.dot(L, L.T)[list(rows), list(cols)], dims=(pair_dim(label),))
+    return sd[:, None] * L
 
 
 def _factor_chols(spec: ModelSpec, chols: list):

@@ -19,7 +19,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from bayeslmm.linalg.compiled import cached, marginal_logp, njit
+from bayeslmm.linalg.compiled import cached, correlation_cholesky, marginal_logp, njit
 
 SLOT = 4  # header entries per array: address, then up to three dims
 INT_ARRAYS = 4  # term start, size, offset; prior kind (int64, one dimension)
@@ -96,17 +96,25 @@ def logp_callback(dim, x_, grad_, logp_, user_data):
 
 
 def expand_callback(dim, n_expanded, x_, out_, user_data):
-    """The stored values: σ and the sds exponentiated, the packed factors' diagonals too."""
+    """The stored values, in the kernel's order: σ and each term's sds exponentiated, and each
+    correlated term's correlation Cholesky factor (S × S, row by row) from its CholeskyCorr vector."""
     h = _header(user_data)
     x, out = numba.carray(x_, (dim,)), numba.carray(out_, (n_expanded,))
     size, offset = _ints(h, 1), _ints(h, 2)
     out[0] = math.exp(x[0])
+    k = 1
     for t in range(size.shape[0]):
-        k = offset[t]
-        for i in range(size[t]):
-            for j in range(i + 1):
-                out[k] = math.exp(x[k]) if i == j else x[k]
-                k += 1
+        s, o = size[t], offset[t]
+        for i in range(s):
+            out[k] = math.exp(x[o + i])
+            k += 1
+        if s > 1:
+            L = np.empty((s, s))
+            correlation_cholesky(x[o + s : o + s + s * (s - 1) // 2], s, L)
+            for i in range(s):
+                for j in range(s):
+                    out[k] = L[i, j]
+                    k += 1
     return 0
 
 

@@ -18,20 +18,16 @@ from bayeslmm.checks import check_count
 from bayeslmm.errors import LMMError, SamplerFallbackWarning
 from bayeslmm.fit.state import fit_state
 from bayeslmm.model.covariance import (
-    chol_variable,
-    cholesky_of_sdcor,
+    corr_chol_variable,
     corr_variable,
     correlations,
     covariance,
     defined,
-    effect_dim,
-    pack_rowwise,
     pair_dim,
     sd_cor,
     sd_variable,
     term_factors,
     theta_layout,
-    unpack_rowwise,
 )
 from bayeslmm.threads import one_blas_thread
 
@@ -91,7 +87,7 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     # measured on the maximal crossed design under load, 1.8 ms per draw against 100 ms)
     with one_blas_thread():
         if marginalize:
-            _add_sds_and_correlations(idata, setup)
+            _add_correlations(idata, setup)
             add_conditional_draws(idata, setup, rng)
         idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.observed)},
                                                         coords={"obs": np.arange(setup.spec.n)}))
@@ -144,27 +140,24 @@ def initial_values(setup: BayesSetup, chains: int, rng) -> list[dict]:
         point = {"sigma": sigma * jitter(None)} | residual
         for term, label, prior, (sd_hat, cor_hat) in zip(spec.terms, setup.labels, setup.priors.terms, estimates):
             floor = 0.05 * np.array([p.typical_scale for p in prior.sds])
-            sd = np.maximum(sd_hat, floor) * jitter(term.size)
-            if term.size == 1:
-                point[sd_variable(label)] = sd
-                continue
-            shrunk = 0.8 * defined(cor_hat)  # an undefined correlation (a zero sd) starts at 0
-            np.fill_diagonal(shrunk, 1.0)
-            point[chol_variable(label)] = pack_rowwise(cholesky_of_sdcor(sd, shrunk))
+            point[sd_variable(label)] = np.maximum(sd_hat, floor) * jitter(term.size)
+            if term.size > 1:
+                shrunk = 0.8 * defined(cor_hat)  # an undefined correlation (a zero sd) starts at 0
+                np.fill_diagonal(shrunk, 1.0)
+                point[corr_chol_variable(label)] = np.linalg.cholesky(shrunk)
         out.append(point)
     return out
 
 
-def _add_sds_and_correlations(idata, setup: BayesSetup) -> None:
-    """sd and correlation draws of each correlated term from its packed Cholesky factor."""
+def _add_correlations(idata, setup: BayesSetup) -> None:
+    """Correlation draws of each correlated term, R = LL', from its correlation's Cholesky factor."""
     posterior = idata["posterior"].to_dataset()
     new = {}
     for term, label in zip(setup.spec.terms, setup.labels):
         if term.size == 1:
             continue
-        sd, cor = sd_cor(covariance(unpack_rowwise(posterior[chol_variable(label)].values, term.size)))
-        new[sd_variable(label)] = (("chain", "draw", effect_dim(label)), sd)
-        new[corr_variable(label)] = (("chain", "draw", pair_dim(label)), correlations(cor))
+        L = posterior[corr_chol_variable(label)].values
+        new[corr_variable(label)] = (("chain", "draw", pair_dim(label)), correlations(L @ np.swapaxes(L, -1, -2)))
     if new:
         dims = {d for value in new.values() for d in value[0][2:]}
         names = coords(setup.spec, setup.labels)

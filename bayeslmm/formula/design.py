@@ -117,6 +117,22 @@ def _design(text: str, frame: pd.DataFrame, formula: str):
         raise LMMError(f"could not evaluate {text!r} of formula {formula!r}: {err}") from None
 
 
+def new_fixed_matrix(design: Design, frame: pd.DataFrame) -> np.ndarray:
+    """The fixed-effect rows X of new data (``formulae_frame`` of it): every transform, contrast
+    and interaction as learnt in fitting, the aliased columns dropped as in fitting."""
+    if design.fixed.common is None:
+        return np.zeros((len(frame), 0))
+    return evaluate_new_rows(design.fixed.common, frame)[:, design.kept_columns]
+
+
+def evaluate_new_rows(common, frame: pd.DataFrame) -> np.ndarray:
+    """A formulae common design evaluated on new rows, as floats."""
+    try:
+        return np.asarray(common.evaluate_new_data(frame)).astype(float)
+    except Exception as err:  # formulae reports missing columns and unseen categories this way
+        raise LMMError(f"could not evaluate the model's predictors on newdata: {err}") from None
+
+
 # --- offsets ---------------------------------------------------------------------
 
 
@@ -284,4 +300,5 @@ def _format_level(value) -> str:
     return text[:-2] if isinstance(value, float) and _INTEGRAL_FLOAT.match(text) else text
 
 
-__all__ = ["build_spec", "Design", "group_codes", "level_labels", "RandomBar"]
+__all__ = ["build_spec", "Design", "evaluate_new_rows", "group_codes", "level_labels", "new_fixed_matrix",
+           "RandomBar"]

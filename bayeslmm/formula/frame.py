@@ -129,6 +129,39 @@ def _columns_of(text: str, data: pd.DataFrame, formula: str) -> set[str]:
     return names
 
 
+@dataclass(frozen=True)
+class Predictor:
+    """A data column the fixed part reads: a factor with its levels in the model's order, or a
+    numeric covariate (``levels`` None), whatever transforms it goes through (log, poly, I())."""
+
+    name: str
+    levels: tuple | None
+
+
+def fixed_predictors(common, level_columns: tuple[LevelColumn, ...], data: pd.DataFrame) -> tuple[Predictor, ...]:
+    """The predictors of a fitted formulae design ``common``, in order of appearance.
+
+    A column is a factor if any term reads it as categorical (``g``, ``C(Days)``,
+    ``C(g, levels=[...])`` whose derived column stands for its source); otherwise it is a
+    covariate.  The levels are formulae's, the ones the coefficients were coded with.
+    """
+    derived = {column.name: column.source for column in level_columns}
+    levels: dict[str, tuple | None] = {}
+    for term in common.terms.values():
+        for component in getattr(term, "components", []):
+            if type(component).__name__ == "Variable":
+                names = {derived.get(component.name, component.name)}
+            else:
+                names = _call_columns(component.call, data)
+            categoric = component.kind == "categoric" and len(names) == 1
+            for name in sorted(names):
+                if categoric:
+                    levels[name] = levels.get(name) or tuple(component.levels)
+                else:
+                    levels.setdefault(name, None)
+    return tuple(Predictor(name, value) for name, value in levels.items())
+
+
 def _call_columns(call, data: pd.DataFrame) -> set[str]:
     """Data columns read by formulae's lazy call (``I(x ** 2)``, ``log(`my col`)``): its variables,
     not the functions it calls (formulae's own list loses the variables inside ``I()``)."""

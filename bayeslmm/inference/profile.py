@@ -54,6 +54,44 @@ def confint(fit, method: str = "profile", level: float = 0.95, bootstrap: dict |
     return pd.DataFrame(rows, index=names, columns=["lower", "upper"])
 
 
+@one_blas_thread()
+def profile(fit, level: float = 0.99, points: int = 8) -> pd.DataFrame:
+    """ζ, the signed square root of the ML deviance's rise, along each parameter (lme4's
+    ``profile(fit)``): the traces :func:`confint`'s profile intervals are read from.
+
+    Each sd, correlation, σ and fixed effect (``confint``'s labels) is stepped from its ML
+    estimate out to where ζ reaches ∓z of ``level`` (or the parameter's boundary), with
+    ``points`` values on each side, every other parameter re-optimised at each value.  A
+    residual structure's parameters are not profiled here.  Returns a DataFrame with columns
+    ``parameter, value, zeta`` (ζ = 0 at the estimate), rows by parameter and increasing value.
+
+    Examples
+    --------
+    >>> import bayeslmm as blm
+    >>> from bayeslmm.inference.profile import profile
+    >>> fit = blm.LMM("Yield ~ 1 + (1 | Batch)", blm.datasets.load("Dyestuff")).fit()
+    >>> traces = profile(fit, points=3)
+    >>> traces.groupby("parameter", sort=False).size().to_dict()
+    {'sd_(Intercept)|Batch': 7, 'sigma': 7, '(Intercept)': 7}
+    """
+    z = st.norm.ppf(0.5 + check_level(level) / 2)
+    profiler = _Profiler(fit)
+    variances = [(name, j, profiler.interval, profiler.zeta)
+                 for j, name in enumerate(sdcor_names(fit.spec) + [SIGMA])]
+    fixed = [(name, j, profiler.fixed_interval, profiler.fixed_zeta) for j, name in enumerate(fit.spec.fixef_names)]
+    rows = []
+    for name, j, interval, zeta in variances + fixed:
+        estimate = profiler.estimate[j] if zeta == profiler.zeta else profiler.ml.fixef().iloc[j]
+        low, high = interval(j, z)
+        for end in (low, high):  # outwards from the estimate: each search starts from the last
+            rows += [(name, value, zeta(j, value)) for value in np.linspace(estimate, end, points + 1)[1:]]
+        rows.append((name, estimate, 0.0))
+    table = pd.DataFrame(rows, columns=["parameter", "value", "zeta"])
+    order = {name: k for k, (name, *_) in enumerate(variances + fixed)}
+    return table.sort_values(["parameter", "value"], key=lambda c: c.map(order) if c.name == "parameter" else c,
+                             ignore_index=True)
+
+
 PHI_LIMIT = 10.0  # |φ| in profiles: ρ = tanh(10) = 1 − 4e-9, sd ratios up to e^10
 
 
@@ -114,7 +152,9 @@ class _Profiler:
         else:
             result = minimize(f, start, method="L-BFGS-B", bounds=bounds, options={"ftol": 1e-10, "gtol": 1e-5})
             best = result.fun
-            if np.isfinite(best):
+            # a correlation's end (±1) is a probe of the boundary whose optimum, with sds pushed
+            # to their bounds, is a poor start for values inside (it stalls there)
+            if np.isfinite(best) and not (self._is_correlation(j) and abs(value) > 1 - 1e-6):
                 self._last[side] = result.x
         rise = min(max(best - self.best, 0.0), 1e6)  # an infinite deviance is just far outside
         return float(np.sign(value - self.estimate[j]) * np.sqrt(rise))
@@ -183,19 +223,23 @@ class _Profiler:
             x = end if end is not None and (guess - end) * np.sign(target) >= 0 else guess
         raise LMMError(f"the profile of parameter {j} did not reach ζ = {target:.3g}")
 
+    def fixed_zeta(self, j: int, b: float) -> float:
+        """ζ of β_j at b: the ML fit of y − x_j b on the other columns."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.model.residual is None:
+                deviance = fit_theta(_offset_stats(self.model.stats, j, b), self.model.layout, reml=False).deviance
+            else:
+                deviance = self._offset_fit_with_residual(j, b)
+        rise = deviance - self.best
+        return float(np.sign(b - self.ml.fixef().to_numpy()[j]) * np.sqrt(max(rise, 0.0)))
+
     def fixed_interval(self, j: int, z: float) -> tuple[float, float]:
-        """Profile of β_j: the ML fit of y − x_j b on the other columns, for each b."""
+        """Profile of β_j: where :meth:`fixed_zeta` crosses ∓z."""
         beta, se = self.ml.fixef().to_numpy()[j], self.ml.se().to_numpy()[j]
 
         def zeta(b):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if self.model.residual is None:
-                    deviance = fit_theta(_offset_stats(self.model.stats, j, b), self.model.layout, reml=False).deviance
-                else:
-                    deviance = self._offset_fit_with_residual(j, b)
-            rise = deviance - self.best
-            return float(np.sign(b - beta) * np.sqrt(max(rise, 0.0)))
+            return self.fixed_zeta(j, b)
 
         def root(target):
             end = beta + target / abs(target) * 2 * z * se

@@ -18,7 +18,13 @@ def satterthwaite_df(fit) -> np.ndarray:
     """Satterthwaite denominator df of each fixed effect (lmerTest's varpar = (θ, σ))."""
     gradients, A = satterthwaite_pieces(fit)
     V = fit.vcov().to_numpy()
-    return np.array([2 * V[j, j] ** 2 / _gradient_quadratic(np.eye(len(V))[j], gradients, A) for j in range(len(V))])
+    return contrast_df(np.eye(len(V)), V, gradients, A)
+
+
+def contrast_df(L: np.ndarray, vcov: np.ndarray, gradients, A) -> np.ndarray:
+    """Satterthwaite df of each row l of ``L`` (a linear function l'β̂): 2 (l'Vl)² / (g'Ag),
+    g_k = l' ∂V/∂varpar_k l, from :func:`satterthwaite_pieces`'s ``gradients`` and ``A``."""
+    return np.array([2 * (row @ vcov @ row) ** 2 / _gradient_quadratic(row, gradients, A) for row in np.atleast_2d(L)])
 
 
 @one_blas_thread()

@@ -10,10 +10,10 @@ the machine code is compiled once per installation and loaded from numba's on-di
 every later process, whatever the model or data set.
 
 The parameters are those PyMC samples for the marginalised model (the specification,
-:mod:`bayeslmm.bayes.model`): x = [log σ, then per random term either log sd (one column)
-or LKJCholeskyCov's packed Cholesky factor of the covariance, row by row, its diagonal
-logged].  The log-density includes the priors on σ and the sds, the LKJ density of the
-correlations and the Jacobians of PyMC's transforms, so it equals the PyMC model's logp.
+:mod:`bayeslmm.bayes.model`): x = [log σ, then per random term its log sds and, for two or
+more columns, LKJCorr's unconstrained CholeskyCorr vector of its correlation's Cholesky factor].
+The log-density includes the priors on σ and the sds, the LKJ density of the correlations and
+the Jacobians of PyMC's transforms, so it equals the PyMC model's logp.
 
 The gradient, with D = −2 log p(y | θ, σ) and the Schur complement C = [X y]'[X y] − Σ_g Q_g,
 Q_g = V_g'T A_g⁻¹ T'V_g, A_g = T'Z_g'Z_g T + I, V_g = Z_g'[X y], T = (Cholesky of the
@@ -118,17 +118,51 @@ def _ab(A, B, out, alpha, beta, transpose_a=False, transpose_b=False):
 
 
 @njit
+def corr_index(size, row, col):
+    """The place of entry (row, col), row > col, of a size × size correlation Cholesky factor in
+    PyMC's CholeskyCorr vector: the strict lower triangle of rows 1…size−1, filled as TensorFlow
+    Probability's ``fill_triangular`` fills a triangle ("spiral" order)."""
+    n = size - 1
+    total = n * (n + 1) // 2
+    q = (row - 1) * n + col
+    return n + q if q < total - n else total - 1 - (q - (total - n))
+
+
+@njit
+def correlation_cholesky(z, size, L):
+    """The correlation's Cholesky factor from PyMC's CholeskyCorr vector z into L (size × size):
+    row i is [z_i, 1] / ‖[z_i, 1]‖.  Returns the row norms ‖[z_i, 1]‖."""
+    norms = np.ones(size)
+    for i in range(size):
+        s2 = 1.0
+        for j in range(i):
+            L[i, j] = z[corr_index(size, i, j)]
+            s2 += L[i, j] * L[i, j]
+        norms[i] = math.sqrt(s2)
+        for j in range(i):
+            L[i, j] /= norms[i]
+        L[i, i] = 1.0 / norms[i]
+        for j in range(i + 1, size):
+            L[i, j] = 0.0
+    return norms
+
+
+@njit
 def covariance_cholesky(x, term_start, term_size, term_offset, S):
-    """The factor's block-diagonal Cholesky factor of the covariance from the parameters x."""
-    Lcov = np.zeros((S, S))
+    """The factor's block-diagonal Cholesky factor of the covariance from the parameters x, with
+    the correlations' factors and their row norms (per column).  A term's parameters: its log
+    sds, then (two or more columns) its CholeskyCorr vector."""
+    Lcov, Lcorr, norms = np.zeros((S, S)), np.zeros((S, S)), np.ones(S)
     for t in range(term_start.shape[0]):
         c, s, o = term_start[t], term_size[t], term_offset[t]
-        k = 0
+        block = np.zeros((s, s))
+        norms[c : c + s] = correlation_cholesky(x[o + s : o + s + s * (s - 1) // 2], s, block)
         for i in range(s):
+            sd = math.exp(x[o + i])
             for j in range(i + 1):
-                Lcov[c + i, c + j] = math.exp(x[o + k]) if i == j else x[o + k]
-                k += 1
-    return Lcov
+                Lcorr[c + i, c + j] = block[i, j]
+                Lcov[c + i, c + j] = sd * block[i, j]
+    return Lcov, Lcorr, norms
 
 
 @njit
@@ -266,11 +300,13 @@ def marginal_logp(x, term_start, term_size, term_offset, term_eta, term_constant
     """The PyMC marginalised model's log-density at the unconstrained x, and its gradient.
 
     The scale priors are given per column of the factor (then σ's last); ``term_constant``
-    is each correlated term's LKJ normalising constant."""
+    is each correlated term's LKJ normalising constant.  With L the correlation's Cholesky
+    factor and N_i = ‖[z_i, 1]‖ = 1/L_ii, LKJCorr's density (2η − 3 + S − i) log L_ii and the
+    CholeskyCorr transform's Jacobian (i + 2) log L_ii add up to −(2η + S − 1) log N_i."""
     S = ZtZ.shape[1]
     grad = np.zeros(x.shape[0])
     sigma = math.exp(x[0])
-    Lcov = covariance_cholesky(x, term_start, term_size, term_offset, S)
+    Lcov, Lcorr, norms = covariance_cholesky(x, term_start, term_size, term_offset, S)
     D, dT, dsigma2 = marginal_deviance(Lcov / sigma, sigma * sigma, ZtZ, ZtXY, XYtXY, n, log_weights,
                                        precision, shift, constant, True)
     if not np.isfinite(D):
@@ -283,26 +319,24 @@ def marginal_logp(x, term_start, term_size, term_offset, term_eta, term_constant
     grad[0] += slope * sigma + 1.0
     for t in range(term_start.shape[0]):
         c, s, o = term_start[t], term_size[t], term_offset[t]
-        if s == 1:
-            value, slope = scale_logp(prior_kind[c], prior_a[c], prior_b[c], prior_constant[c], Lcov[c, c])
-            lp += value + x[o]
-            grad[o] = (dL[c, c] + slope) * Lcov[c, c] + 1.0
-            continue
-        lp += term_constant[t]
-        k = 0
+        power = 2.0 * term_eta[t] + s - 1.0
+        if s > 1:
+            lp += term_constant[t]
         for i in range(s):
-            r2 = 0.0
+            sd = math.exp(x[o + i])
+            value, slope = scale_logp(prior_kind[c + i], prior_a[c + i], prior_b[c + i], prior_constant[c + i], sd)
+            lp += value + x[o + i]
+            through_sd, along_row = 0.0, 0.0  # Σ_j dL_ij Lcov_ij, and Σ_j (dL_ij sd) L_ij
             for j in range(i + 1):
-                r2 += Lcov[c + i, c + j] ** 2
-            r = math.sqrt(r2)
-            value, slope = scale_logp(prior_kind[c + i], prior_a[c + i], prior_b[c + i], prior_constant[c + i], r)
-            # LKJ: (2η − 3 + s − i) log cd_i, the second transformation's log cd_i − i log r_i, and
-            # the packed transform's x_ii, with log cd_i = x_ii − log r_i
-            a = 2.0 * term_eta[t] - 3.0 + s - i + 1.0
-            lp += value + a * (x[o + k + i] - math.log(r)) - i * math.log(r) + x[o + k + i]
-            d_r = slope - (a + i) / r  # ∂/∂r_i of what depends on the row norm
-            for j in range(i + 1):
-                g = dL[c + i, c + j] + d_r * Lcov[c + i, c + j] / r
-                grad[o + k + j] = g * Lcov[c + i, c + j] + a + 1.0 if i == j else g
-            k += i + 1
+                through_sd += dL[c + i, c + j] * Lcov[c + i, c + j]
+                along_row += dL[c + i, c + j] * sd * Lcorr[c + i, c + j]
+            grad[o + i] = through_sd + slope * sd + 1.0
+            if s == 1:
+                continue
+            N = norms[c + i]
+            lp -= power * math.log(N)
+            for j in range(i):  # ∂L_ik/∂z_ij = (δ_kj − L_ik L_ij)/N_i
+                z = Lcorr[c + i, c + j] * N
+                grad[o + s + corr_index(s, i, j)] = ((dL[c + i, c + j] * sd - along_row * Lcorr[c + i, c + j]) / N
+                                                     - power * z / (N * N))
     return lp, grad

@@ -11,6 +11,7 @@ import xarray as xr
 from bayeslmm import bayes
 from bayeslmm.checks import check_level, check_same_weights
 from bayeslmm.errors import LMMError
+from bayeslmm.inference.emmeans import posterior_contrasts, posterior_emmeans
 from bayeslmm.model.covariance import corr_variable, effect_dim, pair_dim, sd_variable, term_pairs, varcorr_rows
 from bayeslmm.model.variance_partition import variance_partition, variance_rows
 from bayeslmm.persist import save_posterior
@@ -106,6 +107,32 @@ class BayesResult(SpecCounts):
         rows.append(("Residual", None, None))
         draws[f"r{len(rows)}"] = posterior["sigma"]
         return _labelled(_summary(draws, level), rows, ["grp", "var1", "var2"])
+
+    def emmeans(self, specs, by=None, at=None, level: float = 0.95, point: str = "median",
+                interval: str = "hpd") -> pd.DataFrame:
+        """Estimated marginal means over the posterior, as emmeans reports them for brms.
+
+        The reference grid and ``specs, by, at`` are :meth:`LMMResult.emmeans`'s; each mean is a
+        linear function l'β, summarised over the draws of β by its ``point`` (``"median"``, as
+        emmeans, or ``"mean"``) and ``interval`` (``"hpd"``: highest posterior density, columns
+        ``lower.HPD, upper.HPD``; ``"eti"``: equal-tailed, ``lower.ETI, upper.ETI``).
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> model = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy"))
+        >>> post = model.fit(method="NUTS", draws=200, tune=300, chains=2, random_seed=1, progressbar=False)
+        >>> list(post.emmeans("Days", at={"Days": [0, 9]}).columns)
+        ['Days', 'emmean', 'lower.HPD', 'upper.HPD']
+        """
+        return posterior_emmeans(self, specs, by=by, at=at, level=level, point=point, interval=interval)
+
+    def contrasts(self, specs, method: str = "pairwise", by=None, at=None, level: float = 0.95,
+                  point: str = "median", interval: str = "hpd") -> pd.DataFrame:
+        """Contrasts of the posterior's marginal means (``"pairwise"`` or ``"trt.vs.ctrl"``):
+        ``contrast``, the by variables, ``estimate`` and the interval, as :meth:`emmeans`."""
+        return posterior_contrasts(self, specs, method=method, by=by, at=at, level=level, point=point,
+                                   interval=interval)
 
     def residual_params(self, level: float = 0.95) -> pd.DataFrame:
         """Posterior of the residual structure: ρ, sd ratios per level (the first is 1 by

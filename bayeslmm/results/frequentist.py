@@ -13,6 +13,7 @@ from bayeslmm.fit.state import FitState
 from bayeslmm.inference import bootstrap as bootstrap_inference
 from bayeslmm.inference import profile as profile_inference
 from bayeslmm.inference import variance
+from bayeslmm.inference.emmeans import contrast_table, emmeans_table
 from bayeslmm.inference.fixed_effects import coef_table, f_tests
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.covariance import covariance, sd_cor, term_factors, term_labels, varcorr_rows
@@ -119,6 +120,50 @@ class LMMResult(SpecCounts):
         [2191.89, 1.41, 14.65]
         """
         return f_tests(self, type=type, ddf=ddf)
+
+    def emmeans(self, specs, by=None, at=None, ddf: str = "satterthwaite", level: float = 0.95) -> pd.DataFrame:
+        """Estimated marginal means, as R's ``emmeans(fit, specs, by, at, lmer.df = ddf)``.
+
+        ``specs``: a predictor's name, a list of names or emmeans' text ``"~ treat | time"``;
+        ``by``: names to condition on; ``at``: values of predictors in the reference grid
+        (``{"time": [152, 258]}``; a factor's subset of levels).  Factors are at all their levels,
+        covariates at their mean, and the means average the other factors with equal weights.
+        Columns: the specs and by variables, ``emmean, SE, df, lower.CL, upper.CL``
+        (``asymp.LCL, asymp.UCL`` when ``ddf="asymptotic"``); ``ddf``: ``"satterthwaite"``,
+        ``"kenward-roger"`` (adjusted SE, REML) or ``"asymptotic"``.  See
+        :mod:`bayeslmm.inference.reference_grid`.
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> fit = blm.LMM("size ~ time * treat + (1 | tree)", blm.datasets.load("Sitka")).fit()
+        >>> table = fit.emmeans("treat", by="time", at={"time": [152, 258]}, ddf="kenward-roger")
+        >>> table[["treat", "time", "emmean"]].round(3).values.tolist()
+        [['control', 152.0, 4.272], ['ozone', 152.0, 4.169], ['control', 258.0, 5.772], ['ozone', 258.0, 5.442]]
+        """
+        return emmeans_table(self, specs, by=by, at=at, ddf=ddf, level=level)
+
+    def contrasts(self, specs, method: str = "pairwise", by=None, at=None, ddf: str = "satterthwaite",
+                  adjust: str | None = None) -> pd.DataFrame:
+        """Contrasts of estimated marginal means, as R's ``contrast(emmeans(...), method, adjust)``.
+
+        ``method="pairwise"`` (every pair, first − second; adjusted by ``"tukey"`` by default) or
+        ``"trt.vs.ctrl"`` (each mean − the first; ``"dunnettx"`` by default); ``adjust`` also
+        ``"sidak"``, ``"bonferroni"``, ``"holm"`` or ``"none"``, within each ``by`` group.
+        ``specs, by, at, ddf`` as in :meth:`emmeans`.  Columns: ``contrast``, the by variables,
+        ``estimate, SE, df, t.ratio, p.value`` (``z.ratio`` when ``ddf="asymptotic"``).
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> fit = blm.LMM("diameter ~ sample + (1 | plate)", blm.datasets.load("Penicillin")).fit()
+        >>> table = fit.contrasts("sample", method="trt.vs.ctrl")
+        >>> table["contrast"].tolist()
+        ['B - A', 'C - A', 'D - A', 'E - A', 'F - A']
+        >>> table["estimate"].round(3).tolist()
+        [-3.208, -0.25, -2.292, -2.208, -5.208]
+        """
+        return contrast_table(self, specs, method=method, by=by, at=at, ddf=ddf, adjust=adjust)
 
     def confint(self, method: str = "profile", level: float = 0.95, n: int = 1000, seed=None) -> pd.DataFrame:
         """Intervals for sds, correlations, σ and fixed effects (``lower, upper``), lme4's labels.

@@ -6,7 +6,7 @@ import pandas as pd
 
 from bayeslmm import checks, frames
 from bayeslmm.errors import LMMError
-from bayeslmm.formula.design import covariate_columns, level_labels
+from bayeslmm.formula.design import covariate_columns, evaluate_new_rows, level_labels, new_fixed_matrix
 from bayeslmm.formula.frame import formulae_frame
 from bayeslmm.model.spec import ModelSpec
 
@@ -27,14 +27,13 @@ def new_data_matrices(spec: ModelSpec, newdata: pd.DataFrame, allow_new_levels: 
     design = spec.design
     checks.check_columns_exist([column.source for column in design.level_columns], newdata)
     frame = formulae_frame(newdata, design.level_columns, fitting=False)
-    X = (np.zeros((len(frame), 0)) if design.fixed.common is None
-         else _evaluate(design.fixed.common, frame)[:, design.kept_columns])
+    X = new_fixed_matrix(design, frame)
     offset = _new_offset(design, frame)
     factors = []
     for f, factor in enumerate(spec.factors if include_re else ()):
         group = design.factor_groups[f]
         checks.check_columns_exist(list(group), newdata)
-        raw = np.column_stack([_evaluate(design.bars[b].common, frame)
+        raw = np.column_stack([evaluate_new_rows(design.bars[b].common, frame)
                                for b, owner in enumerate(design.bar_factor) if owner == f])
         labels = level_labels(newdata, group)
         codes = pd.Index(factor.levels).get_indexer(labels)
@@ -53,14 +52,7 @@ def with_offset(values: np.ndarray, offset: np.ndarray | None) -> np.ndarray:
 def _new_offset(design, frame: pd.DataFrame) -> np.ndarray | None:
     if not design.offsets:
         return None
-    return sum(_evaluate(offset.common, frame)[:, 0] for offset in design.offsets)
-
-
-def _evaluate(common, newdata: pd.DataFrame) -> np.ndarray:
-    try:
-        return np.asarray(common.evaluate_new_data(newdata)).astype(float)
-    except Exception as err:  # formulae reports missing columns and unseen categories this way
-        raise LMMError(f"could not evaluate the model's predictors on newdata: {err}") from None
+    return sum(evaluate_new_rows(offset.common, frame)[:, 0] for offset in design.offsets)
 
 
 def _check_new_levels(name, newdata, group, codes, allow_new_levels) -> None:

@@ -40,10 +40,8 @@ def _parameters_at(model_pm, point):
     values = dict(zip([v.name for v in model_pm.unobserved_value_vars],
                       model_pm.compile_fn(model_pm.unobserved_value_vars, inputs=model_pm.value_vars,
                                           on_unused_input="ignore")(point)))
-    sigma, packed = values["sigma"], values["chol_Subject"]
-    chol = np.zeros((2, 2))
-    chol[np.tril_indices(2)] = packed
-    return float(sigma), chol
+    sigma = values["sigma"]
+    return float(sigma), values["sd_Subject"][:, None] * values["corr_chol_Subject"]
 
 
 def test_marginal_model_log_density_is_the_shared_log_density(model):
@@ -314,8 +312,8 @@ def test_loo_by_observation_and_by_group(quick, model, sleepstudy_module):
 def test_hierarchical_model_structure(model, sleepstudy_module):
     hier = model.pymc_model(marginalize=False)
     names = {v.name for v in hier.free_RVs}
-    assert names == {"sigma", "chol_Subject", "beta_centred", "z_Subject"}
-    assert {d.name for d in hier.deterministics} >= {"beta", "b_Subject", "sd_Subject", "corr_Subject"}
+    assert names == {"sigma", "sd_Subject", "corr_chol_Subject", "beta_centred", "z_Subject"}
+    assert {d.name for d in hier.deterministics} >= {"beta", "b_Subject", "corr_Subject"}
     assert hier.named_vars_to_dims["b_Subject"] == ("Subject", "Subject_effect")
     assert list(hier.coords["Subject"]) == list(model.spec.factors[0].levels)
     uncorrelated = blm.LMM("Reaction ~ Days + (Days || Subject)", sleepstudy_module).pymc_model()
@@ -423,9 +421,7 @@ def test_marginal_log_density_with_several_factors_is_the_shared_one(formula, da
             if term.size == 1:
                 chols.append(np.reshape(values[f"sd_{label}"], (1, 1, 1)))
             else:
-                L = np.zeros((term.size, term.size))
-                L[np.tril_indices(term.size)] = values[f"chol_{label}"]
-                chols.append(L[None])
+                chols.append((values[f"sd_{label}"][:, None] * values[f"corr_chol_{label}"])[None])
         fact = ld.factorize_T(bayes.factor_Ts(setup, chols, np.array([sigma]), 0), model.stats)
         shared = -0.5 * ld.deviance_beta_integrated(fact.C, fact.logdet, model.spec.n, sigma**2,
                                                     prior.precision, prior.shift, prior.constant)

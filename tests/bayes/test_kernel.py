@@ -6,6 +6,7 @@ import warnings
 
 import numba
 import numpy as np
+import pandas as pd
 import pytest
 from numba.core.caching import CacheImpl  # numba's list of cache directories to try
 from scipy import stats
@@ -82,6 +83,38 @@ def test_kernel_equals_pymc_with_prior_weights_and_uncorrelated_terms(sleepstudy
     weights = np.random.default_rng(3).uniform(0.5, 2.0, len(sleepstudy))
     model = blm.LMM("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", sleepstudy, weights=weights)
     _assert_kernel_equals_pymc(model)
+
+
+def test_kernel_equals_pymc_with_three_correlated_columns(sleepstudy):
+    """Three columns: the CholeskyCorr vector's three entries in PyMC's order (its "spiral" fill)."""
+    data = sleepstudy.assign(late=(sleepstudy["Days"] > 4).astype(float))
+    _assert_kernel_equals_pymc(blm.LMM("Reaction ~ Days + (1 + Days + late | Subject)", data))
+
+
+def test_correlation_factor_matches_pymcs_cholesky_corr_transform():
+    """The kernel's map from the unconstrained vector to the correlation's Cholesky factor is PyMC's
+    CholeskyCorr backward transform, and kernel_nuts' inverse its forward one, for 2 to 5 columns."""
+    from pymc.distributions.transforms import CholeskyCorrTransform
+
+    from bayeslmm.bayes.kernel_nuts import from_unconstrained, to_unconstrained
+    from bayeslmm.linalg.compiled import correlation_cholesky
+
+    rng = np.random.default_rng(4)
+    for size in range(2, 6):
+        z = rng.normal(size=size * (size - 1) // 2)
+        L = np.zeros((size, size))
+        correlation_cholesky(z, size, L)
+        np.testing.assert_allclose(L, CholeskyCorrTransform(size).backward(z).eval(), rtol=0, atol=1e-14)
+        data = pd.DataFrame({"g": np.repeat(["a", "b", "c"], 10), "y": rng.normal(size=30)})
+        columns = [f"x{k}" for k in range(size - 1)]
+        data = data.assign(**{c: rng.normal(size=30) for c in columns})
+        model = blm.LMM(f"y ~ 1 + (1 + {' + '.join(columns)} | g)", data)
+        setup = model._bayes_setup(None)
+        x = rng.normal(size=1 + size + z.size)
+        point = from_unconstrained(setup, x)
+        np.testing.assert_allclose(CholeskyCorrTransform(size).forward(point["corr_chol_g"]).eval(),
+                                   x[1 + size:], rtol=1e-12)
+        np.testing.assert_allclose(to_unconstrained(setup, point), x, rtol=1e-12, atol=1e-14)
 
 
 def test_kernel_does_not_cover_several_factors_or_residual_structures():

@@ -45,8 +45,8 @@ from bayeslmm.model.covariance.maps import (
 )
 from bayeslmm.model.covariance.names import (
     SIGMA,
-    chol_variable,
     cor_name,
+    corr_chol_variable,
     corr_variable,
     effect_dim,
     pair_coords,
@@ -81,7 +81,7 @@ __all__ = [
     "grouping_factors", "lkj_of_theta", "sd_cor",
     "sdcor_matrices", "sdcor_of_theta", "sdcor_vector", "term_factors", "term_slices", "theta_lower",
     "theta_of_factors", "theta_of_lkj", "theta_of_sdcor",
-    "SIGMA", "chol_variable", "cor_name", "corr_variable", "effect_dim", "pair_coords", "pair_dim",
+    "SIGMA", "corr_chol_variable", "cor_name", "corr_variable", "effect_dim", "pair_coords", "pair_dim",
     "random_effect_coords", "sd_name", "sd_variable", "sdcor_names", "term_labels", "term_pairs", "theta_names",
     "varcorr_rows",
     "columnwise_from_rowwise", "columnwise_indices", "correlation_pairs", "lower_triangle", "n_parameters",

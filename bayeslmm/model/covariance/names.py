@@ -67,9 +67,9 @@ def corr_variable(label: str) -> str:
     return f"corr_{label}"
 
 
-def chol_variable(label: str) -> str:
-    """The packed LKJ Cholesky factor's name (row-wise packing)."""
-    return f"chol_{label}"
+def corr_chol_variable(label: str) -> str:
+    """The Cholesky factor of a correlated term's correlation matrix (PyMC's LKJCorr variable)."""
+    return f"corr_chol_{label}"
 
 
 def effect_dim(label: str) -> str:
