@@ -19,6 +19,7 @@ from bayeslmm.model.covariance import ThetaLayout, term_labels, theta_layout
 from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results.bayesian import BayesResult
 from bayeslmm.results.frequentist import LMMResult, check_method
+from bayeslmm.results.posterior_printing import prior_table
 from bayeslmm.threads import one_blas_thread
 
 
@@ -46,6 +47,11 @@ class LMM:
         drop their rows, as for the formula's columns) or one positive number per row of
         ``data``.  They scale every row of [y X Z] by √w_i in the sufficient statistics and
         add ½ Σ log w_i to the log-likelihood, as in lme4.  Not combined with ``residual``.
+    data_name : str, optional
+        What the summaries' ``Data:`` line calls the data (lme4 prints the expression passed as
+        ``data``, which Python cannot see).  By default ``data.attrs["name"]`` when the frame
+        has one — :func:`bayeslmm.datasets.load` names the bundled data sets so, and pandas
+        carries the name through copies and subsets — and otherwise ``"data"``.
 
     Examples
     --------
@@ -54,10 +60,14 @@ class LMM:
     >>> fit = model.fit(method="REML")
     >>> round(fit.sigma, 4)
     25.5918
+    >>> blm.LMM("y ~ x", pd.DataFrame({"x": [1, 2, 3, 4], "y": [1, 3, 2, 5]}), data_name="trial").spec.data_name
+    'trial'
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, residual=None, weights=None, **unknown):
+    def __init__(self, formula: str, data: pd.DataFrame, residual=None, weights=None, data_name: str | None = None,
+                 **unknown):
         checks.check_arguments(unknown, LMM.__init__)
+        data_name = str(data_name or getattr(data, "attrs", {}).get("name") or "data")
         residual = cov.parse(residual) if isinstance(residual, str) else (residual or cov.Independent())
         if weights is not None and residual.columns:
             raise LMMError("weights cannot be combined with a residual structure yet (both set the errors' "
@@ -71,6 +81,7 @@ class LMM:
         self.spec: ModelSpec = build_spec(formula, data, extra_columns=tuple(residual.columns) + weight_column)
         if weights is not None:
             self.spec = _with_weights(self.spec, weights, data)
+        self.spec = dataclasses.replace(self.spec, data_name=data_name)
         rows = data.loc[self.spec.row_labels, list(residual.columns)] if residual.columns else None
         self.residual = residual.bind(rows) if rows is not None else None
         if self.residual is not None:
@@ -169,6 +180,21 @@ class LMM:
     def pymc_model(self, marginalize: bool = False, priors: dict | None = None):
         """The PyMC model: hierarchical (b = L z, non-centred) or with b and β integrated out."""
         return bayes.build_model(self._bayes_setup(priors), marginalize)
+
+    def prior_summary(self, priors: dict | None = None) -> pd.DataFrame:
+        """The priors ``fit(method="NUTS", priors=priors)`` would sample with, their data-scaled
+        values filled in, one row per parameter (brms's ``prior_summary``; see
+        :meth:`bayeslmm.results.bayesian.BayesResult.prior_summary`).
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> model = blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy"))
+        >>> model.prior_summary()["prior"].tolist()  # doctest: +NORMALIZE_WHITESPACE
+        ['Normal(mu=298.5, sigma=140.4)', 'Normal(mu=0, sigma=48.89)', 'LKJ(2)', 'HalfStudentT(nu=3, sigma=56.17)',
+         'HalfStudentT(nu=3, sigma=10.52)', 'Exponential(scale=56.17)']
+        """
+        return prior_table(self.spec, self._bayes_setup(priors).priors, residual=self.residual is not None)
 
     def sample_prior_predictive(self, draws: int = 500, priors: dict | None = None, random_seed=None):
         """Draws from the priors and the prior predictive of y (ArviZ DataTree)."""

@@ -56,6 +56,7 @@ def load_posterior(path: Path):
     del tree[persist.MODEL_GROUP]
     rows = persist.rows_frame(model_data)
     weights = rows.pop(persist.WEIGHTS).to_numpy() if persist.WEIGHTS in rows.columns else None
-    model = LMM(attrs["formula"], rows, residual=persist.decode(attrs["residual"]), weights=weights)
+    model = LMM(attrs["formula"], rows, residual=persist.decode(attrs["residual"]), weights=weights,
+                data_name=attrs.get("data_name"))  # absent from files saved before it was stored
     setup = bayes.BayesSetup(model.spec, model.stats, persist.decode(attrs["priors"]), model.residual)
     return BayesResult(setup, tree, bool(attrs["marginalize"]), attrs["sampler"], model=model)

@@ -63,7 +63,8 @@ def _model_dataset(result) -> xr.Dataset:
     dataset = rows_dataset(rows)
     dataset.attrs.update(format=FORMAT, version=VERSION, formula=result.spec.formula,
                          residual=encode(result.structure), priors=encode(result.setup.priors),
-                         marginalize=int(result.marginalize), sampler=result.sampler)
+                         marginalize=int(result.marginalize), sampler=result.sampler,
+                         data_name=result.spec.data_name)
     return dataset
 
 

@@ -18,12 +18,16 @@ def load(name: str) -> pd.DataFrame:
     >>> import bayeslmm as blm
     >>> blm.datasets.load("sleepstudy").shape
     (180, 3)
+    >>> blm.datasets.load("sleepstudy").attrs["name"]
+    'sleepstudy'
     """
     match = {n.lower(): n for n in NAMES}.get(str(name).lower())
     if match is None:
         raise LMMError(f"no bundled data set {name!r}; choose one of {', '.join(NAMES)}")
     with resources.files(__package__).joinpath(f"{match}.csv").open() as handle:
-        return pd.read_csv(handle, dtype=_dtypes(match))
+        data = pd.read_csv(handle, dtype=_dtypes(match))
+    data.attrs["name"] = match  # what a summary's "Data:" line prints (see bayeslmm.LMM)
+    return data
 
 
 def _dtypes(name: str) -> dict[str, type]:

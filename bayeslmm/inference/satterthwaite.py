@@ -1,10 +1,14 @@
 """Satterthwaite's degrees of freedom (lmerTest): the gradient of a contrast's variance in the
-covariance parameters and their asymptotic covariance, by Richardson-extrapolated differences.
+covariance parameters and their asymptotic covariance, by Richardson-extrapolated differences:
+second differences of the deviance, or, with two or more grouping factors (where θ can have
+dozens of entries), first differences of its exact gradient (2k gradients per level, not 2k²
+deviances).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from bayeslmm.linalg import gradient as gr
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.threads import one_blas_thread
 
@@ -51,11 +55,46 @@ def satterthwaite_pieces(fit):
         return v[theta_size] ** 2 * LXinv.T @ LXinv
 
     step = 1e-2 * np.maximum(np.abs(varpar), 1e-2)
-    hessian = _richardson(lambda h: _hessian(deviance, varpar, h), step)
+    if state.stats.n_factors > 1 and state.phi.size == 0:  # many θ: differences of the exact gradient
+        beta = fit.fixef().to_numpy()
+        hessian = _richardson(lambda h: _jacobian(
+            lambda v: deviance_gradient(v, state.stats, layout, reml, beta), varpar, h), step)
+        hessian = 0.5 * (hessian + hessian.T)
+    else:
+        hessian = _richardson(lambda h: _hessian(deviance, varpar, h), step)
     A = 2.0 * np.linalg.pinv(hessian)
     gradients = _richardson(lambda h: np.stack(
         [(vcov_matrix(varpar + e) - vcov_matrix(varpar - e)) / (2 * e.sum()) for e in np.diag(h)]), step)
     return gradients, A
+
+
+def deviance_gradient(varpar, stats, layout, reml: bool, beta) -> np.ndarray:
+    """The exact gradient in (θ, σ) of the unprofiled deviance that :func:`satterthwaite_pieces`
+    differentiates twice, for two or more grouping factors: D = log|L|² + (ML) n log 2πσ² +
+    c'Cc/σ², c = [−β; 1], or (REML, β integrated) log|L|² + log|C_XX| + (n − p) log 2πσ² +
+    r²/σ², r² = c'Cc at β̂(θ) (the envelope theorem).  ∂/∂θ is ∂log|L|² plus ∂tr(KC) with
+    K = cc'/σ² (+ C_XX⁻¹ for REML): the selected-inversion formulas of the REML/ML gradient."""
+    theta, sigma = varpar[: layout.size], varpar[layout.size]
+    fact = ld.factorize(theta, stats, layout)
+    prof = ld.profile(fact, stats.p)
+    p = stats.p
+    c = np.append(-(prof.beta if reml else beta), 1.0)
+    K = np.outer(c, c) / sigma**2
+    if reml and p:
+        LXinv = ld.solve_lower(prof.LX, np.eye(p))
+        K[:p, :p] += LXinv.T @ LXinv
+    matrices = [2.0 * d + e for d, e in zip(gr.logdet_derivatives(fact, stats), gr.schur_derivatives(fact, stats, K))]
+    grad = np.zeros(varpar.size)
+    for matrix, (rows, cols, index) in zip(matrices, layout.entries):
+        grad[index] = matrix[rows, cols]
+    dof = stats.n - p if reml else stats.n
+    grad[layout.size] = 2.0 * dof / sigma - 2.0 * float(c @ fact.C @ c) / sigma**3
+    return grad
+
+
+def _jacobian(gradient, x, step) -> np.ndarray:
+    """Central differences of a gradient: the Hessian's columns, one pair of gradients each."""
+    return np.column_stack([(gradient(x + e) - gradient(x - e)) / (2 * e.sum()) for e in np.diag(step)])
 
 
 def _richardson(derivative, step, levels: int = 3):

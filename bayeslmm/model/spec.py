@@ -71,6 +71,8 @@ class ModelSpec:
     offset: np.ndarray | None = field(default=None, compare=False, repr=False)  # (n,)
     # lme4's prior weights: Var(ε_i) = σ² / w_i
     weights: np.ndarray | None = field(default=None, compare=False, repr=False)  # (n,)
+    # what the summary's "Data:" line calls the data (lme4 prints the call's expression)
+    data_name: str = field(default="data", compare=False)
 
     @property
     def observed(self) -> np.ndarray:

@@ -1,7 +1,6 @@
 """BayesResult: a posterior from NUTS, as ArviZ data and pandas tables lme4/brms users know."""
 from __future__ import annotations
 
-import html
 import warnings
 
 import numpy as np
@@ -17,6 +16,7 @@ from bayeslmm.model.variance_partition import variance_partition, variance_rows
 from bayeslmm.persist import save_posterior
 from bayeslmm.results.counts import SpecCounts
 from bayeslmm.results.newdata import new_data_matrices, read_newdata
+from bayeslmm.results.posterior_printing import BayesSummary, prior_table
 
 RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100  # bulk/tail ESS below 100 per chain is reported as low (Vehtari et al. 2021)
@@ -206,8 +206,33 @@ class BayesResult(SpecCounts):
         found["problems"] = tuple(problems)
         return found
 
-    def summary(self) -> "BayesSummary":
-        return BayesSummary(self)
+    def summary(self, level: float = 0.95) -> BayesSummary:
+        """The posterior's report: fixed effects, sds and correlations, σ and the residual
+        structure (mean, sd, the ``level`` equal-tailed interval, ESS and R-hat), and the
+        sampler's diagnostics; text with ``print``, HTML in Jupyter."""
+        return BayesSummary(self, level=level)
+
+    def prior_summary(self) -> pd.DataFrame:
+        """The priors this posterior was sampled with, their data-scaled values filled in, one
+        row per parameter, as brms's ``prior_summary(fit)`` lists them (columns ``prior, class,
+        coef, group, lb, ub, source``; see :func:`~bayeslmm.results.posterior_printing.prior_table`).
+        :meth:`bayeslmm.LMM.prior_summary` shows them before sampling.
+
+        Examples
+        --------
+        >>> import bayeslmm as blm
+        >>> from bayeslmm.priors import HalfNormal
+        >>> model = blm.LMM("Reaction ~ Days + (1 | Subject)", blm.datasets.load("sleepstudy"))
+        >>> post = model.fit(method="NUTS", priors={"sigma": HalfNormal(50)}, draws=100, tune=100, chains=1,
+        ...                  random_seed=1, progressbar=False)
+        >>> post.prior_summary()
+                           prior     class        coef   group lb ub  source
+           Normal(mu=298.5, sigma=140.4) Intercept                            default
+              Normal(mu=0, sigma=48.89)         b        Days                default
+        HalfStudentT(nu=3, sigma=56.17)        sd (Intercept) Subject  0    default
+                HalfNormal(sigma=50)     sigma                      0       user
+        """
+        return prior_table(self.spec, self.setup.priors, residual=self.setup.residual is not None)
 
     def __repr__(self) -> str:
         return str(self.summary())
@@ -352,67 +377,3 @@ def _bare(values) -> xr.DataArray:
 def _labelled(table: pd.DataFrame, keys: list[tuple], names: list[str]) -> pd.DataFrame:
     labels = pd.DataFrame(keys, columns=names)
     return pd.concat([labels, table.reset_index(drop=True)], axis=1)
-
-
-class BayesSummary:
-    """Text and HTML report of a posterior: fixed effects, variance components, diagnostics."""
-
-    def __init__(self, result: BayesResult):
-        self.result = result
-        self.fixed_effects = result.fixef()
-        self.random_effects = result.varcorr()
-        self.residual = result.residual_params()
-        self.diagnostics = result.diagnostics
-
-    def _header(self) -> list[str]:
-        r = self.result
-        how = "random effects and fixed effects integrated out, then drawn exactly" if r.marginalize else \
-            "hierarchical model"
-        d = self.diagnostics
-        groups = "; ".join(f"{f.name}, {f.n_levels}" for f in r.spec.factors)
-        return [f"Bayesian linear mixed model (NUTS via {r.sampler}; {how})",
-                f"Formula: {r.spec.formula}",
-                f"Draws: {d['draws']} ({r.posterior.sizes['chain']} chains); number of obs: {r.spec.n}"
-                + (f", groups: {groups}" if groups else "")]
-
-    def _diagnostic_lines(self) -> list[str]:
-        d = self.diagnostics
-        lines = [f"Divergences: {d['divergences']}; max R-hat: {d['max_r_hat']:.3f}; "
-                 f"min ESS bulk/tail: {d['min_ess_bulk']:.0f}/{d['min_ess_tail']:.0f}"]
-        return lines + [f"WARNING: {p}" for p in d["problems"]]
-
-    def __str__(self) -> str:
-        cols = [c for c in self.fixed_effects.columns if c not in ("mcse_mean", "mcse_sd")]
-        return "\n".join(self._header() + ["", "Fixed effects:",
-                                            self.fixed_effects[cols].to_string(float_format=lambda v: f"{v:.4g}"),
-                                            "", "Random effects (sd, correlation) and residual sd:",
-                                            self._labelled_blank(self.random_effects)[
-                                                ["grp", "var1", "var2", *cols]].to_string(
-                                                index=False, float_format=lambda v: f"{v:.4g}"),
-                                            ""] + self._residual_lines(cols) + self._diagnostic_lines()) + "\n"
-
-    @staticmethod
-    def _labelled_blank(table: pd.DataFrame) -> pd.DataFrame:
-        """Empty label cells printed blank, as lme4 prints them (pandas shows a column of only
-        None as "None" whatever ``na_rep`` says)."""
-        labels = ["grp", "var1", "var2"]
-        return table.assign(**{c: table[c].astype(object).where(table[c].notna(), "") for c in labels})
-
-    def _residual_lines(self, cols) -> list[str]:
-        if self.residual.empty:
-            return []
-        return ["Residual structure:", self.residual[cols].to_string(float_format=lambda v: f"{v:.4g}"), ""]
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        parts = [f"<p>{html.escape(line)}</p>" for line in self._header()]
-        parts += ["<p><b>Fixed effects</b></p>", self.fixed_effects.to_html(float_format=lambda v: f"{v:.4g}"),
-                  "<p><b>Random effects and residual sd</b></p>",
-                  self._labelled_blank(self.random_effects).to_html(index=False,
-                                                                         float_format=lambda v: f"{v:.4g}")]
-        if not self.residual.empty:
-            parts += ["<p><b>Residual structure</b></p>", self.residual.to_html(float_format=lambda v: f"{v:.4g}")]
-        parts += [f"<p>{html.escape(line)}</p>" for line in self._diagnostic_lines()]
-        return "\n".join(parts)
