@@ -147,3 +147,12 @@ def test_from_r_check_catches_a_wrong_call(span, problem):
             _resolve(node) if isinstance(node, ast.Attribute) else None
             if isinstance(node, ast.Call):
                 _check_keywords(node)
+
+
+def test_every_page_and_notebook_is_in_the_nav():
+    """A page or notebook left out of mkdocs.yml's nav would be built but hard to find."""
+    nav = (REPO / "mkdocs.yml").read_text().split("\nnav:", 1)[1].split("\nplugins:", 1)[0]
+    pages = [path.relative_to(REPO / "docs").as_posix() for path in (REPO / "docs").glob("*.md")]
+    pages += [f"notebooks/{path.name}" for path in (REPO / "notebooks").glob("*.ipynb")]
+    pages += [f"api/{path.name}" for path in (REPO / "docs" / "api").glob("*.md")]
+    assert [page for page in pages if f": {page}" not in nav] == []

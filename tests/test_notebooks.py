@@ -153,6 +153,14 @@ def _check_dyestuff_penicillin(ns):
     _check_fit(ns["penicillin"], PUBLIC["penicillin_crossed_reml"], 1e-5, 1e-5)
 
 
+
+def _check_dask_scaleout(ns):
+    """The fit from the Parquet files on a LocalCluster is lme4's, and the in-memory fit's (issue 14)."""
+    fit, case = ns["fit"], PUBLIC["sleepstudy_slope_reml"]
+    _check_fit(fit, case, 1e-5, 1e-5)
+    assert fit["loglik"] == pytest.approx(ns["memory"]["loglik"], abs=1e-8)
+
+
 # notebook → (probe expressions, check): the probe prints the numbers the check compares with R's
 CHECKS = {
     "sleepstudy.ipynb": ('"fit": _numbers(fit), "ml_slope": _numbers(ml_slope)', _check_sleepstudy),
@@ -164,6 +172,7 @@ CHECKS = {
                                   ' "post": _posterior(post)', _check_sleepstudy_bayesian),
     "dyestuff_penicillin.ipynb": ('"dyestuff": _numbers(dyestuff), "penicillin": _numbers(penicillin)',
                                   _check_dyestuff_penicillin),
+    "dask_scaleout.ipynb": ('"fit": _numbers(fit), "memory": _numbers(memory)', _check_dask_scaleout),
 }
 
 
