@@ -18,6 +18,11 @@ ACCEPTED = ("a pandas DataFrame (numpy- or pyarrow-backed), a polars DataFrame, 
             "or any data frame that narwhals or the dataframe interchange protocol (__dataframe__) reads")
 
 
+def is_dask_frame(data) -> bool:
+    """A ``dask.dataframe.DataFrame``, told by its type's module so that Dask is not imported."""
+    return type(data).__module__.split(".")[0] == "dask" and hasattr(data, "npartitions") and hasattr(data, "columns")
+
+
 def to_pandas(data, name: str = "data") -> pd.DataFrame:
     """``data`` as a pandas DataFrame with numpy-backed columns; LMMError for anything else.
 

@@ -20,6 +20,7 @@ from bayeslmm.model.spec import ModelSpec
 from bayeslmm.results.bayesian import BayesResult
 from bayeslmm.results.frequentist import LMMResult, check_method
 from bayeslmm.results.posterior_printing import prior_table
+from bayeslmm.scaleout import DaskLMMResult, ScaledData
 from bayeslmm.threads import one_blas_thread
 
 
@@ -37,6 +38,8 @@ class LMM:
     data : data frame
         pandas (numpy- or pyarrow-backed), polars, a pyarrow Table, or any frame narwhals or
         the dataframe interchange protocol reads; converted once to pandas, never modified.
+        A ``dask.dataframe.DataFrame`` is summarised instead, partition by partition, on the
+        active Dask scheduler (:mod:`bayeslmm.scaleout`; docs/dask.md), its rows never collected.
         Rows missing a used value are dropped with a warning.  Covariate and response
         columns holding only numbers written as text are read as numbers (with a warning).
     residual : bayeslmm.cov structure or str, optional
@@ -73,8 +76,13 @@ class LMM:
             raise LMMError("weights cannot be combined with a residual structure yet (both set the errors' "
                            "covariance); fit either weights=... with independent errors, or the residual "
                            "structure alone (cov.Heteroscedastic estimates unequal variances by group)")
-        data = frames.to_pandas(data)  # any data frame, converted once here
-        self.structure = residual  # unbound: what a saved posterior rebuilds the model with
+        self.structure = residual
+        self.scaled = None  # a Dask DataFrame's summary
+        if frames.is_dask_frame(data):
+            self.scaled = ScaledData(formula, data, residual, weights)
+            self.spec, self.residual = self.scaled.spec, self.scaled.residual
+            return
+        data = frames.to_pandas(data)  # any data frame, converted once here  # unbound: what a saved posterior rebuilds the model with
         weight_column = (weights,) if isinstance(weights, str) else ()
         if weights is not None:  # the argument's own errors first
             weights = checks.weight_values(weights, data)
@@ -90,7 +98,7 @@ class LMM:
     @cached_property
     def stats(self) -> CrossProducts:
         """Sufficient statistics, computed once and reused by every fit of this model."""
-        return cross_products(self.spec)
+        return cross_products(self.spec) if self.scaled is None else self.scaled.stats
 
     @cached_property
     def layout(self) -> ThetaLayout:
@@ -144,6 +152,8 @@ class LMM:
         self._check_options(method, start, nuts)
         if method == "NUTS":
             return self._sample({**LMM.NUTS_DEFAULTS, **nuts})
+        if self.scaled is not None:
+            return DaskLMMResult(self.scaled.fit_state(self.layout, method == "REML", start=start))
         with one_blas_thread():  # the cross-products too: the same sums on every machine
             stats = self.stats if self.residual is None else None  # re-whitened for every φ otherwise
             return LMMResult(fit_state(self.spec, self.layout, method == "REML", residual=self.residual,
@@ -172,6 +182,8 @@ class LMM:
                 warnings.warn(f"sampling the hierarchical model: marginalising {len(self.spec.factors)} grouping "
                               "factors with a residual structure is not built yet (pass marginalize=False to "
                               "silence this)", UserWarning, stacklevel=3)
+        if not marginalize:
+            self._check_rows_in_memory("the hierarchical model (marginalize=False) has a likelihood term per row")
         setup = self._bayes_setup(options.pop("priors"))
         options["sampler"] = bayes.resolve_sampler(setup, options["sampler"], marginalize)
         idata = bayes.sample(setup, marginalize=marginalize, **options)
@@ -179,6 +191,8 @@ class LMM:
 
     def pymc_model(self, marginalize: bool = False, priors: dict | None = None):
         """The PyMC model: hierarchical (b = L z, non-centred) or with b and β integrated out."""
+        if not marginalize:
+            self._check_rows_in_memory("the hierarchical model has a likelihood term per row")
         return bayes.build_model(self._bayes_setup(priors), marginalize)
 
     def prior_summary(self, priors: dict | None = None) -> pd.DataFrame:
@@ -198,9 +212,18 @@ class LMM:
 
     def sample_prior_predictive(self, draws: int = 500, priors: dict | None = None, random_seed=None):
         """Draws from the priors and the prior predictive of y (ArviZ DataTree)."""
+        self._check_rows_in_memory("the prior predictive draws y for every row")
         return bayes.prior_predictive(self._bayes_setup(priors), draws, random_seed)
 
+    def _check_rows_in_memory(self, why: str) -> None:
+        if self.scaled is not None:
+            raise LMMError(f"{why}, and a model of a Dask DataFrame does not hold its rows; use the marginalised "
+                           "posterior (fit(method='NUTS')), or a model of the rows in memory (ddf.compute())")
+
     def _bayes_setup(self, priors: dict | None) -> bayes.BayesSetup:
+        if self.scaled is not None and self.residual is not None:
+            raise LMMError("the posterior with a residual structure whitens the rows at every draw; from a Dask "
+                           "DataFrame fit it by REML/ML, or sample in memory (ddf.compute())")
         resolved = priors_module.resolve(self.spec, tuple(term_labels(self.spec.terms)), priors,
                                          residual=self.residual is not None)
         return bayes.BayesSetup(self.spec, self.stats, resolved, self.residual)

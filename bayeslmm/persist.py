@@ -35,6 +35,9 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 def save_posterior(result, path) -> Path:
     """Write ``result`` (a BayesResult) to ``path`` as netCDF."""
+    if not result.spec.rows_in_memory:
+        raise LMMError("a posterior of a Dask DataFrame model cannot be saved with its training rows (the file "
+                       "rebuilds the model from them); save the draws alone: result.idata.to_netcdf(path)")
     tree = result.idata.copy()
     tree[MODEL_GROUP] = xr.DataTree(_model_dataset(result))
     path = Path(path)

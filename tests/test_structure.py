@@ -148,8 +148,8 @@ def test_the_private_access_finder_tells_own_from_foreign():
 # the layers before it, so the pipeline reads in one direction
 LAYERS = ["bayeslmm.errors", "bayeslmm.arrays", "bayeslmm.threads", "bayeslmm.checks", "bayeslmm.frames", "bayeslmm.datasets",
           "bayeslmm.model", "bayeslmm.formula", "bayeslmm.linalg", "bayeslmm.fit", "bayeslmm.bayes",
-          "bayeslmm.inference", "bayeslmm.persist", "bayeslmm.results", "bayeslmm.lmm", "bayeslmm.loading",
-          "bayeslmm.cov", "bayeslmm.priors", "bayeslmm.plots", "bayeslmm.cli", "bayeslmm"]
+          "bayeslmm.inference", "bayeslmm.persist", "bayeslmm.results", "bayeslmm.scaleout", "bayeslmm.lmm",
+          "bayeslmm.loading", "bayeslmm.cov", "bayeslmm.priors", "bayeslmm.plots", "bayeslmm.cli", "bayeslmm"]
 
 
 def layer_of(module: str) -> int:

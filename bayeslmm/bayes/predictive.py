@@ -37,6 +37,7 @@ def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, fa
 def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
     """log N(y_i | x_iβ + z_i b, σ²/w_i) per observation and draw, ArviZ's ``log_likelihood`` group
     (w_i = 1 without prior weights)."""
+    _check_rows_in_memory(setup.spec)
     posterior = idata["posterior"].to_dataset()
     spec = setup.spec
     mu = linear_predictor(setup, posterior, spec.X, [(f.codes, f.raw) for f in spec.factors])
@@ -78,6 +79,7 @@ def _residual_group_log_likelihood(setup: BayesSetup, posterior, mu, sigma) -> x
 def group_log_likelihood(idata, setup: BayesSetup) -> xr.Dataset:
     """Each group's marginal log-likelihood (b integrated, β and θ at the draw): for leave-one-group-out."""
     spec, stats = setup.spec, setup.stats
+    _check_rows_in_memory(spec)
     if setup.residual is not None:
         raise LMMError("with a residual structure the log-likelihood is already one term per "
                        f"{setup.residual.group_name or 'row'} (its rows are correlated): use loo() or loo(by='obs')")
@@ -100,6 +102,12 @@ def group_log_likelihood(idata, setup: BayesSetup) -> xr.Dataset:
     return xr.Dataset({"y": (("chain", "draw", factor.name), out.reshape(shape))},
                       coords={"chain": posterior["chain"], "draw": posterior["draw"],
                               factor.name: list(factor.levels)})
+
+
+def _check_rows_in_memory(spec: ModelSpec) -> None:
+    if not spec.rows_in_memory:
+        raise LMMError("pointwise and per-group log-likelihoods of a posterior need the rows, which a model of a "
+                       "Dask DataFrame does not hold; fit an in-memory model (ddf.compute()) for LOO")
 
 
 def _per_group_cross_products(spec: ModelSpec) -> np.ndarray:

@@ -89,9 +89,10 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
         if marginalize:
             _add_correlations(idata, setup)
             add_conditional_draws(idata, setup, rng)
-        idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.observed)},
-                                                        coords={"obs": np.arange(setup.spec.n)}))
-        if log_likelihood:
+        if setup.spec.rows_in_memory:  # summarised data (bayeslmm.scaleout) keep their rows where they are
+            idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), setup.spec.observed)},
+                                                            coords={"obs": np.arange(setup.spec.n)}))
+        if log_likelihood and setup.spec.rows_in_memory:
             add_pointwise_log_likelihood(idata, setup)
     return idata
 

@@ -29,4 +29,5 @@ class BayesSetup:
 def coords(spec: ModelSpec, labels) -> dict[str, list]:
     """The posterior's coords: the fixed effects, the rows, then the random effects'
     (:func:`bayeslmm.model.covariance.random_effect_coords`)."""
-    return {"fixef": list(spec.fixef_names), "obs": list(range(spec.n))} | random_effect_coords(spec, labels)
+    rows = list(range(spec.n)) if spec.rows_in_memory else []  # summarised data: no rows to label
+    return {"fixef": list(spec.fixef_names), "obs": rows} | random_effect_coords(spec, labels)

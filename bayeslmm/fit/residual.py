@@ -69,17 +69,21 @@ def objective(x, spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -> flo
 
 
 class ProfiledPhi:
-    """−2ℓ as a function of φ with θ profiled out; remembers θ̂ to warm-start the next inner fit."""
+    """−2ℓ as a function of φ with θ profiled out; remembers θ̂ to warm-start the next inner fit.
 
-    def __init__(self, spec: ModelSpec, layout: ThetaLayout, bound, reml: bool):
+    ``stats_at(φ)`` gives the whitened cross-products and Σ log|R_i(φ)| (by default from the
+    spec's rows; :mod:`bayeslmm.scaleout` passes one that sums them over a Dask DataFrame's partitions)."""
+
+    def __init__(self, spec: ModelSpec, layout: ThetaLayout, bound, reml: bool, stats_at=None):
         self.spec, self.layout, self.bound, self.reml = spec, layout, bound, reml
+        self.stats_at = stats_at or (lambda phi: whitened_stats(spec, bound, phi))
         self.theta = None
         self.evaluations = 0
 
     def inner_fit(self, phi, rough: bool = True) -> tuple[OptSummary, float]:
         """θ̂(φ) and Σ log|R_i(φ)|; ``rough``: a looser stop for the search's inner fits, where
         an error in θ̂ moves the profiled value only to second order."""
-        stats, logdet = whitened_stats(self.spec, self.bound, phi)
+        stats, logdet = self.stats_at(phi)
         tolerances = ROUGH if rough else None
         fit = None
         if self.theta is not None and stats.n_factors == 1:  # None if it cannot finish
@@ -115,10 +119,13 @@ class ProfiledPhi:
         return gls_phi_gradient(self.spec, self.bound, phi, self.reml)
 
 
-def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool) -> tuple[OptSummary, np.ndarray]:
-    """Minimise −2ℓ over φ with θ profiled out, then fit θ at φ̂ (its warnings surface)."""
-    profiled = ProfiledPhi(spec, layout, bound, reml)
-    start = starting_phi(spec, bound)
+def fit_with_residual(spec: ModelSpec, layout: ThetaLayout, bound, reml: bool, stats_at=None,
+                      start=None) -> tuple[OptSummary, np.ndarray]:
+    """Minimise −2ℓ over φ with θ profiled out, then fit θ at φ̂ (its warnings surface).
+
+    ``stats_at`` as :class:`ProfiledPhi`'s; ``start``: φ's start (by default from the rows' residuals)."""
+    profiled = ProfiledPhi(spec, layout, bound, reml, stats_at)
+    start = starting_phi(spec, bound) if start is None else np.asarray(start, dtype=float)
     exact = start.size > 1 and not spec.factors and bound.has_covariance_jacobian
     if start.size == 1:
         optimizer, options = "bounded Brent", {"xatol": 1e-5, "maxiter": 200}

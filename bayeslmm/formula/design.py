@@ -73,7 +73,7 @@ def build_spec(formula: str, data: pd.DataFrame, extra_columns: tuple = ()) -> M
     offset = offset_values(offset_designs, parsed.offsets)
     y = _response(fixed, parsed)
     X, names, kept = _fixed_matrix(fixed)
-    factors, terms, bar_factor, groups = _random_part(parsed, clean, bar_designs)
+    factors, terms, bar_factor, groups = random_part(parsed, clean, bar_designs)
     design = Design(fixed, bar_designs, bar_factor, groups, kept, offset_designs, parsed, texts, clean)
     working = y if offset is None else y - offset
     spec = ModelSpec(parsed.text, parsed.response, working, X, names, factors, terms, clean.index, design,
@@ -170,8 +170,8 @@ def _fixed_matrix(fixed) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
         n = np.asarray(fixed.response.design_matrix).shape[0]
         return np.zeros((n, 0)), (), np.zeros(0, dtype=int)
     full = np.asarray(fixed.common.design_matrix, dtype=float)
-    names = _lme4_names(column_names(fixed.common))
-    order = _r_term_order(fixed.common)
+    names = lme4_names(column_names(fixed.common))
+    order = r_term_order(fixed.common)
     kept = order[checks.non_aliased_columns(full[:, order])]
     dropped = [names[j] for j in order if j not in set(kept)]
     if dropped:
@@ -184,7 +184,7 @@ def _fixed_matrix(fixed) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
     return np.ascontiguousarray(full[:, kept]), tuple(names[j] for j in kept), kept
 
 
-def _r_term_order(common) -> np.ndarray:
+def r_term_order(common) -> np.ndarray:
     """Columns ordered as R's model.matrix orders terms: by interaction order, then as written."""
     slices = list(common.slices.items())
     degree = {name: len(getattr(common.terms[name], "components", [])) for name, _ in slices}
@@ -205,20 +205,21 @@ def column_names(common) -> list[str]:
     return names
 
 
-def _lme4_names(columns) -> list[str]:
+def lme4_names(columns) -> list[str]:
     return ["(Intercept)" if c == "Intercept" else c for c in from_formulae_names(list(columns))]
 
 
 # --- random part ---------------------------------------------------------------
 
 
-def _random_part(parsed: ParsedFormula, data: pd.DataFrame, bar_designs):
-    """Code each grouping factor once and stack the columns of all its bars."""
-    groups: list[tuple[str, ...]] = []
-    for bar in parsed.bars:
-        if bar.group not in groups:
-            groups.append(bar.group)
-    coded = [group_codes(data, g) for g in groups]
+def random_part(parsed: ParsedFormula, data: pd.DataFrame, bar_designs, levels: dict | None = None):
+    """Code each grouping factor once and stack the columns of all its bars.
+
+    ``levels`` (grouping columns → level labels) gives factors levels known beforehand, e.g. a
+    data set's that ``data`` is a part of (:mod:`bayeslmm.scaleout`); by default ``data``'s own."""
+    groups = bar_groups(parsed)
+    coded = [group_codes(data, g) if levels is None else (pd.Index(levels[g]).get_indexer(level_labels(data, g)),
+                                                           tuple(levels[g])) for g in groups]
     order = sorted(range(len(groups)), key=lambda f: -len(coded[f][1]))  # stable
     rank = {f: i for i, f in enumerate(order)}
     bar_factor = tuple(rank[groups.index(bar.group)] for bar in parsed.bars)
@@ -228,11 +229,20 @@ def _random_part(parsed: ParsedFormula, data: pd.DataFrame, bar_designs):
     return tuple(factors), terms, bar_factor, tuple(groups[f] for f in order)
 
 
+def bar_groups(parsed: ParsedFormula) -> list[tuple[str, ...]]:
+    """The grouping variables of every grouping factor, in the order the bars name them."""
+    groups: list[tuple[str, ...]] = []
+    for bar in parsed.bars:
+        if bar.group not in groups:
+            groups.append(bar.group)
+    return groups
+
+
 def _factor(parsed, group, coded, bar_designs, bar_factor, index) -> GroupingFactor:
     codes, levels = coded
     mine = [b for b, f in enumerate(bar_factor) if f == index]
     raw = np.column_stack([np.asarray(bar_designs[b].common.design_matrix, float) for b in mine])
-    names = sum((_lme4_names(column_names(bar_designs[b].common)) for b in mine), [])
+    names = sum((lme4_names(column_names(bar_designs[b].common)) for b in mine), [])
     return GroupingFactor(parsed.bars[mine[0]].group_name, codes, levels, raw, tuple(names))
 
 
@@ -240,7 +250,7 @@ def _terms(bars, bar_designs, bar_factor, factors) -> tuple[RandomTerm, ...]:
     offsets = [0] * len(factors)
     terms = []
     for bar, design, f in zip(bars, bar_designs, bar_factor):
-        names = tuple(_lme4_names(column_names(design.common)))
+        names = tuple(lme4_names(column_names(design.common)))
         terms.append(RandomTerm(bar.group_name, names, f, offsets[f]))
         offsets[f] += len(names)
     # lme4 orders terms by decreasing number of levels, keeping formula order on ties
@@ -300,5 +310,5 @@ def _format_level(value) -> str:
     return text[:-2] if isinstance(value, float) and _INTEGRAL_FLOAT.match(text) else text
 
 
-__all__ = ["build_spec", "Design", "evaluate_new_rows", "group_codes", "level_labels", "new_fixed_matrix",
-           "RandomBar"]
+__all__ = ["build_spec", "Design", "bar_groups", "evaluate_new_rows", "group_codes", "level_labels", "lme4_names",
+           "new_fixed_matrix", "random_part", "r_term_order", "RandomBar"]

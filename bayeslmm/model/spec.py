@@ -73,6 +73,9 @@ class ModelSpec:
     weights: np.ndarray | None = field(default=None, compare=False, repr=False)  # (n,)
     # what the summary's "Data:" line calls the data (lme4 prints the call's expression)
     data_name: str = field(default="data", compare=False)
+    # data summarised, not held (bayeslmm.scaleout: a Dask DataFrame): the number of rows; y, X and
+    # the factors' columns are then a few moment rows with the data's means and second moments
+    summarised_rows: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def observed(self) -> np.ndarray:
@@ -101,7 +104,12 @@ class ModelSpec:
 
     @property
     def n(self) -> int:
-        return self.y.shape[0]
+        return self.y.shape[0] if self.summarised_rows is None else self.summarised_rows
+
+    @property
+    def rows_in_memory(self) -> bool:
+        """False for a spec of summarised data, whose per-row arrays are moment rows, not the data."""
+        return self.summarised_rows is None
 
     @property
     def p(self) -> int:

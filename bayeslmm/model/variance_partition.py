@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bayeslmm.errors import LMMError
 from bayeslmm.model.spec import ModelSpec
 
 INTERCEPT = "(Intercept)"
@@ -58,6 +59,10 @@ def variance_rows(spec: ModelSpec) -> list[VarianceRow]:
 def nested_in(spec: ModelSpec) -> np.ndarray:
     """``nested[f, g]``: every group of factor f lies inside one group of factor g (f in f too)."""
     factors = spec.factors
+    if len(factors) > 1 and not spec.rows_in_memory:
+        raise LMMError("intraclass correlations with several grouping factors need to know which factors are nested, "
+                       "which is read from the rows; a model of a Dask DataFrame does not hold them (fit in memory: "
+                       "bayeslmm.LMM(formula, ddf.compute()))")
     nested = np.eye(len(factors), dtype=bool)
     for f, inner in enumerate(factors):
         for g, outer in enumerate(factors):

@@ -24,6 +24,7 @@ from bayeslmm.results.counts import SpecCounts
 from bayeslmm.results.newdata import new_data_matrices, read_newdata, with_offset
 
 SINGULAR_TOLERANCE = 1e-4  # lme4's isSingular(tol = 1e-4)
+QUANTILE_NAMES = ["Min", "1Q", "Median", "3Q", "Max"]  # the summary's scaled residuals
 
 
 class LMMResult(SpecCounts):
@@ -355,6 +356,11 @@ class LMMResult(SpecCounts):
 
     # --- reports --------------------------------------------------------------------
 
+    def scaled_residual_quantiles(self) -> pd.Series:
+        """Min, quartiles and max of lme4's Pearson residuals scaled by σ̂: (y − fitted)√w_i / σ̂."""
+        scaled = self.residuals().to_numpy() / (self.sigma * self.spec.noise_scale)
+        return pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1]), index=QUANTILE_NAMES)
+
     def summary(self, ddf: str = "satterthwaite") -> printing.Summary:
         """The report lmerTest's ``summary(lmer)`` prints; text with ``print``, HTML in Jupyter.
 
@@ -366,9 +372,10 @@ class LMMResult(SpecCounts):
         :class:`bayeslmm.LMM`'s ``data_name``).  The parts are pandas tables
         (``fixed_effects``, ``random_effects``, ``correlation``, …).
 
-        Satterthwaite's df take O(k²) evaluations of the likelihood for k variance parameters:
-        a fraction of a second for a few, minutes for a maximal crossed model with dozens
-        (``ddf="asymptotic"`` is immediate).  The last summary is kept for the fit's θ.
+        Satterthwaite's df take a Hessian in the k variance parameters: O(k²) likelihood
+        evaluations with one grouping factor, O(k) exact gradients with several (under a
+        second for a maximal crossed model); ``ddf="asymptotic"`` is immediate.  The last
+        summary is kept for the fit's θ.
 
         Examples
         --------

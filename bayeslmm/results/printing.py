@@ -96,7 +96,7 @@ def summarize(fit, ddf: str = "satterthwaite") -> Summary:
         formula=fit.spec.formula,
         data_name=fit.spec.data_name,
         criteria=_criteria(fit),
-        scaled_residuals=_scaled_residuals(fit),
+        scaled_residuals=fit.scaled_residual_quantiles(),
         random_effects=random_effects_table(fit),
         counts=_counts(fit),
         fixed_effects=fixed,
@@ -145,12 +145,6 @@ def _criteria_text(criteria: pd.DataFrame) -> str:
     if cells.shape[1] == 1:
         return f"{cells.columns[0]}: {cells.iloc[0, 0]}"
     return "\n".join(_named_row(list(cells.columns), list(cells.iloc[0])))
-
-
-def _scaled_residuals(fit) -> pd.Series:
-    """Quantiles of lme4's Pearson residuals scaled by σ̂: (y − fitted)√w_i / σ̂."""
-    scaled = fit.residuals().to_numpy() / (fit.sigma * fit.spec.noise_scale)
-    return pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1]), index=["Min", "1Q", "Median", "3Q", "Max"])
 
 
 def _residual_cells(quantiles: pd.Series) -> list[str]:
