@@ -224,16 +224,12 @@ def beta_gradient(Hinv, u, sigma2):
 
 
 @njit
-def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant,
-                      want_gradient):
-    """D = −2 log p(y | T, σ) with b and β integrated (logdensity.deviance_beta_integrated),
-    and, if ``want_gradient``, ∂D/∂T (S×S) and ∂D/∂σ² at fixed T.  D is inf where a
-    Cholesky factor does not exist."""
-    S, p = ZtZ.shape[1], XYtXY.shape[0] - 1
-    ok, logdet, C, K_all, Ainv_all = schur_complement(T, ZtZ, ZtXY, XYtXY)
-    dT = np.zeros((S, S))
-    if not ok:
-        return np.inf, dT, 0.0
+def beta_integrated(C, logdet, sigma2, n, log_weights, precision, shift, constant, want_gradient):
+    """D = −2 log p(y | T, σ) from the Schur complement C and log|L|² (b and β integrated;
+    logdensity.deviance_beta_integrated) and, if ``want_gradient``, ∂D/∂C (Gc, symmetric) and
+    ∂D/∂σ² at fixed C.  D is inf where H is not positive definite."""
+    p = C.shape[0] - 1
+    Gc = np.zeros((p + 1, p + 1))
     LH, H = np.empty((p, p)), np.empty((p, p))
     h, u = np.empty((p, 1)), np.empty((p, 1))
     for i in range(p):
@@ -241,19 +237,34 @@ def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, sh
         for j in range(p):
             H[i, j] = C[i, j] / sigma2 + precision[i, j]
     if not cholesky_into(H, LH):
-        return np.inf, dT, 0.0
+        return np.inf, Gc, 0.0
     solve_spd(LH, h, u)
     D = logdet - log_weights + n * (LOG_2PI + math.log(sigma2)) + C[p, p] / sigma2 + constant
     for i in range(p):
         D += 2.0 * math.log(LH[i, i]) - h[i, 0] * u[i, 0]
     if not want_gradient:
-        return D, dT, 0.0
+        return D, Gc, 0.0
     Hinv = np.empty((p, p))
     solve_spd(LH, np.eye(p), Hinv)
     Gc = beta_gradient(Hinv, u, sigma2)
-    dT = schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc)
-    dsigma2 = (n - np.sum(Gc * C)) / sigma2
-    return D, dT, dsigma2
+    return D, Gc, (n - np.sum(Gc * C)) / sigma2
+
+
+@njit
+def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant,
+                      want_gradient):
+    """D = −2 log p(y | T, σ) with b and β integrated (logdensity.deviance_beta_integrated),
+    and, if ``want_gradient``, ∂D/∂T (S×S) and ∂D/∂σ² at fixed T.  D is inf where a
+    Cholesky factor does not exist."""
+    S = ZtZ.shape[1]
+    ok, logdet, C, K_all, Ainv_all = schur_complement(T, ZtZ, ZtXY, XYtXY)
+    dT = np.zeros((S, S))
+    if not ok:
+        return np.inf, dT, 0.0
+    D, Gc, dsigma2 = beta_integrated(C, logdet, sigma2, n, log_weights, precision, shift, constant, want_gradient)
+    if not want_gradient or not np.isfinite(D):
+        return D, dT, 0.0
+    return D, schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc), dsigma2
 
 
 @njit
@@ -304,11 +315,23 @@ def marginal_logp(x, term_start, term_size, term_offset, term_eta, term_constant
     factor and N_i = ‖[z_i, 1]‖ = 1/L_ii, LKJCorr's density (2η − 3 + S − i) log L_ii and the
     CholeskyCorr transform's Jacobian (i + 2) log L_ii add up to −(2η + S − 1) log N_i."""
     S = ZtZ.shape[1]
-    grad = np.zeros(x.shape[0])
     sigma = math.exp(x[0])
     Lcov, Lcorr, norms = covariance_cholesky(x, term_start, term_size, term_offset, S)
     D, dT, dsigma2 = marginal_deviance(Lcov / sigma, sigma * sigma, ZtZ, ZtXY, XYtXY, n, log_weights,
                                        precision, shift, constant, True)
+    return logp_from_deviance(x, D, dT, dsigma2, Lcov, Lcorr, norms, term_start, term_size, term_offset, term_eta,
+                              term_constant, prior_kind, prior_a, prior_b, prior_constant)
+
+
+@njit
+def logp_from_deviance(x, D, dT, dsigma2, Lcov, Lcorr, norms, term_start, term_size, term_offset, term_eta,
+                       term_constant, prior_kind, prior_a, prior_b, prior_constant):
+    """The log-density and its gradient in x from the likelihood's D = −2 log p(y | T, σ), its
+    derivatives ∂D/∂T (T = Lcov/σ, all columns) and ∂D/∂σ², the priors, the LKJ densities and
+    the transforms' Jacobians (:func:`marginal_logp`; the scale priors per column, σ's last)."""
+    S = Lcov.shape[0]
+    grad = np.zeros(x.shape[0])
+    sigma = math.exp(x[0])
     if not np.isfinite(D):
         return -np.inf, grad
     lp = -0.5 * D

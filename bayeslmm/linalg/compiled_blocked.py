@@ -36,8 +36,11 @@ import numpy as np
 from bayeslmm.linalg.compiled import (
     LOG_2PI,
     beta_gradient,
+    beta_integrated,
     cached,
     cholesky_into,
+    covariance_cholesky,
+    logp_from_deviance,
     njit,
     product_into,
     schur_complement,
@@ -59,12 +62,18 @@ def arguments(Ts, stats: CrossProducts) -> tuple:
     T2 = np.zeros((len(Ts) - 1, sizes.max(), sizes.max()))
     for f, T in enumerate(Ts[1:]):
         T2[f, : sizes[f], : sizes[f]] = T
+    by_level, dense = level_arguments(stats)
+    return (_f64(Ts[0]), T2, np.array(stats.levels[1:], dtype=np.int64), sizes, _f64(stats.ZtZ1),
+            _f64(stats.ZtXY1), _f64(stats.ZtZ2), _f64(stats.ZtXY2)) + by_level + (dense,)
+
+
+def level_arguments(stats: CrossProducts) -> tuple[tuple, np.ndarray]:
+    """Z2'Z1 by first-factor level (start, rows, values), and as a dense (Q2, G1·S1) array where
+    the NumPy path keeps it dense (crossed designs), else an empty (Q2, 0) one."""
     by_level = stats.z2tz1_by_level
     dense = stats.pairs.dense
     dense = np.zeros((stats.ZtZ2.shape[0], 0)) if dense is None else _f64(dense.reshape(dense.shape[0], -1))
-    return (_f64(Ts[0]), T2, np.array(stats.levels[1:], dtype=np.int64), sizes, _f64(stats.ZtZ1),
-            _f64(stats.ZtXY1), _f64(stats.ZtZ2), _f64(stats.ZtXY2), by_level.start, by_level.rows, by_level.values,
-            dense)
+    return (by_level.start, by_level.rows, by_level.values), dense
 
 
 def later_factors(dT2, Ts) -> list[np.ndarray]:
@@ -413,3 +422,50 @@ def blocked_profiled_deviance(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2,
     dT1, dT2 = blocked_vjp(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows, values,
                            dense, K, Ainv, W, L22, Y, Gc, 1.0)
     return D, dT1, dT2
+
+
+@njit
+def factor_Ts(Lcov, sigma, factor_sizes):
+    """T1 and the later T_f stacked and zero-padded (F2, S, S), from the block-diagonal Cholesky
+    factor of every factor's covariance (columns factor after factor) over σ."""
+    S1, F2 = factor_sizes[0], factor_sizes.shape[0] - 1
+    T1 = np.ascontiguousarray(Lcov[:S1, :S1]) / sigma
+    T2 = np.zeros((F2, np.max(factor_sizes[1:]), np.max(factor_sizes[1:])))
+    start = S1
+    for f in range(F2):
+        S = factor_sizes[f + 1]
+        T2[f, :S, :S] = Lcov[start : start + S, start : start + S] / sigma
+        start += S
+    return T1, T2
+
+
+@njit
+def blocked_marginal_logp(x, term_start, term_size, term_offset, prior_kind, factor_sizes, levels, term_eta,
+                          term_constant, prior_a, prior_b, prior_constant, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows,
+                          values, dense, XYtXY, n, log_weights, precision, shift, constant):
+    """:func:`bayeslmm.linalg.compiled.marginal_logp` for two or more grouping factors: the columns
+    of every factor one after another (``term_start`` and the scale priors indexed by them, σ's
+    last), the likelihood from :func:`blocked_schur` and its gradient from :func:`blocked_vjp`."""
+    total = np.sum(factor_sizes)
+    sigma = math.exp(x[0])
+    Lcov, Lcorr, norms = covariance_cholesky(x, term_start, term_size, term_offset, total)
+    T1, T2 = factor_Ts(Lcov, sigma, factor_sizes)
+    levels2, sizes2 = levels[1:], factor_sizes[1:]
+    ok, logdet, C, K, Ainv, W, L22, Y = blocked_schur(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start,
+                                                      rows, values, dense, XYtXY)
+    dT, Gc = np.zeros((total, total)), np.zeros(XYtXY.shape)
+    D, dsigma2 = np.inf, 0.0
+    if ok:
+        D, Gc, dsigma2 = beta_integrated(C, logdet, sigma * sigma, n, log_weights, precision, shift, constant, True)
+    if np.isfinite(D):
+        dT1, dT2 = blocked_vjp(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows, values, dense,
+                               K, Ainv, W, L22, Y, Gc, 1.0)
+        S1 = factor_sizes[0]
+        dT[:S1, :S1] = dT1
+        begin = S1
+        for f in range(sizes2.shape[0]):
+            S = sizes2[f]
+            dT[begin : begin + S, begin : begin + S] = dT2[f, :S, :S]
+            begin += S
+    return logp_from_deviance(x, D, dT, dsigma2, Lcov, Lcorr, norms, term_start, term_size, term_offset, term_eta,
+                              term_constant, prior_kind, prior_a, prior_b, prior_constant)
