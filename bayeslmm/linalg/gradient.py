@@ -15,7 +15,8 @@ with H_g = T1 A1_g⁻¹, Ω22 = L22⁻ᵀL22⁻¹ and F = Λ2'W21 so that Ω21 =
 
 N_g is a gather of Λ2Ω22Λ2' over the same pairs that scatter the downdate W21Λ1H'W12, so
 nothing of size n or Q1 × Q2 is formed. One grouping factor keeps the per-level formula of
-:func:`one_factor_gradient`, compiled (the kernel the Bayesian log-density runs).
+:func:`one_factor_gradient`, compiled (the kernel the Bayesian log-density runs); several factors
+whose second block is small run these formulas compiled too (:mod:`bayeslmm.linalg.compiled_blocked`).
 """
 from __future__ import annotations
 
