@@ -15,14 +15,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from bayeslmm.bayes.setup import BayesSetup
-from bayeslmm.linalg import compiled
+from bayeslmm.linalg import compiled, compiled_blocked
 from bayeslmm.model.covariance import corr_chol_variable, sd_variable
 from bayeslmm.model.priors import Exponential, HalfNormal, HalfStudentT
 
 
 def kernel_covers(setup: BayesSetup) -> bool:
-    """Whether the compiled kernel evaluates this setup's marginalised model."""
-    return setup.residual is None and len(setup.spec.factors) == 1
+    """Whether the compiled kernel evaluates this setup's marginalised model: one grouping factor,
+    or several whose second block is small (:func:`bayeslmm.linalg.compiled_blocked.covers`), and
+    no residual structure."""
+    if setup.residual is not None or not setup.spec.factors:
+        return False
+    return len(setup.spec.factors) == 1 or compiled_blocked.covers(setup.stats)
+
+
+def several_factors(setup: BayesSetup) -> bool:
+    """Whether the setup runs the several-factor kernel (:func:`bayeslmm.linalg.compiled_blocked.blocked_marginal_logp`)."""
+    return len(setup.spec.factors) > 1
 
 
 @dataclass(frozen=True)
@@ -50,22 +59,37 @@ def parameter_blocks(setup: BayesSetup) -> list[ParameterBlock]:
 
 
 def kernel_arguments(setup: BayesSetup) -> tuple:
-    """Everything after x that :func:`bayeslmm.linalg.compiled.marginal_logp` takes."""
-    spec, stats, priors = setup.spec, setup.stats, setup.priors
+    """Everything after x that :func:`bayeslmm.linalg.compiled.marginal_logp` takes (one factor) or
+    :func:`bayeslmm.linalg.compiled_blocked.blocked_marginal_logp` (several)."""
+    start, size, offset, eta, lkj, kind, a, b, constant = term_arguments(setup)
+    stats, beta = setup.stats, setup.priors.beta
+    tail = (_f64(stats.XYtXY), float(stats.n), float(stats.log_weights), _f64(beta.precision), _f64(beta.shift),
+            float(beta.constant))
+    if not several_factors(setup):
+        return (start, size, offset, eta, lkj, kind, a, b, constant, _f64(stats.ZtZ1), _f64(stats.ZtXY1)) + tail
+    sizes = np.array([f.n_columns for f in setup.spec.factors], dtype=np.int64)
+    levels = np.array(stats.levels, dtype=np.int64)
+    by_level, dense = compiled_blocked.level_arguments(stats)
+    return ((start, size, offset, kind, sizes, levels, eta, lkj, a, b, constant, _f64(stats.ZtZ1), _f64(stats.ZtXY1),
+             _f64(stats.ZtZ2), _f64(stats.ZtXY2)) + by_level + (dense,) + tail)
+
+
+def term_arguments(setup: BayesSetup) -> tuple:
+    """Per term: its first column (the factors' columns one after another), size, place in x, LKJ η
+    and constant; per column (σ last): the scale prior's code, parameters and constant."""
+    spec, priors = setup.spec, setup.priors
     terms = spec.terms
-    start = np.array([t.columns.start for t in terms], dtype=np.int64)
+    first_column = np.cumsum([0] + [f.n_columns for f in spec.factors])
+    start = np.array([first_column[t.factor] + t.columns.start for t in terms], dtype=np.int64)
     size = np.array([t.size for t in terms], dtype=np.int64)
     offset = np.array([b.start for b in parameter_blocks(setup)[1:] if not b.correlation], dtype=np.int64)
     eta = np.array([getattr(p, "eta", 1.0) for p in priors.terms], dtype=float)
     lkj = np.array([lkj_constant(e, s) if s > 1 else 0.0 for e, s in zip(eta, size)])
-    scale_priors = [None] * spec.factors[0].n_columns + [priors.sigma]
-    for term, prior in zip(terms, priors.terms):
-        scale_priors[term.columns] = prior.sds
+    scale_priors = [None] * int(first_column[-1]) + [priors.sigma]
+    for column, term, prior in zip(start, terms, priors.terms):
+        scale_priors[column : column + term.size] = prior.sds
     kind, a, b, constant = (np.array(v) for v in zip(*map(encode_scale_prior, scale_priors)))
-    beta = priors.beta
-    return (start, size, offset, eta, lkj, kind.astype(np.int64), a.astype(float), b.astype(float),
-            constant.astype(float), _f64(stats.ZtZ1), _f64(stats.ZtXY1), _f64(stats.XYtXY), float(stats.n),
-            float(stats.log_weights), _f64(beta.precision), _f64(beta.shift), float(beta.constant))
+    return start, size, offset, eta, lkj, kind.astype(np.int64), a.astype(float), b.astype(float), constant.astype(float)
 
 
 def _f64(array) -> np.ndarray:
@@ -97,4 +121,5 @@ def lkj_constant(eta: float, n: int) -> float:
 def log_density(setup: BayesSetup):
     """x ↦ (log p, ∇ log p) of the marginalised model, through the compiled kernel."""
     arguments = kernel_arguments(setup)
-    return lambda x: compiled.marginal_logp(np.asarray(x, dtype=float), *arguments)
+    kernel = compiled_blocked.blocked_marginal_logp if several_factors(setup) else compiled.marginal_logp
+    return lambda x: kernel(np.asarray(x, dtype=float), *arguments)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from bayeslmm.bayes.kernel import kernel_arguments, parameter_blocks
+from bayeslmm.bayes.kernel import kernel_arguments, parameter_blocks, several_factors
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.errors import LMMError
 from bayeslmm.linalg.compiled import corr_index, correlation_cholesky
 from bayeslmm.model.covariance import effect_dim
+from bayeslmm.threads import one_blas_thread
 
 
 def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chains: int, random_seed,
@@ -44,14 +45,16 @@ def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chai
     # nutpie's model of C callbacks (its numba path's class, given our callbacks and user data)
     compiled = CompiledPyMCModel(
         _n_dim=x0.size, dims={}, _coords={}, _shapes=dict(zip(names, shapes)),
-        compiled_logp_func=nutpie_callbacks.logp_callback, compiled_expand_func=nutpie_callbacks.expand_callback,
+        compiled_logp_func=(nutpie_callbacks.blocked_logp_callback if several_factors(setup)
+                            else nutpie_callbacks.logp_callback), compiled_expand_func=nutpie_callbacks.expand_callback,
         initial_point_func=initial_point, shared_data={}, shared_var_keys={}, user_data=header,
         n_expanded=int(ends[-1]), shape_info=(names, slices, shapes),
         logp_func=None, expand_func=None)
     seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
     options = {} if cores is None else {"cores": cores}
-    trace = nutpie_sample(compiled, draws=draws, tune=max(tune, 1), chains=chains, seed=seed, save_warmup=False,
-                          progress_bar=progressbar, target_accept=target_accept, **options)
+    with one_blas_thread():  # the several-factor kernel's LAPACK Cholesky, on each of nutpie's threads
+        trace = nutpie_sample(compiled, draws=draws, tune=max(tune, 1), chains=chains, seed=seed, save_warmup=False,
+                              progress_bar=progressbar, target_accept=target_accept, **options)
     del arrays  # the header holds their addresses: alive until sampling is done
     return xr.DataTree.from_dict({"posterior": _named_as_pymc(setup, trace["posterior"].to_dataset()),
                                   "sample_stats": trace["sample_stats"].to_dataset()})

@@ -3,7 +3,7 @@
 nutpie's Rust sampler calls a C function ``int64 logp(dim, x, grad, logp, user_data)`` (and one
 that expands x into the stored variables); its own numba path builds them per PyMC model.
 Here they are ``numba.cfunc(cache=True)`` wrappers of :func:`bayeslmm.linalg.compiled.marginal_logp`
-that read every statistic from ``user_data``: an int64 header of (address, shape) per array,
+(one grouping factor) and :func:`bayeslmm.linalg.compiled_blocked.blocked_marginal_logp` (several) that read every statistic from ``user_data``: an int64 header of (address, shape) per array,
 built by :func:`pack_arguments`.  So they compile once per installation, whatever the data,
 and the chains run in parallel on nutpie's threads.
 
@@ -20,9 +20,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from bayeslmm.linalg.compiled import cached, correlation_cholesky, marginal_logp, njit
+from bayeslmm.linalg.compiled_blocked import blocked_marginal_logp
 
 SLOT = 4  # header entries per array: address, then up to three dims
-INT_ARRAYS = 4  # term start, size, offset; prior kind (int64, one dimension)
+HEADER_ARRAYS = 24  # arrays a header has room for (the several-factor kernel's 22 and its scalars)
 
 
 @intrinsic
@@ -35,15 +36,13 @@ def _void_pointer(typingctx, address):
 
 
 def pack_arguments(arguments: tuple) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The header nutpie passes as user_data, and the arrays it points to (keep them alive)."""
-    start, size, offset, eta, lkj, kind, a, b, constant, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, \
-        beta_constant = arguments
-    arrays = [np.ascontiguousarray(v) for v in (start, size, offset, kind)]
-    arrays += [np.ascontiguousarray(v, dtype=np.float64) for v in (eta, lkj, a, b, constant, ZtZ, ZtXY, XYtXY,
-                                                                   precision, shift)]
-    arrays.append(np.array([n, log_weights, beta_constant], dtype=np.float64))
-    header = np.zeros(SLOT * len(arrays), dtype=np.int64)
+    """The header nutpie passes as user_data, and the arrays it points to (keep them alive): the
+    kernel's array arguments in their order, then its scalar arguments as one float64 array."""
+    arrays = [np.ascontiguousarray(v) for v in arguments if isinstance(v, np.ndarray)]
+    arrays.append(np.array([v for v in arguments if not isinstance(v, np.ndarray)], dtype=np.float64))
+    header = np.zeros(SLOT * HEADER_ARRAYS, dtype=np.int64)
     for k, array in enumerate(arrays):
+        assert array.dtype in (np.int64, np.float64) and array.ndim <= SLOT - 1
         header[SLOT * k] = array.ctypes.data
         header[SLOT * k + 1 : SLOT * k + 1 + array.ndim] = array.shape
     return header, arrays
@@ -72,7 +71,7 @@ def _f3(h, k):
 
 @njit
 def _header(user_data):
-    return numba.carray(user_data, (SLOT * 15,), np.int64)
+    return numba.carray(user_data, (SLOT * HEADER_ARRAYS,), np.int64)
 
 
 LOGP_SIGNATURE = types.int64(types.uint64, types.CPointer(types.double), types.CPointer(types.double),
@@ -85,9 +84,26 @@ def logp_callback(dim, x_, grad_, logp_, user_data):
     h = _header(user_data)
     x, grad, out = numba.carray(x_, (dim,)), numba.carray(grad_, (dim,)), numba.carray(logp_, (1,))
     scalars = _f1(h, 14)
-    value, gradient = marginal_logp(x, _ints(h, 0), _ints(h, 1), _ints(h, 2), _f1(h, 4), _f1(h, 5), _ints(h, 3),
+    value, gradient = marginal_logp(x, _ints(h, 0), _ints(h, 1), _ints(h, 2), _f1(h, 3), _f1(h, 4), _ints(h, 5),
                                     _f1(h, 6), _f1(h, 7), _f1(h, 8), _f3(h, 9), _f3(h, 10), _f2(h, 11), scalars[0],
                                     scalars[1], _f2(h, 12), _f1(h, 13), scalars[2])
+    return _store(value, gradient, grad, out)
+
+
+def blocked_logp_callback(dim, x_, grad_, logp_, user_data):
+    """:func:`logp_callback` for two or more grouping factors (kernel.kernel_arguments' order)."""
+    h = _header(user_data)
+    x, grad, out = numba.carray(x_, (dim,)), numba.carray(grad_, (dim,)), numba.carray(logp_, (1,))
+    scalars = _f1(h, 22)
+    value, gradient = blocked_marginal_logp(
+        x, _ints(h, 0), _ints(h, 1), _ints(h, 2), _ints(h, 3), _ints(h, 4), _ints(h, 5), _f1(h, 6), _f1(h, 7),
+        _f1(h, 8), _f1(h, 9), _f1(h, 10), _f3(h, 11), _f3(h, 12), _f2(h, 13), _f2(h, 14), _ints(h, 15), _ints(h, 16),
+        _f2(h, 17), _f2(h, 18), _f2(h, 19), scalars[0], scalars[1], _f2(h, 20), _f1(h, 21), scalars[2])
+    return _store(value, gradient, grad, out)
+
+
+@njit
+def _store(value, gradient, grad, out):
     out[0] = value
     grad[:] = gradient
     if not math.isfinite(value):
@@ -119,4 +135,5 @@ def expand_callback(dim, n_expanded, x_, out_, user_data):
 
 
 logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), logp_callback)
+blocked_logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), blocked_logp_callback)
 expand_callback = cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), expand_callback)

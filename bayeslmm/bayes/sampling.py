@@ -17,6 +17,7 @@ from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.checks import check_count
 from bayeslmm.errors import LMMError, SamplerFallbackWarning
 from bayeslmm.fit.state import fit_state
+from bayeslmm.linalg import compiled_blocked
 from bayeslmm.model.covariance import (
     corr_chol_variable,
     corr_variable,
@@ -42,7 +43,8 @@ SAMPLERS = ("kernel", "pymc", "nutpie")  # NUTS over the compiled kernel; PyMC's
 
 def resolve_sampler(setup: BayesSetup, sampler: str | None, marginalize: bool) -> str:
     """The sampler to run: ``None`` is the compiled kernel where it covers the model (the
-    marginalised model of one grouping factor without a residual structure) and nutpie is
+    marginalised model without a residual structure, of one grouping factor or of several whose
+    later factors have a small second block) and nutpie is
     installed, PyMC's NUTS otherwise.  ``"kernel"`` elsewhere falls back to PyMC's NUTS with
     a warning.  An unknown name is an LMMError listing the valid ones."""
     if sampler is not None and sampler not in SAMPLERS:
@@ -50,15 +52,17 @@ def resolve_sampler(setup: BayesSetup, sampler: str | None, marginalize: bool) -
                        f"got {sampler!r}")
     covered = marginalize and kernel_covers(setup)
     if sampler is None and marginalize and not covered:
-        warnings.warn("the compiled kernel (the default sampler) covers the marginalised model of one grouping "
-                      "factor without a residual structure, not this one yet: PyMC's NUTS samples it over the "
-                      "PyMC graph (the same posterior, slower). Pass sampler='pymc' to choose it explicitly.",
+        warnings.warn("the compiled kernel (the default sampler) covers the marginalised model without a residual "
+                      "structure, of one grouping factor or of several whose later factors have at most "
+                      f"{compiled_blocked.MAX_SECOND_BLOCK} random effects together, not this one yet: PyMC's NUTS samples it over "
+                      "the PyMC graph (the same posterior, slower). Pass sampler='pymc' to choose it explicitly.",
                       SamplerFallbackWarning, stacklevel=4)
     if sampler is None:
         return "kernel" if covered and _nutpie_installed() else "pymc"
     if sampler == "kernel" and not covered:
-        warnings.warn("sampler='kernel' covers the marginalised model of one grouping factor without a residual "
-                      "structure; this model is sampled by PyMC's NUTS (sampler='pymc')", SamplerFallbackWarning,
+        warnings.warn("sampler='kernel' covers the marginalised model without a residual structure, of one "
+                      f"grouping factor or of several whose later factors have at most {compiled_blocked.MAX_SECOND_BLOCK} random "
+                      "effects together; this model is sampled by PyMC's NUTS (sampler='pymc')", SamplerFallbackWarning,
                       stacklevel=4)
         return "pymc"
     if sampler in ("kernel", "nutpie") and not _nutpie_installed():

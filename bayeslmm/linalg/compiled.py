@@ -67,7 +67,7 @@ def scale_logp(kind, a, b, constant, x):
 
 
 @njit
-def _cholesky(A, L):
+def cholesky_into(A, L):
     """Lower Cholesky factor of the small SPD ``A`` into ``L``; False if not positive definite."""
     n = A.shape[0]
     for i in range(n):
@@ -87,7 +87,7 @@ def _cholesky(A, L):
 
 
 @njit
-def _solve_spd(L, B, out):
+def solve_spd(L, B, out):
     """out = (LL')⁻¹ B for the Cholesky factor L, column by column of B."""
     n = L.shape[0]
     for c in range(B.shape[1]):
@@ -104,7 +104,7 @@ def _solve_spd(L, B, out):
 
 
 @njit
-def _ab(A, B, out, alpha, beta, transpose_a=False, transpose_b=False):
+def product_into(A, B, out, alpha, beta, transpose_a=False, transpose_b=False):
     """out = beta·out + alpha·op(A)op(B), op a transpose where asked (small matrices: loops
     beat BLAS calls, and contiguous arrays beat transposed views, here)."""
     rows, inner = (A.shape[1], A.shape[0]) if transpose_a else (A.shape[0], A.shape[1])
@@ -179,17 +179,17 @@ def schur_complement(T, ZtZ, ZtXY, XYtXY):
     C = XYtXY.copy()
     logdet = 0.0
     for g in range(G_levels):
-        _ab(ZtZ[g], T, ZT, 1.0, 0.0)
+        product_into(ZtZ[g], T, ZT, 1.0, 0.0)
         A[:, :] = eye
-        _ab(T, ZT, A, 1.0, 1.0, True)  # A = T'Z'ZT + I
-        if not _cholesky(A, L):
+        product_into(T, ZT, A, 1.0, 1.0, True)  # A = T'Z'ZT + I
+        if not cholesky_into(A, L):
             return False, np.inf, C, K_all, Ainv_all
         for i in range(S):
             logdet += 2.0 * math.log(L[i, i])
-        _ab(T, ZtXY[g], W, 1.0, 0.0, True)
-        _solve_spd(L, W, K_all[g])
-        _solve_spd(L, eye, Ainv_all[g])
-        _ab(W, K_all[g], C, -1.0, 1.0, True)  # C −= W'A⁻¹W
+        product_into(T, ZtXY[g], W, 1.0, 0.0, True)
+        solve_spd(L, W, K_all[g])
+        solve_spd(L, eye, Ainv_all[g])
+        product_into(W, K_all[g], C, -1.0, 1.0, True)  # C −= W'A⁻¹W
     return True, logdet, C, K_all, Ainv_all
 
 
@@ -201,17 +201,17 @@ def schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc):
     dT = np.zeros((S, S))
     KG, inner, ZT = np.empty((S, p1)), np.empty((S, S)), np.empty((S, S))
     for g in range(ZtZ.shape[0]):
-        _ab(K_all[g], Gc, KG, 1.0, 0.0)
+        product_into(K_all[g], Gc, KG, 1.0, 0.0)
         inner[:, :] = Ainv_all[g]
-        _ab(KG, K_all[g], inner, 1.0, 1.0, False, True)  # A⁻¹ + K G K'
-        _ab(ZtZ[g], T, ZT, 1.0, 0.0)
-        _ab(ZT, inner, dT, 2.0, 1.0)
-        _ab(ZtXY[g], KG, dT, -2.0, 1.0, False, True)
+        product_into(KG, K_all[g], inner, 1.0, 1.0, False, True)  # A⁻¹ + K G K'
+        product_into(ZtZ[g], T, ZT, 1.0, 0.0)
+        product_into(ZT, inner, dT, 2.0, 1.0)
+        product_into(ZtXY[g], KG, dT, -2.0, 1.0, False, True)
     return dT
 
 
 @njit
-def _beta_gradient(Hinv, u, sigma2):
+def beta_gradient(Hinv, u, sigma2):
     """∂D/∂C of the β part: Gc_XX = (H⁻¹ + uu')/σ², Gc_Xy = −u/σ², Gc_yy = 1/σ²."""
     p = u.shape[0]
     Gc = np.empty((p + 1, p + 1))
@@ -224,36 +224,47 @@ def _beta_gradient(Hinv, u, sigma2):
 
 
 @njit
-def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant,
-                      want_gradient):
-    """D = −2 log p(y | T, σ) with b and β integrated (logdensity.deviance_beta_integrated),
-    and, if ``want_gradient``, ∂D/∂T (S×S) and ∂D/∂σ² at fixed T.  D is inf where a
-    Cholesky factor does not exist."""
-    S, p = ZtZ.shape[1], XYtXY.shape[0] - 1
-    ok, logdet, C, K_all, Ainv_all = schur_complement(T, ZtZ, ZtXY, XYtXY)
-    dT = np.zeros((S, S))
-    if not ok:
-        return np.inf, dT, 0.0
+def beta_integrated(C, logdet, sigma2, n, log_weights, precision, shift, constant, want_gradient):
+    """D = −2 log p(y | T, σ) from the Schur complement C and log|L|² (b and β integrated;
+    logdensity.deviance_beta_integrated) and, if ``want_gradient``, ∂D/∂C (Gc, symmetric) and
+    ∂D/∂σ² at fixed C.  D is inf where H is not positive definite."""
+    p = C.shape[0] - 1
+    Gc = np.zeros((p + 1, p + 1))
     LH, H = np.empty((p, p)), np.empty((p, p))
     h, u = np.empty((p, 1)), np.empty((p, 1))
     for i in range(p):
         h[i, 0] = C[i, p] / sigma2 + shift[i]
         for j in range(p):
             H[i, j] = C[i, j] / sigma2 + precision[i, j]
-    if not _cholesky(H, LH):
-        return np.inf, dT, 0.0
-    _solve_spd(LH, h, u)
+    if not cholesky_into(H, LH):
+        return np.inf, Gc, 0.0
+    solve_spd(LH, h, u)
     D = logdet - log_weights + n * (LOG_2PI + math.log(sigma2)) + C[p, p] / sigma2 + constant
     for i in range(p):
         D += 2.0 * math.log(LH[i, i]) - h[i, 0] * u[i, 0]
     if not want_gradient:
-        return D, dT, 0.0
+        return D, Gc, 0.0
     Hinv = np.empty((p, p))
-    _solve_spd(LH, np.eye(p), Hinv)
-    Gc = _beta_gradient(Hinv, u, sigma2)
-    dT = schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc)
-    dsigma2 = (n - np.sum(Gc * C)) / sigma2
-    return D, dT, dsigma2
+    solve_spd(LH, np.eye(p), Hinv)
+    Gc = beta_gradient(Hinv, u, sigma2)
+    return D, Gc, (n - np.sum(Gc * C)) / sigma2
+
+
+@njit
+def marginal_deviance(T, sigma2, ZtZ, ZtXY, XYtXY, n, log_weights, precision, shift, constant,
+                      want_gradient):
+    """D = −2 log p(y | T, σ) with b and β integrated (logdensity.deviance_beta_integrated),
+    and, if ``want_gradient``, ∂D/∂T (S×S) and ∂D/∂σ² at fixed T.  D is inf where a
+    Cholesky factor does not exist."""
+    S = ZtZ.shape[1]
+    ok, logdet, C, K_all, Ainv_all = schur_complement(T, ZtZ, ZtXY, XYtXY)
+    dT = np.zeros((S, S))
+    if not ok:
+        return np.inf, dT, 0.0
+    D, Gc, dsigma2 = beta_integrated(C, logdet, sigma2, n, log_weights, precision, shift, constant, want_gradient)
+    if not want_gradient or not np.isfinite(D):
+        return D, dT, 0.0
+    return D, schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc), dsigma2
 
 
 @njit
@@ -271,9 +282,9 @@ def profiled_deviance(T, ZtZ, ZtXY, XYtXY, n, log_weights, reml, want_gradient):
     if not ok:
         return np.inf, dT
     LX, beta = np.empty((p, p)), np.empty((p, 1))
-    if p > 0 and not _cholesky(np.ascontiguousarray(C[:p, :p]), LX):
+    if p > 0 and not cholesky_into(np.ascontiguousarray(C[:p, :p]), LX):
         return np.inf, dT
-    _solve_spd(LX, np.ascontiguousarray(C[:p, p:]), beta)
+    solve_spd(LX, np.ascontiguousarray(C[:p, p:]), beta)
     r2 = C[p, p]
     logdet_M = 0.0
     for i in range(p):
@@ -290,8 +301,8 @@ def profiled_deviance(T, ZtZ, ZtXY, XYtXY, n, log_weights, reml, want_gradient):
     sigma2 = r2 / dof
     Hinv = np.zeros((p, p))  # REML: H⁻¹ = σ² C_XX⁻¹; ML profiles β, so no H⁻¹ term
     if reml:
-        _solve_spd(LX, np.eye(p) * sigma2, Hinv)
-    return D, schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, _beta_gradient(Hinv, beta, sigma2))
+        solve_spd(LX, np.eye(p) * sigma2, Hinv)
+    return D, schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, beta_gradient(Hinv, beta, sigma2))
 
 
 @njit
@@ -304,11 +315,23 @@ def marginal_logp(x, term_start, term_size, term_offset, term_eta, term_constant
     factor and N_i = ‖[z_i, 1]‖ = 1/L_ii, LKJCorr's density (2η − 3 + S − i) log L_ii and the
     CholeskyCorr transform's Jacobian (i + 2) log L_ii add up to −(2η + S − 1) log N_i."""
     S = ZtZ.shape[1]
-    grad = np.zeros(x.shape[0])
     sigma = math.exp(x[0])
     Lcov, Lcorr, norms = covariance_cholesky(x, term_start, term_size, term_offset, S)
     D, dT, dsigma2 = marginal_deviance(Lcov / sigma, sigma * sigma, ZtZ, ZtXY, XYtXY, n, log_weights,
                                        precision, shift, constant, True)
+    return logp_from_deviance(x, D, dT, dsigma2, Lcov, Lcorr, norms, term_start, term_size, term_offset, term_eta,
+                              term_constant, prior_kind, prior_a, prior_b, prior_constant)
+
+
+@njit
+def logp_from_deviance(x, D, dT, dsigma2, Lcov, Lcorr, norms, term_start, term_size, term_offset, term_eta,
+                       term_constant, prior_kind, prior_a, prior_b, prior_constant):
+    """The log-density and its gradient in x from the likelihood's D = −2 log p(y | T, σ), its
+    derivatives ∂D/∂T (T = Lcov/σ, all columns) and ∂D/∂σ², the priors, the LKJ densities and
+    the transforms' Jacobians (:func:`marginal_logp`; the scale priors per column, σ's last)."""
+    S = Lcov.shape[0]
+    grad = np.zeros(x.shape[0])
+    sigma = math.exp(x[0])
     if not np.isfinite(D):
         return -np.inf, grad
     lp = -0.5 * D

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,6 +35,11 @@ class CrossProducts:
     @property
     def n_factors(self) -> int:
         return 0 if self.ZtZ1 is None else (1 if self.ZtZ2 is None else 2)
+
+    @cached_property
+    def z2tz1_by_level(self) -> "LevelColumns":
+        """Z2'Z1 by level of the first factor (for the compiled kernel of several factors)."""
+        return level_columns(self.Z2tZ1, self.levels[0], self.ZtZ1.shape[1])
 
 
 def factor_matrix(factor: GroupingFactor) -> sp.csr_matrix:
@@ -142,19 +148,38 @@ class DowndatePairs:
         return half + half.transpose(0, 2, 1)
 
 
-def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
+@dataclass(frozen=True)
+class LevelColumns:
+    """Z2'Z1 level by level of the first factor: level g meets the rows ``rows[start[g]:start[g+1]]``
+    of Z2'Z1 (sorted), whose entries in g's S1 columns are the same rows of ``values``."""
+
+    start: np.ndarray  # (G1 + 1,) int64
+    rows: np.ndarray  # (nnz,) int64
+    values: np.ndarray  # (nnz, S1)
+
+
+def level_columns(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> LevelColumns:
     Q2 = Z2tZ1.shape[0]
     coo = Z2tZ1.tocoo()
     level_pattern = sp.csc_matrix((np.ones(coo.nnz), (coo.row, coo.col // S1)), shape=(Q2, G1))
     level_pattern.sum_duplicates()
+    level_pattern.sort_indices()
     rows, counts = level_pattern.indices, np.diff(level_pattern.indptr)
+    by_column = Z2tZ1.tocsc()
+    values = np.stack([by_column[rows, np.repeat(np.arange(G1), counts) * S1 + s].A1 for s in range(S1)], axis=1)
+    return LevelColumns(level_pattern.indptr.astype(np.int64), rows.astype(np.int64),
+                        np.ascontiguousarray(values, dtype=np.float64).reshape(len(rows), S1))
+
+
+def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
+    Q2 = Z2tZ1.shape[0]
+    columns = level_columns(Z2tZ1, G1, S1)
+    rows, counts, values = columns.rows, np.diff(columns.start), columns.values
     n_pairs = int(np.sum(counts * (counts + 1) // 2))  # the pairs i ≤ j within each level
     dense_cost = Q2 * Q2 * G1 * S1
     if Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * n_pairs * S1 * S1:
         return DowndatePairs(None, None, None, Q2, Z2tZ1.toarray().reshape(Q2, G1, S1))
-    dense_rows = Z2tZ1.tocsc()
-    values = np.stack([dense_rows[rows, np.repeat(np.arange(G1), counts) * S1 + s].A1 for s in range(S1)], axis=1)
-    first, second = _upper_pairs_within_groups(level_pattern.indptr, counts)  # rows[first] ≤ rows[second]
+    first, second = _upper_pairs_within_groups(columns.start, counts)  # rows[first] ≤ rows[second]
     level = np.repeat(np.arange(G1), counts)[first]
     position = rows[first].astype(np.int64) * Q2 + rows[second]
     order = np.argsort(position)  # for locality of the scatter's writes

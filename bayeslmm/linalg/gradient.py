@@ -15,13 +15,14 @@ with H_g = T1 A1_g⁻¹, Ω22 = L22⁻ᵀL22⁻¹ and F = Λ2'W21 so that Ω21 =
 
 N_g is a gather of Λ2Ω22Λ2' over the same pairs that scatter the downdate W21Λ1H'W12, so
 nothing of size n or Q1 × Q2 is formed. One grouping factor keeps the per-level formula of
-:func:`one_factor_gradient`, compiled (the kernel the Bayesian log-density runs).
+:func:`one_factor_gradient`, compiled (the kernel the Bayesian log-density runs); several factors
+whose second block is small run these formulas compiled too (:mod:`bayeslmm.linalg.compiled_blocked`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from bayeslmm.linalg import batched, compiled, dense
+from bayeslmm.linalg import batched, compiled, compiled_blocked, dense
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.covariance import ThetaLayout
@@ -34,6 +35,8 @@ def objective_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: b
     """
     if stats.n_factors < 2:
         return one_factor_gradient(theta, stats, layout, reml)
+    if compiled_blocked.covers(stats):
+        return blocked_gradient(theta, stats, layout, reml)
     theta = np.asarray(theta, dtype=float)
     fact = ld.factorize(theta, stats, layout)
     prof = None if fact is None else ld.profile(fact, stats.p)
@@ -47,6 +50,25 @@ def objective_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: b
     for matrix, (rows, cols, index) in zip(matrices, layout.entries):
         grad[index] = matrix[rows, cols]
     return value, grad
+
+
+def blocked_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool):
+    """Profiled deviance and its exact gradient in θ, for several grouping factors whose second
+    block is small: the compiled kernel (:func:`bayeslmm.linalg.compiled_blocked.blocked_profiled_deviance`),
+    the same math as :func:`logdet_derivatives` and :func:`residual_derivatives`."""
+    Ts = layout.factors_T(np.asarray(theta, dtype=float))
+    value, dT1, dT2 = _compiled_blocked_deviance(Ts, stats, reml, True)
+    grad = np.zeros(layout.size)
+    if np.isfinite(value):
+        for matrix, (rows, cols, index) in zip([dT1] + compiled_blocked.later_factors(dT2, Ts), layout.entries):
+            grad[index] = matrix[rows, cols]
+    return value, grad
+
+
+def _compiled_blocked_deviance(Ts, stats: CrossProducts, reml: bool, want_gradient: bool):
+    return compiled_blocked.blocked_profiled_deviance(
+        *compiled_blocked.arguments(Ts, stats), _f64(stats.XYtXY), float(stats.n), float(stats.log_weights),
+        bool(reml), want_gradient)
 
 
 def one_factor_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool):
@@ -66,7 +88,9 @@ def one_factor_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: 
 
 def objective(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool) -> float:
     """The profiled deviance in θ alone (:func:`bayeslmm.linalg.logdensity.objective`), through
-    the compiled kernel for one grouping factor."""
+    the compiled kernels for one grouping factor and for several with a small second block."""
+    if stats.n_factors == 2 and compiled_blocked.covers(stats):
+        return _compiled_blocked_deviance(layout.factors_T(np.asarray(theta, dtype=float)), stats, reml, False)[0]
     if stats.n_factors != 1:
         return ld.objective(theta, stats, layout, reml)
     return _compiled_profiled_deviance(theta, stats, layout, reml, False)[0]

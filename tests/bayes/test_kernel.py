@@ -14,9 +14,11 @@ from scipy import stats
 import bayeslmm as blm
 from bayeslmm import bayes
 from bayeslmm.bayes.kernel import encode_scale_prior, kernel_covers, log_density, parameter_blocks
+from bayeslmm.linalg import compiled_blocked
 from bayeslmm.linalg.compiled import cached, scale_logp
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning",
+                                        "ignore:Numba will use object mode")
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +119,53 @@ def test_correlation_factor_matches_pymcs_cholesky_corr_transform():
         np.testing.assert_allclose(to_unconstrained(setup, point), x, rtol=1e-12, atol=1e-14)
 
 
-def test_kernel_does_not_cover_several_factors_or_residual_structures():
+def test_kernel_covers_several_factors_with_a_small_second_block_not_residual_structures(monkeypatch):
     data = blm.datasets.load("Penicillin")
     model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    assert kernel_covers(model._bayes_setup(None))
+    monkeypatch.setattr(compiled_blocked, "MAX_SECOND_BLOCK", 5)  # sample has 6 levels
     assert not kernel_covers(model._bayes_setup(None))
+    sitka = blm.datasets.load("Sitka")
+    assert not kernel_covers(blm.LMM("size ~ time + (1 | tree)", sitka, residual="ar1(visit | tree)")._bayes_setup(None))
+
+
+def test_kernel_equals_pymc_with_crossed_factors():
+    _assert_kernel_equals_pymc(blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin")))
+
+
+def crossed_slopes(seed=0, n_subj=12, n_item=8) -> pd.DataFrame:
+    """Subjects × items, every subject meeting every item, with a ±0.5 contrast varying by both."""
+    rng = np.random.default_rng(seed)
+    data = pd.DataFrame([(f"s{s}", f"i{i}") for s in range(n_subj) for i in range(n_item)], columns=["subj", "item"])
+    data["a"] = rng.choice([-0.5, 0.5], len(data))
+    subj, item = data.subj.str[1:].astype(int), data.item.str[1:].astype(int)
+    data["y"] = (rng.normal(size=n_subj)[subj] + 0.5 * rng.normal(size=n_item)[item]
+                 + data.a * (1 + 0.7 * rng.normal(size=n_subj)[subj]) + rng.normal(size=len(data)))
+    data["w"] = rng.uniform(0.5, 2.0, len(data))
+    return data
+
+
+def test_kernel_equals_pymc_with_crossed_correlated_slopes_and_weights():
+    """Correlated slopes on both factors (a CholeskyCorr vector per factor), nested too (three
+    factors), prior weights."""
+    data = crossed_slopes()
+    data["block"] = data.subj.str[1:].astype(int) // 3
+    model = blm.LMM("y ~ a + (1 + a | subj) + (1 + a | item) + (1 | block)", data, weights="w")
+    _assert_kernel_equals_pymc(model)
+
+
+def test_kernel_sampler_agrees_with_pymcs_nuts_with_crossed_factors():
+    """Several factors: nutpie over the compiled kernel and PyMC's NUTS over the blocked-Cholesky
+    Op sample the same posterior (means within a few Monte Carlo standard errors)."""
+    model = blm.LMM("y ~ a + (1 + a | subj) + (1 | item)", crossed_slopes(seed=4))
+    options = {"draws": 500, "tune": 500, "chains": 2, "random_seed": 3, "progressbar": False}
+    ours, theirs = model.fit(method="NUTS", **options), model.fit(method="NUTS", sampler="pymc", **options)
+    assert ours.sampler == "kernel" and theirs.sampler == "pymc"
+    for name in ("sigma", "sd_subj", "sd_item", "corr_subj", "beta", "b_item"):
+        a, b = ours.posterior[name], theirs.posterior[name]
+        se = np.hypot(a.std(("chain", "draw")).values, b.std(("chain", "draw")).values) / np.sqrt(200)
+        assert np.all(np.abs(a.mean(("chain", "draw")).values - b.mean(("chain", "draw")).values) < 4 * se), name
+    assert ours.diagnostics["divergences"] == 0 and ours.diagnostics["max_r_hat"] < 1.02
 
 
 @pytest.fixture(scope="module")
@@ -180,13 +225,15 @@ def test_kernel_sampler_elsewhere_falls_back_to_pymc_with_a_warning(slopes):
     assert post.sampler == "pymc"
 
 
-def test_default_sampler_is_the_kernel_where_it_covers_the_model(sleepstudy):
+def test_default_sampler_is_the_kernel_where_it_covers_the_model(sleepstudy, monkeypatch):
     one = blm.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy)
     post = one.fit(method="NUTS", draws=50, tune=50, chains=1, random_seed=2, progressbar=False,
                    log_likelihood=False)
     assert post.sampler == "kernel"
     assert bayes.resolve_sampler(one._bayes_setup(None), None, marginalize=False) == "pymc"
     crossed = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    assert bayes.resolve_sampler(crossed._bayes_setup(None), None, marginalize=True) == "kernel"
+    monkeypatch.setattr(compiled_blocked, "MAX_SECOND_BLOCK", 5)  # a second block the kernel does not take
     with pytest.warns(blm.SamplerFallbackWarning, match="not this one yet: PyMC's NUTS samples it"):
         assert bayes.resolve_sampler(crossed._bayes_setup(None), None, marginalize=True) == "pymc"
     with warnings.catch_warnings():  # chosen explicitly: no warning

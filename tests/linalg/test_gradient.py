@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import bayeslmm as blm
-from bayeslmm.linalg import crossprod
+from bayeslmm.linalg import compiled_blocked, crossprod
 from bayeslmm.linalg import gradient as gr
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.linalg.crossprod import factor_matrix
@@ -175,6 +175,45 @@ def test_factorization_vjp_equals_central_differences(name):
             numeric = (scalar_of_factorization(up, model.stats, C_weights, logdet_weight)
                        - scalar_of_factorization(down, model.stats, C_weights, logdet_weight)) / 2e-6
             assert analytic[f][r, c] == pytest.approx(numeric, rel=1e-5, abs=1e-5 * (1 + abs(numeric)))
+
+
+@pytest.mark.parametrize("name", DESIGNS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compiled_blocked_equals_the_numpy_factorization_and_vjp(name, weighted):
+    """The compiled several-factor kernel: C and log|L|² as factorize_T's, and its VJP as
+    factorization_vjp's, for a C̄ that need not be symmetric."""
+    formula, make = DESIGNS[name]
+    model = blm.LMM(formula, make(), weights="w" if weighted else None)
+    stats, rng = model.stats, np.random.default_rng(13)
+    Ts = [np.tril(rng.uniform(0.2, 1.0, (S, S))) for S in (f.n_columns for f in model.spec.factors)]
+    arguments = compiled_blocked.arguments(Ts, stats)
+    ok, logdet, C, *state = compiled_blocked.blocked_schur(*arguments, stats.XYtXY)
+    fact = ld.factorize_T(Ts, stats)
+    assert ok and compiled_blocked.covers(stats)
+    assert logdet - stats.log_weights == pytest.approx(fact.logdet, rel=1e-12)
+    np.testing.assert_allclose(C, fact.C, rtol=1e-12, atol=1e-12 * np.abs(fact.C).max())
+    C_bar, logdet_bar = rng.normal(size=C.shape), rng.normal()
+    dT1, dT2 = compiled_blocked.blocked_vjp(*arguments, *state, C_bar, logdet_bar)
+    expected = gr.factorization_vjp(fact, stats, C_bar, logdet_bar)
+    for got, want in zip([dT1] + compiled_blocked.later_factors(dT2, Ts), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("name", DESIGNS)
+@pytest.mark.parametrize("reml", [True, False])
+def test_compiled_blocked_objective_equals_the_numpy_path(name, reml, monkeypatch):
+    """gr.objective / objective_gradient through the compiled kernel equal the NumPy path (the one
+    a large second block takes), weighted."""
+    formula, make = DESIGNS[name]
+    model = blm.LMM(formula, make(), weights="w")
+    theta = random_theta(model.layout, np.random.default_rng(17))
+    value, grad = gr.objective_gradient(theta, model.stats, model.layout, reml)
+    assert gr.objective(theta, model.stats, model.layout, reml) == pytest.approx(value, rel=1e-12)
+    monkeypatch.setattr(compiled_blocked, "MAX_SECOND_BLOCK", -1)
+    numpy_value, numpy_grad = gr.objective_gradient(theta, model.stats, model.layout, reml)
+    assert value == pytest.approx(numpy_value, rel=1e-12)
+    assert gr.objective(theta, model.stats, model.layout, reml) == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(grad, numpy_grad, rtol=1e-10, atol=1e-10 * np.abs(numpy_grad).max())
 
 
 ONE_FACTOR = {
