@@ -20,5 +20,7 @@ if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip 
   echo "error: installing bayeslmm into .venv failed (log above, also in .venv/install.log)" >&2
   exit 1
 fi
+# numba's kernels compiled once into their disk cache (~45 s), not in the first fit
+.venv/bin/python scripts/warm_numba_cache.py
 rm -f .venv/.installed-*
 touch "$stamp"

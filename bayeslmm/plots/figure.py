@@ -29,6 +29,8 @@ def panels(count: int, ncols: int | None = None, sharex: bool = False, sharey: b
     """
     from matplotlib.figure import Figure
 
+    show_figures_in_notebooks()
+
     ncols = ncols or min(count, 4)
     nrows = math.ceil(count / ncols)
     fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
@@ -36,6 +38,22 @@ def panels(count: int, ncols: int | None = None, sharex: bool = False, sharey: b
     for ax in axes[count:]:
         ax.remove()
     return fig, list(axes[:count])
+
+
+def show_figures_in_notebooks() -> None:
+    """In a Jupyter (IPython) session, a returned Figure displays as an image without
+    ``%matplotlib inline`` first: IPython's PNG formatter is registered for Figures, as that
+    magic registers it.  Outside IPython nothing happens (IPython is not imported)."""
+    import sys
+
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+    from IPython.core.pylabtools import select_figure_formats
+
+    shell = get_ipython()
+    if shell is not None and "image/png" in shell.display_formatter.formatters:
+        select_figure_formats(shell, {"png"})
 
 
 def check_fit(fit) -> None:
@@ -87,4 +105,5 @@ def fitted_values(fit, include_re: bool = True) -> np.ndarray:
 
 def figure_of(plot_collection):
     """The matplotlib Figure an arviz-plots PlotCollection drew on."""
+    show_figures_in_notebooks()
     return plot_collection.viz["figure"].item()

@@ -1,0 +1,16 @@
+"""Compile bayeslmm's numba kernels once, into numba's on-disk cache (run by scripts/setup.sh).
+
+The kernels (``bayeslmm/linalg/compiled.py``, ``compiled_blocked.py`` and nutpie's callbacks in
+``bayeslmm/bayes/nutpie_callbacks.py``) are ``cache=True``: compiled on first use and loaded
+from the cache in every later process.  The first use costs about 45 s in all; paying it at
+set-up keeps it out of the first fit (and out of the test suite's first tests).
+"""
+import warnings
+
+import bayeslmm as blm
+from bayeslmm.bayes import nutpie_callbacks  # noqa: F401  (compiling its C callbacks compiles the log-densities)
+
+warnings.simplefilter("ignore")
+for formula, name in [("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+                      ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")]:
+    blm.LMM(formula, blm.datasets.load(name)).fit()  # the REML objectives of one and of two factors
