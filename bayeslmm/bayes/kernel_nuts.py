@@ -87,10 +87,12 @@ def to_unconstrained(setup: BayesSetup, point: dict) -> np.ndarray:
     x = np.empty(sum(b.size for b in parameter_blocks(setup)))
     for block in parameter_blocks(setup):
         value = np.asarray(point[block.name], dtype=float)
-        if block.correlation:
-            size = block.correlation
-            value = np.array([value[i, j] / value[i, i] for i, j in _strict_lower(size)])[
-                np.argsort([corr_index(size, i, j) for i, j in _strict_lower(size)])]
+        if block.correlation:  # z_ij = L_ij / L_ii, at its place in the CholeskyCorr vector
+            z = np.empty(block.size)
+            for i in range(block.correlation):
+                for j in range(i):
+                    z[corr_index(block.correlation, i, j)] = value[i, j] / value[i, i]
+            value = z
         else:
             value = np.log(np.atleast_1d(value))
         x[block.start : block.start + block.size] = value
@@ -109,7 +111,3 @@ def from_unconstrained(setup: BayesSetup, x: np.ndarray) -> dict[str, np.ndarray
         else:
             out[block.name] = np.exp(value) if block.start else np.exp(value).reshape(())
     return out
-
-
-def _strict_lower(size: int) -> list[tuple[int, int]]:
-    return [(i, j) for i in range(size) for j in range(i)]

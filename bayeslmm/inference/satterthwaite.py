@@ -77,19 +77,11 @@ def deviance_gradient(varpar, stats, layout, reml: bool, beta) -> np.ndarray:
     theta, sigma = varpar[: layout.size], varpar[layout.size]
     fact = ld.factorize(theta, stats, layout)
     prof = ld.profile(fact, stats.p)
-    p = stats.p
     c = np.append(-(prof.beta if reml else beta), 1.0)
-    K = np.outer(c, c) / sigma**2
-    if reml and p:
-        LXinv = ld.solve_lower(prof.LX, np.eye(p))
-        K[:p, :p] += LXinv.T @ LXinv
+    K = gr.schur_weight(prof, c, 1.0 / sigma**2, reml)
     matrices = [2.0 * d + e for d, e in zip(gr.logdet_derivatives(fact, stats), gr.schur_derivatives(fact, stats, K))]
-    grad = np.zeros(varpar.size)
-    for matrix, (rows, cols, index) in zip(matrices, layout.entries):
-        grad[index] = matrix[rows, cols]
-    dof = stats.n - p if reml else stats.n
-    grad[layout.size] = 2.0 * dof / sigma - 2.0 * float(c @ fact.C @ c) / sigma**3
-    return grad
+    dof = stats.n - stats.p if reml else stats.n
+    return np.append(gr.theta_gradient(matrices, layout), 2.0 * dof / sigma - 2.0 * float(c @ fact.C @ c) / sigma**3)
 
 
 def _jacobian(gradient, x, step) -> np.ndarray:

@@ -155,12 +155,11 @@ def covariance_cholesky(x, term_start, term_size, term_offset, S):
     Lcov, Lcorr, norms = np.zeros((S, S)), np.zeros((S, S)), np.ones(S)
     for t in range(term_start.shape[0]):
         c, s, o = term_start[t], term_size[t], term_offset[t]
-        block = np.zeros((s, s))
+        block = Lcorr[c : c + s, c : c + s]  # a view: the term's block is filled in place
         norms[c : c + s] = correlation_cholesky(x[o + s : o + s + s * (s - 1) // 2], s, block)
         for i in range(s):
             sd = math.exp(x[o + i])
             for j in range(i + 1):
-                Lcorr[c + i, c + j] = block[i, j]
                 Lcov[c + i, c + j] = sd * block[i, j]
     return Lcov, Lcorr, norms
 

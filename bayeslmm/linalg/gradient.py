@@ -43,13 +43,17 @@ def objective_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: b
     if prof is None or prof.r2 <= 0:
         return np.inf, np.zeros_like(theta)
     value = ld.profiled_deviance(fact, prof, stats.n, reml)
-    matrices = [2.0 * d for d in logdet_derivatives(fact, stats)]
-    for f, d in enumerate(residual_derivatives(fact, prof, stats, reml)):
-        matrices[f] = matrices[f] + d
+    matrices = [2.0 * d + e for d, e in zip(logdet_derivatives(fact, stats),
+                                            residual_derivatives(fact, prof, stats, reml))]
+    return value, theta_gradient(matrices, layout)
+
+
+def theta_gradient(matrices: list[np.ndarray], layout: ThetaLayout) -> np.ndarray:
+    """The gradient in θ from the derivatives in each factor's T_f (S_f × S_f): θ's entries of them."""
     grad = np.zeros(layout.size)
     for matrix, (rows, cols, index) in zip(matrices, layout.entries):
         grad[index] = matrix[rows, cols]
-    return value, grad
+    return grad
 
 
 def blocked_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool):
@@ -58,11 +62,9 @@ def blocked_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: boo
     the same math as :func:`logdet_derivatives` and :func:`residual_derivatives`."""
     Ts = layout.factors_T(np.asarray(theta, dtype=float))
     value, dT1, dT2 = _compiled_blocked_deviance(Ts, stats, reml, True)
-    grad = np.zeros(layout.size)
-    if np.isfinite(value):
-        for matrix, (rows, cols, index) in zip([dT1] + compiled_blocked.later_factors(dT2, Ts), layout.entries):
-            grad[index] = matrix[rows, cols]
-    return value, grad
+    if not np.isfinite(value):
+        return value, np.zeros(layout.size)
+    return value, theta_gradient([dT1] + compiled_blocked.later_factors(dT2, Ts), layout)
 
 
 def _compiled_blocked_deviance(Ts, stats: CrossProducts, reml: bool, want_gradient: bool):
@@ -79,11 +81,9 @@ def one_factor_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: 
     σ̂² by the envelope theorem, to Σ_g 2 [W_g T K_g G K_g' − V_g G K_g']_{rc}.
     """
     value, dT = _compiled_profiled_deviance(theta, stats, layout, reml, True)
-    rows, cols, index = layout.entries[0]
-    grad = np.zeros(layout.size)
-    if np.isfinite(value):
-        grad[index] = dT[rows, cols]
-    return value, grad
+    if not np.isfinite(value):
+        return value, np.zeros(layout.size)
+    return value, theta_gradient([dT], layout)
 
 
 def objective(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool) -> float:
@@ -143,14 +143,19 @@ def residual_derivatives(fact: ld.Factorization, prof: ld.Profile, stats: CrossP
     Both are derivatives of tr(K C) (:func:`schur_derivatives`): r² = c'Cc at c = [−β̂; 1] weighs
     the residual column by dof/r² · cc', and log|M| (REML) weighs X's columns by M⁻¹.
     """
-    p = stats.p
-    coef = np.append(-prof.beta, 1.0)
-    dof = stats.n - p if reml else stats.n
-    K = dof / prof.r2 * np.outer(coef, coef)
+    dof = stats.n - stats.p if reml else stats.n
+    return schur_derivatives(fact, stats, schur_weight(prof, np.append(-prof.beta, 1.0), dof / prof.r2, reml))
+
+
+def schur_weight(prof: ld.Profile, coef: np.ndarray, scale: float, reml: bool) -> np.ndarray:
+    """K such that ∂tr(KC) is the derivative of scale · c'Cc at c = ``coef`` (a residual sum of
+    squares) plus, for REML, of log|M| = log|C_XX| (M⁻¹ on X's columns)."""
+    p = prof.beta.shape[0]
+    K = scale * np.outer(coef, coef)
     if reml and p:
         LXinv = ld.solve_lower(prof.LX, np.eye(p))
         K[:p, :p] += LXinv.T @ LXinv  # M⁻¹
-    return schur_derivatives(fact, stats, K)
+    return K
 
 
 def schur_derivatives(fact: ld.Factorization, stats: CrossProducts, K: np.ndarray) -> list[np.ndarray]:
