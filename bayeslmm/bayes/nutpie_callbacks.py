@@ -8,6 +8,10 @@ built by :func:`pack_arguments`.  So they compile once per installation, whateve
 and the chains run in parallel on nutpie's threads.
 
 Importing this module loads (or first compiles) the callbacks: it is imported on first use.
+numba keys a cached function on its own file's time stamp only: after a change to the kernels
+these callbacks call (``compiled.py``, ``compiled_blocked.py``) in a source checkout, delete the
+``nutpie_callbacks*.nbi/.nbc`` files of ``__pycache__`` (or this file's stamp changes), or the
+callbacks keep the old machine code.
 """
 from __future__ import annotations
 

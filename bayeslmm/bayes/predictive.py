@@ -6,50 +6,57 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bayeslmm.bayes import compiled_draws
 from bayeslmm.bayes.draws import factor_Ts, posterior_parameters
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.errors import LMMError
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.spec import ModelSpec
 
+DRAW_BLOCK = 32  # draws per block of the compiled loops: 32 × 20,000 rows of float64 is 5 MB
+
 
 def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, factors_codes_raw,
-                     chunk: int = 64) -> np.ndarray:
-    """Xβ + Zb for every draw, (D, m); unseen levels (codes ≥ G) contribute nothing here.
-
-    Z b is gathered ``chunk`` draws at a time, so that the draws' b stay in cache while
-    every row picks its level's effects (a gather over all draws at once was 3× slower).
-    """
+                     block: int = DRAW_BLOCK) -> np.ndarray:
+    """Xβ + Zb for every draw, (D, m); unseen levels (codes ≥ G) contribute nothing here."""
     beta = posterior["beta"].values.reshape(-1, setup.spec.p)
-    mu = beta @ X.T
-    for factor, (codes, raw) in zip(setup.spec.factors, factors_codes_raw):
-        b = posterior[f"b_{factor.name}"].values.reshape(beta.shape[0], factor.n_levels, factor.n_columns)
-        known = codes < factor.n_levels
-        rows = slice(None) if known.all() else known
-        codes, raw = codes[known], raw[known]
-        for start in range(0, beta.shape[0], chunk):
-            draws = slice(start, start + chunk)
-            mu[draws, rows] += sum(np.take(b[draws, :, s], codes, axis=1) * raw[:, s]
-                                   for s in range(factor.n_columns))
+    mu = np.empty((beta.shape[0], X.shape[0]))
+    for start in range(0, beta.shape[0], block):
+        _linear_predictor_into(mu, slice(start, start + block), setup, posterior, X, factors_codes_raw)
     return mu
 
 
-def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
+def _linear_predictor_into(mu, draws: slice, setup: BayesSetup, posterior: xr.Dataset, X, factors_codes_raw) -> None:
+    """mu[draws] = Xβ + Zb for those draws (compiled loops, :mod:`bayeslmm.bayes.compiled_draws`)."""
+    spec = setup.spec
+    beta = posterior["beta"].values.reshape(-1, spec.p)
+    compiled_draws.fixed_part(mu[draws], np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(beta[draws]))
+    for factor, (codes, raw) in zip(spec.factors, factors_codes_raw):
+        b = posterior[f"b_{factor.name}"].values.reshape(beta.shape[0], factor.n_levels, factor.n_columns)
+        compiled_draws.add_random(mu[draws], np.ascontiguousarray(codes, dtype=np.int64),
+                                  np.ascontiguousarray(raw, dtype=float), np.ascontiguousarray(b[draws]))
+
+
+def add_pointwise_log_likelihood(idata, setup: BayesSetup, block: int = DRAW_BLOCK) -> None:
     """log N(y_i | x_iβ + z_i b, σ²/w_i) per observation and draw, ArviZ's ``log_likelihood`` group
-    (w_i = 1 without prior weights)."""
+    (w_i = 1 without prior weights).  Without a residual structure, ``block`` draws at a time:
+    each block's Xβ + Zb is turned into its log-densities while in cache, in the output array."""
     _check_rows_in_memory(setup.spec)
     posterior = idata["posterior"].to_dataset()
     spec = setup.spec
-    mu = linear_predictor(setup, posterior, spec.X, [(f.codes, f.raw) for f in spec.factors])
-    sigma = posterior["sigma"].values.reshape(-1, 1)
+    factors = [(f.codes, f.raw) for f in spec.factors]
+    sigma = posterior["sigma"].values.reshape(-1)
     if setup.residual is not None:
-        idata["log_likelihood"] = xr.DataTree(_residual_group_log_likelihood(setup, posterior, mu, sigma))
+        mu = linear_predictor(setup, posterior, spec.X, factors)
+        idata["log_likelihood"] = xr.DataTree(_residual_group_log_likelihood(setup, posterior, mu, sigma[:, None]))
         return
-    loglik = np.subtract(spec.y, mu, out=mu)  # in place: (draws, n) can be large
-    loglik /= sigma * spec.noise_scale
-    loglik **= 2
-    loglik += ld.LOG_2PI + 2 * np.log(sigma * spec.noise_scale)
-    loglik *= -0.5
+    loglik = np.empty((sigma.size, spec.n))
+    row_scale = np.broadcast_to(np.asarray(spec.noise_scale, dtype=float), (spec.n,))
+    y = np.ascontiguousarray(spec.y, dtype=float)
+    for start in range(0, sigma.size, block):
+        draws = slice(start, start + block)
+        _linear_predictor_into(loglik, draws, setup, posterior, spec.X, factors)
+        compiled_draws.gaussian_log_likelihood(loglik[draws], y, sigma[draws], np.ascontiguousarray(row_scale))
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], spec.n)
     idata["log_likelihood"] = xr.DataTree(xr.Dataset(
         {"y": (("chain", "draw", "obs"), loglik.reshape(shape))},
