@@ -111,39 +111,40 @@ def level_noise(T, d, ZtZ, g, z_b, A, L, v):
         v[i] = s / L[i, i]
 
 
-@parallel_njit
-def fixed_part(mu, X, beta):
-    """mu[d, i] = x_i'β_d (mu is (D, m) for the D draws of β (D, p) and the m rows of X)."""
-    D, m, p = beta.shape[0], X.shape[0], X.shape[1]
-    for d in numba.prange(D):
-        for i in range(m):
-            s = 0.0
-            for k in range(p):
-                s += X[i, k] * beta[d, k]
-            mu[d, i] = s
+@inline_njit
+def row_mean(d, i, X, beta, codes, raw, b, levels, sizes, b_start, raw_start):
+    """x_i'β_d + Σ_f z_fi'b_fd[code_fi] over the factors f whose level of row i is known (code <
+    G_f; an unseen level adds nothing here).  Factor f's effects of draw d are b[d, b_start[f] +
+    code·S_f + s] (the factors' (G_f, S_f) blocks one after another), its columns raw[i,
+    raw_start[f] + s], its codes codes[f, i]."""
+    s = 0.0
+    for k in range(X.shape[1]):
+        s += X[i, k] * beta[d, k]
+    for f in range(levels.shape[0]):
+        c = codes[f, i]
+        if c < levels[f]:
+            first = b_start[f] + c * sizes[f]
+            for k in range(sizes[f]):
+                s += b[d, first + k] * raw[i, raw_start[f] + k]
+    return s
 
 
 @parallel_njit
-def add_random(mu, codes, raw, b):
-    """mu[d, i] += z_i'b_d[code_i] for the rows of a known level (code < G; an unseen level adds
-    nothing here), b (D, G, S) one factor's effects, raw (m, S) its columns."""
-    D, G, S = b.shape[0], b.shape[1], b.shape[2]
-    for d in numba.prange(D):
-        for i in range(codes.shape[0]):
-            c = codes[i]
-            if c < G:
-                s = 0.0
-                for k in range(S):
-                    s += b[d, c, k] * raw[i, k]
-                mu[d, i] += s
+def linear_predictor(out, X, beta, codes, raw, b, levels, sizes, b_start, raw_start):
+    """out[d, i] = Xβ + Zb of draw d and row i (:func:`row_mean`), the draws in parallel."""
+    for d in numba.prange(out.shape[0]):
+        for i in range(out.shape[1]):
+            out[d, i] = row_mean(d, i, X, beta, codes, raw, b, levels, sizes, b_start, raw_start)
 
 
 @parallel_njit
-def gaussian_log_likelihood(mu, y, sigma, row_scale):
-    """In place, mu[d, i] → log N(y_i | mu[d, i], (σ_d s_i)²), s_i = row_scale[i] (1/√w_i, or all 1)."""
+def pointwise_log_likelihood(out, y, sigma, row_scale, X, beta, codes, raw, b, levels, sizes, b_start, raw_start):
+    """out[d, i] = log N(y_i | μ_di, (σ_d s_i)²), μ_di of :func:`row_mean`, s_i = row_scale[i]
+    (1/√w_i, or all 1), the draws in parallel: one pass, nothing of size draws × rows but out."""
     log_scale = np.log(row_scale)
-    for d in numba.prange(mu.shape[0]):
+    for d in numba.prange(out.shape[0]):
         log_sigma = math.log(sigma[d])
-        for i in range(mu.shape[1]):
-            r = (y[i] - mu[d, i]) / (sigma[d] * row_scale[i])
-            mu[d, i] = -0.5 * (r * r + LOG_2PI) - log_sigma - log_scale[i]
+        for i in range(out.shape[1]):
+            r = (y[i] - row_mean(d, i, X, beta, codes, raw, b, levels, sizes, b_start, raw_start)) / (
+                sigma[d] * row_scale[i])
+            out[d, i] = -0.5 * (r * r + LOG_2PI) - log_sigma - log_scale[i]

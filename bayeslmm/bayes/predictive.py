@@ -13,50 +13,50 @@ from bayeslmm.errors import LMMError
 from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.spec import ModelSpec
 
-DRAW_BLOCK = 32  # draws per block of the compiled loops: 32 × 20,000 rows of float64 is 5 MB
 
-
-def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, factors_codes_raw,
-                     block: int = DRAW_BLOCK) -> np.ndarray:
+def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, factors_codes_raw) -> np.ndarray:
     """Xβ + Zb for every draw, (D, m); unseen levels (codes ≥ G) contribute nothing here."""
-    beta = posterior["beta"].values.reshape(-1, setup.spec.p)
-    mu = np.empty((beta.shape[0], X.shape[0]))
-    for start in range(0, beta.shape[0], block):
-        _linear_predictor_into(mu, slice(start, start + block), setup, posterior, X, factors_codes_raw)
+    arguments = _predictor_arguments(setup, posterior, X, factors_codes_raw)
+    mu = np.empty((arguments[1].shape[0], X.shape[0]))
+    compiled_draws.linear_predictor(mu, *arguments)
     return mu
 
 
-def _linear_predictor_into(mu, draws: slice, setup: BayesSetup, posterior: xr.Dataset, X, factors_codes_raw) -> None:
-    """mu[draws] = Xβ + Zb for those draws (compiled loops, :mod:`bayeslmm.bayes.compiled_draws`)."""
+def _predictor_arguments(setup: BayesSetup, posterior: xr.Dataset, X, factors_codes_raw) -> tuple:
+    """What :func:`bayeslmm.bayes.compiled_draws.row_mean` takes: X, β (D, p), the factors' codes
+    (F, m), their columns side by side, their effects side by side (D, Σ G_f S_f), and per factor
+    G_f, S_f and where its effects and columns start."""
     spec = setup.spec
-    beta = posterior["beta"].values.reshape(-1, spec.p)
-    compiled_draws.fixed_part(mu[draws], np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(beta[draws]))
-    for factor, (codes, raw) in zip(spec.factors, factors_codes_raw):
-        b = posterior[f"b_{factor.name}"].values.reshape(beta.shape[0], factor.n_levels, factor.n_columns)
-        compiled_draws.add_random(mu[draws], np.ascontiguousarray(codes, dtype=np.int64),
-                                  np.ascontiguousarray(raw, dtype=float), np.ascontiguousarray(b[draws]))
+    beta = np.ascontiguousarray(posterior["beta"].values.reshape(-1, spec.p))
+    factors = spec.factors if factors_codes_raw else []
+    b = [posterior[f"b_{f.name}"].values.reshape(beta.shape[0], -1) for f in factors]
+    sizes = np.array([f.n_columns for f in factors], dtype=np.int64)
+    levels = np.array([f.n_levels for f in factors], dtype=np.int64)
+    codes = np.array([codes for codes, _ in factors_codes_raw], dtype=np.int64).reshape(len(factors), X.shape[0])
+    raw = np.column_stack([raw for _, raw in factors_codes_raw]) if factors else np.zeros((X.shape[0], 0))
+    b = np.ascontiguousarray(b[0] if len(b) == 1 else np.concatenate(b, axis=1) if b else np.zeros((beta.shape[0], 0)))
+    starts = lambda counts: np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)  # noqa: E731
+    return (np.ascontiguousarray(X, dtype=float), beta, codes, np.ascontiguousarray(raw, dtype=float), b, levels,
+            sizes, starts(levels * sizes), starts(sizes))
 
 
-def add_pointwise_log_likelihood(idata, setup: BayesSetup, block: int = DRAW_BLOCK) -> None:
+def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
     """log N(y_i | x_iβ + z_i b, σ²/w_i) per observation and draw, ArviZ's ``log_likelihood`` group
-    (w_i = 1 without prior weights).  Without a residual structure, ``block`` draws at a time:
-    each block's Xβ + Zb is turned into its log-densities while in cache, in the output array."""
+    (w_i = 1 without prior weights); without a residual structure in one compiled pass, written
+    into the output array."""
     _check_rows_in_memory(setup.spec)
     posterior = idata["posterior"].to_dataset()
     spec = setup.spec
     factors = [(f.codes, f.raw) for f in spec.factors]
-    sigma = posterior["sigma"].values.reshape(-1)
+    sigma = np.ascontiguousarray(posterior["sigma"].values.reshape(-1))
     if setup.residual is not None:
         mu = linear_predictor(setup, posterior, spec.X, factors)
         idata["log_likelihood"] = xr.DataTree(_residual_group_log_likelihood(setup, posterior, mu, sigma[:, None]))
         return
     loglik = np.empty((sigma.size, spec.n))
-    row_scale = np.broadcast_to(np.asarray(spec.noise_scale, dtype=float), (spec.n,))
-    y = np.ascontiguousarray(spec.y, dtype=float)
-    for start in range(0, sigma.size, block):
-        draws = slice(start, start + block)
-        _linear_predictor_into(loglik, draws, setup, posterior, spec.X, factors)
-        compiled_draws.gaussian_log_likelihood(loglik[draws], y, sigma[draws], np.ascontiguousarray(row_scale))
+    row_scale = np.ascontiguousarray(np.broadcast_to(np.asarray(spec.noise_scale, dtype=float), (spec.n,)))
+    compiled_draws.pointwise_log_likelihood(loglik, np.ascontiguousarray(spec.y, dtype=float), sigma, row_scale,
+                                            *_predictor_arguments(setup, posterior, spec.X, factors))
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], spec.n)
     idata["log_likelihood"] = xr.DataTree(xr.Dataset(
         {"y": (("chain", "draw", "obs"), loglik.reshape(shape))},

@@ -45,7 +45,7 @@ def test_compiled_conditional_draws_equal_the_numpy_draws(sleepstudy, formula, w
     setup = blm.LMM(formula, sleepstudy, weights=weights)._bayes_setup(None)
     sigma, chols = _posterior_like_draws(setup, 50, np.random.default_rng(1))
     step = 7
-    beta, b = draws._draws_compiled(setup, sigma, chols, np.random.default_rng(2), step, block=3)
+    beta, b = draws._draws_compiled(setup, sigma, chols, np.random.default_rng(2), step)
     rng = np.random.default_rng(2)
     parts = [draws._draws_together(setup, sigma[i:i + step], [c[i:i + step] for c in chols], rng)
              for i in range(0, sigma.size, step)]
@@ -55,13 +55,11 @@ def test_compiled_conditional_draws_equal_the_numpy_draws(sleepstudy, formula, w
 
 @pytest.mark.parametrize("formula", ["Reaction ~ Days + (1 | Subject)", "Reaction ~ Days + (Days | Subject)"])
 def test_pointwise_log_likelihood_equals_the_dense_computation(sleepstudy, formula):
-    """log N(y_i | x_iβ + z_i'b, σ²/w_i) at every draw, with prior weights, in blocks of draws that
-    do not divide the draws evenly; and the linear predictor gives unseen levels nothing."""
+    """log N(y_i | x_iβ + z_i'b, σ²/w_i) at every draw, with prior weights; and the linear
+    predictor gives unseen levels nothing."""
     weights = np.random.default_rng(4).uniform(0.5, 2.0, len(sleepstudy))
     model = blm.LMM(formula, sleepstudy, weights=weights)
-    post = model.fit(method="NUTS", draws=30, tune=50, chains=2, random_seed=2, progressbar=False,
-                     log_likelihood=False)
-    predictive.add_pointwise_log_likelihood(post.idata, post.setup, block=7)
+    post = model.fit(method="NUTS", draws=30, tune=50, chains=2, random_seed=2, progressbar=False)
     spec, posterior = model.spec, post.posterior
     factor = spec.factors[0]
     Z = np.zeros((spec.n, factor.n_levels * factor.n_columns))  # dense Z, level-major columns
@@ -76,6 +74,21 @@ def test_pointwise_log_likelihood_equals_the_dense_computation(sleepstudy, formu
                                        rtol=1e-12, atol=1e-12)
     codes = factor.codes.copy()
     codes[:5] = factor.n_levels  # an unseen level
-    mu = predictive.linear_predictor(post.setup, posterior, spec.X, [(codes, factor.raw)], block=9)
+    mu = predictive.linear_predictor(post.setup, posterior, spec.X, [(codes, factor.raw)])
     beta = posterior["beta"].values.reshape(-1, spec.p)
     np.testing.assert_allclose(mu[:, :5], beta @ spec.X[:5].T, rtol=1e-13)
+
+
+def test_pointwise_log_likelihood_with_two_factors_equals_the_dense_computation():
+    """Crossed factors: each row adds both factors' effects (their blocks side by side)."""
+    data = blm.datasets.load("Penicillin")
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
+    post = model.fit(method="NUTS", draws=20, tune=50, chains=2, random_seed=3, progressbar=False)
+    spec, posterior = model.spec, post.posterior
+    loglik = post.idata["log_likelihood"]["y"].values
+    for chain, draw in [(0, 0), (1, 19)]:
+        mu = spec.X @ posterior["beta"].values[chain, draw]
+        for factor in spec.factors:
+            mu = mu + posterior[f"b_{factor.name}"].values[chain, draw][factor.codes, 0] * factor.raw[:, 0]
+        np.testing.assert_allclose(loglik[chain, draw], norm.logpdf(spec.y, mu, posterior["sigma"].values[chain, draw]),
+                                   rtol=1e-12, atol=1e-12)
