@@ -112,39 +112,41 @@ def level_noise(T, d, ZtZ, g, z_b, A, L, v):
 
 
 @inline_njit
-def row_mean(d, i, X, beta, codes, raw, b, levels, sizes, b_start, raw_start):
-    """x_i'β_d + Σ_f z_fi'b_fd[code_fi] over the factors f whose level of row i is known (code <
-    G_f; an unseen level adds nothing here).  Factor f's effects of draw d are b[d, b_start[f] +
-    code·S_f + s] (the factors' (G_f, S_f) blocks one after another), its columns raw[i,
-    raw_start[f] + s], its codes codes[f, i]."""
-    s = 0.0
-    for k in range(X.shape[1]):
-        s += X[i, k] * beta[d, k]
-    for f in range(levels.shape[0]):
-        c = codes[f, i]
-        if c < levels[f]:
-            first = b_start[f] + c * sizes[f]
-            for k in range(sizes[f]):
-                s += b[d, first + k] * raw[i, raw_start[f] + k]
-    return s
+def draw_mean(d, out, XT, beta, index, rawT, b, sizes):
+    """out[d, :] = Xβ_d + Σ_f Z_f b_fd, each term a sweep over the rows (so that LLVM vectorises
+    it).  XT is X' (p, m); factor f (S_f = sizes[f] columns) adds b[d, index[f, i] + s] · rawT[c_f + s, i]
+    for its column s and row i, with c_f its first row in rawT (Σ_f S_f, m) and index[f, i] where
+    row i's level starts among draw d's effects (the factors' (G_f, S_f) blocks one after another).
+    Rows of an unseen level come with index 0 and zero columns: they add nothing."""
+    m = XT.shape[1]
+    for i in range(m):
+        out[d, i] = 0.0
+    for k in range(XT.shape[0]):
+        for i in range(m):
+            out[d, i] += XT[k, i] * beta[d, k]
+    column = 0
+    for f in range(sizes.shape[0]):
+        for s in range(sizes[f]):
+            for i in range(m):
+                out[d, i] += b[d, index[f, i] + s] * rawT[column + s, i]
+        column += sizes[f]
 
 
 @parallel_njit
-def linear_predictor(out, X, beta, codes, raw, b, levels, sizes, b_start, raw_start):
-    """out[d, i] = Xβ + Zb of draw d and row i (:func:`row_mean`), the draws in parallel."""
+def linear_predictor(out, XT, beta, index, rawT, b, sizes):
+    """out[d, :] = Xβ_d + Zb_d for every draw d (:func:`draw_mean`), the draws in parallel."""
     for d in numba.prange(out.shape[0]):
-        for i in range(out.shape[1]):
-            out[d, i] = row_mean(d, i, X, beta, codes, raw, b, levels, sizes, b_start, raw_start)
+        draw_mean(d, out, XT, beta, index, rawT, b, sizes)
 
 
 @parallel_njit
-def pointwise_log_likelihood(out, y, sigma, row_scale, X, beta, codes, raw, b, levels, sizes, b_start, raw_start):
-    """out[d, i] = log N(y_i | μ_di, (σ_d s_i)²), μ_di of :func:`row_mean`, s_i = row_scale[i]
-    (1/√w_i, or all 1), the draws in parallel: one pass, nothing of size draws × rows but out."""
+def pointwise_log_likelihood(out, y, sigma, row_scale, XT, beta, index, rawT, b, sizes):
+    """out[d, i] = log N(y_i | μ_di, (σ_d s_i)²), μ of :func:`draw_mean`, s_i = row_scale[i] (1/√w_i,
+    or all 1), the draws in parallel: nothing of size draws × rows but out."""
     log_scale = np.log(row_scale)
     for d in numba.prange(out.shape[0]):
+        draw_mean(d, out, XT, beta, index, rawT, b, sizes)
         log_sigma = math.log(sigma[d])
         for i in range(out.shape[1]):
-            r = (y[i] - row_mean(d, i, X, beta, codes, raw, b, levels, sizes, b_start, raw_start)) / (
-                sigma[d] * row_scale[i])
+            r = (y[i] - out[d, i]) / (sigma[d] * row_scale[i])
             out[d, i] = -0.5 * (r * r + LOG_2PI) - log_sigma - log_scale[i]

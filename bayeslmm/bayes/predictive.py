@@ -23,21 +23,25 @@ def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, fa
 
 
 def _predictor_arguments(setup: BayesSetup, posterior: xr.Dataset, X, factors_codes_raw) -> tuple:
-    """What :func:`bayeslmm.bayes.compiled_draws.row_mean` takes: X, β (D, p), the factors' codes
-    (F, m), their columns side by side, their effects side by side (D, Σ G_f S_f), and per factor
-    G_f, S_f and where its effects and columns start."""
+    """What :func:`bayeslmm.bayes.compiled_draws.draw_mean` takes: X', β (D, p), where each row's
+    level starts among a draw's effects (F, m), the factors' columns stacked (Σ S_f, m), their
+    effects side by side (D, Σ G_f S_f) and S_f.  A row of an unseen level (code ≥ G_f) gets
+    index 0 and zero columns."""
     spec = setup.spec
     beta = np.ascontiguousarray(posterior["beta"].values.reshape(-1, spec.p))
-    factors = spec.factors if factors_codes_raw else []
+    factors = spec.factors[:len(factors_codes_raw)]
     b = [posterior[f"b_{f.name}"].values.reshape(beta.shape[0], -1) for f in factors]
+    index, columns, start = np.zeros((len(factors), X.shape[0]), dtype=np.int64), [], 0
+    for f, (factor, (codes, raw)) in enumerate(zip(factors, factors_codes_raw)):
+        known = codes < factor.n_levels
+        index[f] = np.where(known, start + codes * factor.n_columns, 0)
+        columns.append(np.where(known[:, None], raw, 0.0).T)
+        start += factor.n_levels * factor.n_columns
+    rawT = np.concatenate(columns) if columns else np.zeros((0, X.shape[0]))
+    b = b[0] if len(b) == 1 else np.concatenate(b, axis=1) if b else np.zeros((beta.shape[0], 1))
     sizes = np.array([f.n_columns for f in factors], dtype=np.int64)
-    levels = np.array([f.n_levels for f in factors], dtype=np.int64)
-    codes = np.array([codes for codes, _ in factors_codes_raw], dtype=np.int64).reshape(len(factors), X.shape[0])
-    raw = np.column_stack([raw for _, raw in factors_codes_raw]) if factors else np.zeros((X.shape[0], 0))
-    b = np.ascontiguousarray(b[0] if len(b) == 1 else np.concatenate(b, axis=1) if b else np.zeros((beta.shape[0], 0)))
-    starts = lambda counts: np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)  # noqa: E731
-    return (np.ascontiguousarray(X, dtype=float), beta, codes, np.ascontiguousarray(raw, dtype=float), b, levels,
-            sizes, starts(levels * sizes), starts(sizes))
+    return (np.ascontiguousarray(np.asarray(X, dtype=float).T), beta, index, np.ascontiguousarray(rawT, dtype=float),
+            np.ascontiguousarray(b, dtype=float), sizes)
 
 
 def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:

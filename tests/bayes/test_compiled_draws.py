@@ -40,12 +40,12 @@ def _posterior_like_draws(setup, D: int, rng):
 ])
 def test_compiled_conditional_draws_equal_the_numpy_draws(sleepstudy, formula, weighted):
     """Same generator state, same standard normals: β and b equal _draws_together's to rounding,
-    over several chunks of draws."""
+    over chunks of 7 draws, 3 chunks per compiled call (the last call short)."""
     weights = np.random.default_rng(3).uniform(0.5, 2.0, len(sleepstudy)) if weighted else None
     setup = blm.LMM(formula, sleepstudy, weights=weights)._bayes_setup(None)
     sigma, chols = _posterior_like_draws(setup, 50, np.random.default_rng(1))
     step = 7
-    beta, b = draws._draws_compiled(setup, sigma, chols, np.random.default_rng(2), step)
+    beta, b = draws._draws_compiled(setup, sigma, chols, np.random.default_rng(2), step, block=3)
     rng = np.random.default_rng(2)
     parts = [draws._draws_together(setup, sigma[i:i + step], [c[i:i + step] for c in chols], rng)
              for i in range(0, sigma.size, step)]
