@@ -10,9 +10,11 @@ import importlib.util
 import warnings
 
 import bayeslmm as blm
-from bayeslmm.bayes import nutpie_callbacks  # noqa: F401  (compiling its C callbacks compiles the log-densities)
+from bayeslmm.bayes import nutpie_callbacks
 
 warnings.simplefilter("ignore")
+for several_factors in (False, True):  # compiling the C callbacks compiles the log-densities
+    nutpie_callbacks.compiled_callbacks(several_factors)
 for formula, name in [("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
                       ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")]:
     blm.LMM(formula, blm.datasets.load(name)).fit()  # the REML objectives of one and of two factors
