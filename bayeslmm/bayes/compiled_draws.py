@@ -5,7 +5,7 @@ The math is :mod:`bayeslmm.bayes.draws`' and :mod:`bayeslmm.bayes.predictive`'s 
 keeps the cases these loops do not cover: several factors, residual structures), here as
 ``numba.njit(cache=True)`` loops over draws, so that nothing of size draws × rows is
 materialised twice and no Python runs per draw.  The per-level factorization is the kernel's
-(:func:`bayeslmm.linalg.compiled.schur_complement`); the standard normals come from the
+(:func:`bayeslmm.linalg.compiled.schur_complement_small`); the standard normals come from the
 caller's NumPy generator, in the order the NumPy path draws them.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import math
 import numba
 import numpy as np
 
-from bayeslmm.linalg.compiled import LOG_2PI, cached, cholesky_into, njit, schur_complement, solve_spd
+from bayeslmm.linalg.compiled import LOG_2PI, cached, cholesky_into, njit, schur_complement_small, solve_spd
 
 
 def inline_njit(function):
@@ -34,7 +34,7 @@ def one_factor_draws(T, sigma, ZtZ, ZtXY, XYtXY, precision, shift, z_beta, z_b, 
     """β | θ, σ, y ~ N(H⁻¹h, H⁻¹) and b_g = T u_g, u_g = K_g[:, p] − K_g[:, :p]β + σL_g⁻ᵀz_g, for
     every draw d of T (D, S, S: the relative factor T = blockdiag(chol)/σ) and σ (D,), given the
     standard normals z_beta (D, p) and z_b (D, G, S), into beta (D, p) and b (D, G, S); the draws
-    in parallel.  K_g = A_g⁻¹T'Z_g'[X y] and C come from :func:`schur_complement`, L_g is A_g's
+    in parallel.  K_g = A_g⁻¹T'Z_g'[X y] and C come from :func:`bayeslmm.linalg.compiled.schur_complement_small`, L_g is A_g's
     Cholesky factor (:func:`bayeslmm.bayes.draws._draws_together` writes u as L_g⁻ᵀ(c − Rβ + σz),
     the same vector)."""
     for d in numba.prange(T.shape[0]):
@@ -47,7 +47,7 @@ def one_draw(d, T, sigma, ZtZ, ZtXY, XYtXY, precision, shift, z_beta, z_b, beta,
     S, G, p = T.shape[1], ZtZ.shape[0], XYtXY.shape[0] - 1
     H, LH, h, mean = np.empty((p, p)), np.empty((p, p)), np.empty((p, 1)), np.empty((p, 1))
     A, L, v, u, w = np.empty((S, S)), np.empty((S, S)), np.empty(S), np.empty(S), np.empty(p)
-    ok, _, C, K, _ = schur_complement(np.ascontiguousarray(T[d]), ZtZ, ZtXY, XYtXY)
+    ok, _, C, K, _ = schur_complement_small(np.ascontiguousarray(T[d]), ZtZ, ZtXY, XYtXY)
     sigma2 = sigma[d] * sigma[d]
     for i in range(p):
         h[i, 0] = C[i, p] / sigma2 + shift[i]
@@ -80,7 +80,7 @@ def one_draw(d, T, sigma, ZtZ, ZtXY, XYtXY, precision, shift, z_beta, z_b, beta,
 @inline_njit
 def level_noise(T, d, ZtZ, g, z_b, A, L, v):
     """v = L_g⁻ᵀz_g, L_g the Cholesky factor of A_g = T_d'Z_g'Z_g T_d + I (A and L: S×S scratch);
-    one or two columns unrolled, as in :func:`schur_complement`."""
+    one or two columns unrolled, as in :func:`bayeslmm.linalg.compiled.schur_complement_small`."""
     S = A.shape[0]
     if S == 1:
         v[0] = z_b[d, g, 0] / math.sqrt(T[d, 0, 0] * T[d, 0, 0] * ZtZ[g, 0, 0] + 1.0)

@@ -22,22 +22,22 @@ def _statistics(rng, levels: int, S: int, p1: int, scale: float = 1.0):
 @pytest.mark.parametrize("S", [1, 2])
 @pytest.mark.parametrize("full_T", [False, True])
 def test_unrolled_levels_equal_the_general_loop(S, full_T):
-    """C, log|A|, K and A⁻¹ of schur_complement and the T-derivative of schur_gradient, against
-    schur_complement_any / schur_gradient_any, with a lower-triangular and a full T; also with
+    """C, log|A|, K and A⁻¹ of schur_complement_small and the T-derivative of schur_gradient_small,
+    against the general schur_complement / schur_gradient, with a lower-triangular and a full T; also with
     levels whose determinants multiply past LOG_FLUSH (log|A| logged in pieces)."""
     rng = np.random.default_rng(13 + S)
     for levels, scale in ((40, 1.0), (300, 1e3)):
         ZtZ, ZtXY, XYtXY = _statistics(rng, levels, S, p1=4, scale=scale)
         T = rng.normal(size=(S, S)) if full_T else np.tril(rng.normal(size=(S, S)))
-        fast, general = (f(T, ZtZ, ZtXY, XYtXY) for f in (compiled.schur_complement, compiled.schur_complement_any))
+        fast, general = (f(T, ZtZ, ZtXY, XYtXY) for f in (compiled.schur_complement_small, compiled.schur_complement))
         assert fast[0] and general[0]
         assert fast[1] == pytest.approx(general[1], rel=1e-13)
         for a, b in zip(fast[2:], general[2:]):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
         Gc = rng.normal(size=(4, 4))
         Gc += Gc.T
-        dT = compiled.schur_gradient_any(T, ZtZ, ZtXY, general[3], general[4], Gc)
-        np.testing.assert_allclose(compiled.schur_gradient(T, ZtZ, ZtXY, fast[3], fast[4], Gc), dT,
+        dT = compiled.schur_gradient(T, ZtZ, ZtXY, general[3], general[4], Gc)
+        np.testing.assert_allclose(compiled.schur_gradient_small(T, ZtZ, ZtXY, fast[3], fast[4], Gc), dT,
                                    rtol=1e-11, atol=1e-11 * np.abs(dT).max())
 
 
@@ -45,5 +45,5 @@ def test_unrolled_levels_report_a_matrix_that_is_not_positive_definite():
     """A NaN in T (a failed step) is reported as not positive definite, as the general loop does."""
     ZtZ, ZtXY, XYtXY = _statistics(np.random.default_rng(5), 10, 2, p1=3)
     T = np.array([[np.nan, 0.0], [0.1, 1.0]])
+    assert not compiled.schur_complement_small(T, ZtZ, ZtXY, XYtXY)[0]
     assert not compiled.schur_complement(T, ZtZ, ZtXY, XYtXY)[0]
-    assert not compiled.schur_complement_any(T, ZtZ, ZtXY, XYtXY)[0]
