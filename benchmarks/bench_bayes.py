@@ -4,7 +4,8 @@
 
 bambi pins formulae < 0.7 while bayeslmm needs ≥ 0.9, so bambi lives in its own
 environment: `bash benchmarks/setup_bambi.sh` creates `.venv-bambi`, and this script
-runs bambi there on the CSV it writes.  Both fit `y ~ x + (x | g)` with 4 chains ×
+runs bambi there on the CSV it writes (after its imports, as ours: pymc and nutpie are imported
+before our timing starts; loading our compiled kernels from numba's cache is timed).  Both fit `y ~ x + (x | g)` with 4 chains ×
 1,000 draws after 1,000 tuning steps.  Measured: wall time from model construction to
 the finished posterior, and the minimum bulk ESS over the fixed effects, the random-effect
 sds and σ; printed as ESS per second and the ratio ours / bambi.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -80,7 +82,7 @@ def time_bambi(python: str, formula: str, data: pd.DataFrame, group: str) -> dic
 
 def report(label: str, ours: dict, bambi: dict | None) -> None:
     rate = ours["min_ess"] / ours["wall"]
-    print(f"{label}\n  bayeslmm: {ours['wall']:.1f} s, min bulk ESS {ours['min_ess']:.0f} → {rate:.0f} ESS/s "
+    print(f"{label} (load average now {os.getloadavg()[0]:.1f})\n  bayeslmm: {ours['wall']:.1f} s, min bulk ESS {ours['min_ess']:.0f} → {rate:.0f} ESS/s "
           f"(divergences {ours['divergences']}, max R-hat {ours['max_r_hat']:.3f})")
     if bambi:
         other = bambi["min_ess"] / bambi["wall"]
@@ -97,7 +99,8 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     sleep = blm.datasets.load("sleepstudy")
     formula = "Reaction ~ Days + (Days | Subject)"
-    blm.LMM(formula, sleep).pymc_model(marginalize=True)  # import-time costs out of the timing
+    blm.LMM(formula, sleep).pymc_model(marginalize=True)  # import-time costs out of the timing:
+    import nutpie  # noqa: F401  pymc, and nutpie (0.8 s: it imports ArviZ and matplotlib), as bambi's script
     report(f"sleepstudy, {formula}", time_ours(formula, sleep), time_bambi(args.bambi_python, formula, sleep, "Subject"))
     if not args.skip_20k:
         data = simulate_20k()

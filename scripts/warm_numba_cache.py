@@ -1,16 +1,23 @@
 """Compile bayeslmm's numba kernels once, into numba's on-disk cache (run by scripts/setup.sh).
 
-The kernels (``bayeslmm/linalg/compiled.py``, ``compiled_blocked.py`` and nutpie's callbacks in
-``bayeslmm/bayes/nutpie_callbacks.py``) are ``cache=True``: compiled on first use and loaded
+The kernels (``bayeslmm/linalg/compiled.py``, ``compiled_blocked.py``, nutpie's callbacks in
+``bayeslmm/bayes/nutpie_callbacks.py`` and the posterior's loops in ``bayeslmm/bayes/compiled_draws.py``)
+are ``cache=True``: compiled on first use and loaded
 from the cache in every later process.  The first use costs about 45 s in all; paying it at
 set-up keeps it out of the first fit (and out of the test suite's first tests).
 """
+import importlib.util
 import warnings
 
 import bayeslmm as blm
-from bayeslmm.bayes import nutpie_callbacks  # noqa: F401  (compiling its C callbacks compiles the log-densities)
+from bayeslmm.bayes import nutpie_callbacks
 
 warnings.simplefilter("ignore")
+for several_factors in (False, True):  # compiling the C callbacks compiles the log-densities
+    nutpie_callbacks.compiled_callbacks(several_factors)
 for formula, name in [("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
                       ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")]:
     blm.LMM(formula, blm.datasets.load(name)).fit()  # the REML objectives of one and of two factors
+if importlib.util.find_spec("nutpie"):  # a tiny NUTS fit: the exact draws of β and b, the log-likelihood
+    blm.LMM("Reaction ~ Days + (Days | Subject)", blm.datasets.load("sleepstudy")).fit(
+        method="NUTS", draws=5, tune=5, chains=1, random_seed=1, progressbar=False)

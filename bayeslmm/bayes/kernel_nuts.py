@@ -30,7 +30,7 @@ def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chai
         from nutpie.compile_pymc import CompiledPyMCModel
     except ImportError:
         raise LMMError("sampler='kernel' needs nutpie: pip install 'bayeslmm[nutpie]', or use sampler='pymc'") from None
-    from bayeslmm.bayes import nutpie_callbacks  # loads (or first compiles) the callbacks: on first use only
+    from bayeslmm.bayes import nutpie_callbacks
 
     blocks = parameter_blocks(setup)
     x0 = to_unconstrained(setup, start)
@@ -43,10 +43,10 @@ def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chai
     ends = np.cumsum([int(np.prod(shape)) for shape in shapes])  # the stored values, one after another
     slices = [slice(int(end - np.prod(shape)), int(end)) for end, shape in zip(ends, shapes)]
     # nutpie's model of C callbacks (its numba path's class, given our callbacks and user data)
+    logp_callback, expand_callback = nutpie_callbacks.compiled_callbacks(several_factors(setup))
     compiled = CompiledPyMCModel(
         _n_dim=x0.size, dims={}, _coords={}, _shapes=dict(zip(names, shapes)),
-        compiled_logp_func=(nutpie_callbacks.blocked_logp_callback if several_factors(setup)
-                            else nutpie_callbacks.logp_callback), compiled_expand_func=nutpie_callbacks.expand_callback,
+        compiled_logp_func=logp_callback, compiled_expand_func=expand_callback,
         initial_point_func=initial_point, shared_data={}, shared_var_keys={}, user_data=header,
         n_expanded=int(ends[-1]), shape_info=(names, slices, shapes),
         logp_func=None, expand_func=None)

@@ -7,10 +7,15 @@ Here they are ``numba.cfunc(cache=True)`` wrappers of :func:`bayeslmm.linalg.com
 built by :func:`pack_arguments`.  So they compile once per installation, whatever the data,
 and the chains run in parallel on nutpie's threads.
 
-Importing this module loads (or first compiles) the callbacks: it is imported on first use.
+:func:`compiled_callbacks` loads (or first compiles) them on first use.
+numba keys a cached function on its own file's time stamp only: after a change to the kernels
+these callbacks call (``compiled.py``, ``compiled_blocked.py``) in a source checkout, delete the
+``nutpie_callbacks*.nbi/.nbc`` files of ``__pycache__`` (or this file's stamp changes), or the
+callbacks keep the old machine code.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -134,6 +139,11 @@ def expand_callback(dim, n_expanded, x_, out_, user_data):
     return 0
 
 
-logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), logp_callback)
-blocked_logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), blocked_logp_callback)
-expand_callback = cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), expand_callback)
+@functools.cache
+def compiled_callbacks(several_factors: bool):
+    """(log-density callback, expand callback) as numba cfuncs, loaded from numba's cache (or first
+    compiled) on first use: the one-factor and the several-factor callbacks each cost a few tenths
+    of a second to load, so a fit loads only the one it runs."""
+    logp = blocked_logp_callback if several_factors else logp_callback
+    return (cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), logp),
+            cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), expand_callback))

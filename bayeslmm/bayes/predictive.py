@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bayeslmm.bayes import compiled_draws
 from bayeslmm.bayes.draws import factor_Ts, posterior_parameters
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.errors import LMMError
@@ -13,43 +14,53 @@ from bayeslmm.linalg import logdensity as ld
 from bayeslmm.model.spec import ModelSpec
 
 
-def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, factors_codes_raw,
-                     chunk: int = 64) -> np.ndarray:
-    """Xβ + Zb for every draw, (D, m); unseen levels (codes ≥ G) contribute nothing here.
-
-    Z b is gathered ``chunk`` draws at a time, so that the draws' b stay in cache while
-    every row picks its level's effects (a gather over all draws at once was 3× slower).
-    """
-    beta = posterior["beta"].values.reshape(-1, setup.spec.p)
-    mu = beta @ X.T
-    for factor, (codes, raw) in zip(setup.spec.factors, factors_codes_raw):
-        b = posterior[f"b_{factor.name}"].values.reshape(beta.shape[0], factor.n_levels, factor.n_columns)
-        known = codes < factor.n_levels
-        rows = slice(None) if known.all() else known
-        codes, raw = codes[known], raw[known]
-        for start in range(0, beta.shape[0], chunk):
-            draws = slice(start, start + chunk)
-            mu[draws, rows] += sum(np.take(b[draws, :, s], codes, axis=1) * raw[:, s]
-                                   for s in range(factor.n_columns))
+def linear_predictor(setup: BayesSetup, posterior: xr.Dataset, X: np.ndarray, factors_codes_raw) -> np.ndarray:
+    """Xβ + Zb for every draw, (D, m); unseen levels (codes ≥ G) contribute nothing here."""
+    arguments = _predictor_arguments(setup, posterior, X, factors_codes_raw)
+    mu = np.empty((arguments[1].shape[0], X.shape[0]))
+    compiled_draws.linear_predictor(mu, *arguments)
     return mu
+
+
+def _predictor_arguments(setup: BayesSetup, posterior: xr.Dataset, X, factors_codes_raw) -> tuple:
+    """What :func:`bayeslmm.bayes.compiled_draws.draw_mean` takes: X', β (D, p), where each row's
+    level starts among a draw's effects (F, m), the factors' columns stacked (Σ S_f, m), their
+    effects side by side (D, Σ G_f S_f) and S_f.  A row of an unseen level (code ≥ G_f) gets
+    index 0 and zero columns."""
+    spec = setup.spec
+    beta = np.ascontiguousarray(posterior["beta"].values.reshape(-1, spec.p))
+    factors = spec.factors[:len(factors_codes_raw)]
+    b = [posterior[f"b_{f.name}"].values.reshape(beta.shape[0], -1) for f in factors]
+    index, columns, start = np.zeros((len(factors), X.shape[0]), dtype=np.int64), [], 0
+    for f, (factor, (codes, raw)) in enumerate(zip(factors, factors_codes_raw)):
+        known = codes < factor.n_levels
+        index[f] = np.where(known, start + codes * factor.n_columns, 0)
+        columns.append(np.where(known[:, None], raw, 0.0).T)
+        start += factor.n_levels * factor.n_columns
+    rawT = np.concatenate(columns) if columns else np.zeros((0, X.shape[0]))
+    b = b[0] if len(b) == 1 else np.concatenate(b, axis=1) if b else np.zeros((beta.shape[0], 1))
+    sizes = np.array([f.n_columns for f in factors], dtype=np.int64)
+    return (np.ascontiguousarray(np.asarray(X, dtype=float).T), beta, index, np.ascontiguousarray(rawT, dtype=float),
+            np.ascontiguousarray(b, dtype=float), sizes)
 
 
 def add_pointwise_log_likelihood(idata, setup: BayesSetup) -> None:
     """log N(y_i | x_iβ + z_i b, σ²/w_i) per observation and draw, ArviZ's ``log_likelihood`` group
-    (w_i = 1 without prior weights)."""
+    (w_i = 1 without prior weights); without a residual structure in one compiled pass, written
+    into the output array."""
     _check_rows_in_memory(setup.spec)
     posterior = idata["posterior"].to_dataset()
     spec = setup.spec
-    mu = linear_predictor(setup, posterior, spec.X, [(f.codes, f.raw) for f in spec.factors])
-    sigma = posterior["sigma"].values.reshape(-1, 1)
+    factors = [(f.codes, f.raw) for f in spec.factors]
+    sigma = np.ascontiguousarray(posterior["sigma"].values.reshape(-1))
     if setup.residual is not None:
-        idata["log_likelihood"] = xr.DataTree(_residual_group_log_likelihood(setup, posterior, mu, sigma))
+        mu = linear_predictor(setup, posterior, spec.X, factors)
+        idata["log_likelihood"] = xr.DataTree(_residual_group_log_likelihood(setup, posterior, mu, sigma[:, None]))
         return
-    loglik = np.subtract(spec.y, mu, out=mu)  # in place: (draws, n) can be large
-    loglik /= sigma * spec.noise_scale
-    loglik **= 2
-    loglik += ld.LOG_2PI + 2 * np.log(sigma * spec.noise_scale)
-    loglik *= -0.5
+    loglik = np.empty((sigma.size, spec.n))
+    row_scale = np.ascontiguousarray(np.broadcast_to(np.asarray(spec.noise_scale, dtype=float), (spec.n,)))
+    compiled_draws.pointwise_log_likelihood(loglik, np.ascontiguousarray(spec.y, dtype=float), sigma, row_scale,
+                                            *_predictor_arguments(setup, posterior, spec.X, factors))
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], spec.n)
     idata["log_likelihood"] = xr.DataTree(xr.Dataset(
         {"y": (("chain", "draw", "obs"), loglik.reshape(shape))},
