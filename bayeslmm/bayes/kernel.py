@@ -26,12 +26,12 @@ from bayeslmm.model.priors import Exponential, HalfNormal, HalfStudentT
 def kernel_covers(setup: BayesSetup) -> bool:
     """Whether the compiled kernel evaluates this setup's marginalised model: one grouping factor,
     or several whose second block is small (:func:`bayeslmm.linalg.compiled_blocked.covers`), and
-    no residual structure; or one grouping factor with a residual structure the residual kernel
-    covers (:func:`bayeslmm.bayes.kernel_residual.residual_gap`)."""
-    if not setup.spec.factors:
-        return False
+    no residual structure; or one grouping factor (or none) with a residual structure the residual
+    kernel covers (:func:`bayeslmm.bayes.kernel_residual.residual_gap`)."""
     if setup.residual is not None:
         return residual_gap(setup) is None
+    if not setup.spec.factors:
+        return False
     return len(setup.spec.factors) == 1 or compiled_blocked.covers(setup.stats)
 
 
@@ -39,10 +39,10 @@ def uncovered_shape(setup: BayesSetup, marginalize: bool = True) -> str:
     """What the kernel does not cover in this setup, for the fallback's warning ('' where covered)."""
     if not marginalize:
         return "the hierarchical model (marginalize=False)"
-    if not setup.spec.factors:
-        return "a model without random effects"
     if setup.residual is not None:
         return residual_gap(setup) or ""
+    if not setup.spec.factors:
+        return "a model without random effects"
     if kernel_covers(setup):
         return ""
     return (f"{len(setup.spec.factors)} grouping factors whose later factors have more than "

@@ -2,7 +2,7 @@
 arguments: the component statistics of the raw rows, the weights' codes, the structure's
 priors, and its PyMC variables in the kernel's parameter vector.
 
-Covered (one grouping factor): AR(1) (``cov.AR1``, gaps in time included: ρ^d), ARH(1), compound
+Covered (one grouping factor, or none): AR(1) (``cov.AR1``, gaps in time included: ρ^d), ARH(1), compound
 symmetry, one variance per level of a factor (``cov.Heteroscedastic``), and AR(1) or compound
 symmetry with such variances on top (``&``).  :func:`residual_gap` says what is not covered.
 """
@@ -76,7 +76,7 @@ def residual_gap(setup: BayesSetup) -> str | None:
     bound = setup.residual
     if bound is None:
         return None
-    if len(setup.spec.factors) != 1:
+    if len(setup.spec.factors) > 1:
         return (f"a residual structure ({structure_name(bound)}) with {len(setup.spec.factors)} grouping factors "
                 "(the kernel covers residual structures with one grouping factor)")
     if residual_rows(bound) is None:
@@ -132,10 +132,12 @@ def components(setup: BayesSetup, rows: Rows) -> Components:
     """Every product of raw rows [Z X y] the whitened statistics are made of, summed by component
     (kind, value, strata) and level of the grouping factor."""
     spec = setup.spec
-    factor = spec.factors[0]
-    U = np.column_stack([factor.raw, spec.X, spec.y])
-    S, G, q = factor.n_columns, factor.n_levels, U.shape[1]
-    levels = factor.codes
+    if spec.factors:
+        raw, levels, G = spec.factors[0].raw, spec.factors[0].codes, spec.factors[0].n_levels
+    else:  # no random effects (nlme's gls): one level with no columns
+        raw, levels, G = np.zeros((spec.n, 0)), np.zeros(spec.n, dtype=np.int64), 1
+    U = np.column_stack([raw, spec.X, spec.y])
+    S, q = raw.shape[1], U.shape[1]
     cross_sums = []  # (code, value, a, b, level, left (N, q), right (N, q)); cross products made symmetric
     if rows.kind == cr.AUTOREGRESSIVE:
         pieces, (gaps, counts) = _pieces_ar1(rows.correlation, rows.strata, levels)

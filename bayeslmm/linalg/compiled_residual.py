@@ -125,15 +125,22 @@ def residual_weights(xr, info, comp_int, comp_value, class_info, strata_count, p
 @njit
 def weighted_statistics(w, comp_ZtZ, comp_ZtXY, comp_XYtXY):
     """Σ_c w_c S_c: the whitened ZtZ (G, S, S), ZtXY (G, S, p+1) and XYtXY (p+1, p+1); the
-    components' per-level statistics come stacked as (C·G, …)."""
+    components' per-level statistics come stacked as (C·G, …).  Loops: no temporaries."""
     C = w.shape[0]
-    G = comp_ZtZ.shape[0] // C
-    ZtZ, ZtXY = np.zeros((G,) + comp_ZtZ.shape[1:]), np.zeros((G,) + comp_ZtXY.shape[1:])
-    XYtXY = np.zeros(comp_XYtXY.shape[1:])
+    G, S, p1 = comp_ZtZ.shape[0] // C, comp_ZtZ.shape[1], comp_XYtXY.shape[1]
+    ZtZ, ZtXY, XYtXY = np.zeros((G, S, S)), np.zeros((G, S, p1)), np.zeros((p1, p1))
     for c in range(C):
-        ZtZ += w[c] * comp_ZtZ[c * G : (c + 1) * G]
-        ZtXY += w[c] * comp_ZtXY[c * G : (c + 1) * G]
-        XYtXY += w[c] * comp_XYtXY[c]
+        wc = w[c]
+        for g in range(G):
+            source_Z, source_XY = comp_ZtZ[c * G + g], comp_ZtXY[c * G + g]
+            for i in range(S):
+                for j in range(S):
+                    ZtZ[g, i, j] += wc * source_Z[i, j]
+                for j in range(p1):
+                    ZtXY[g, i, j] += wc * source_XY[i, j]
+        for i in range(p1):
+            for j in range(p1):
+                XYtXY[i, j] += wc * comp_XYtXY[c, i, j]
     return ZtZ, ZtXY, XYtXY
 
 
@@ -158,14 +165,22 @@ def statistics_gradient(T, K_all, Ainv_all, Gc):
 
 @njit
 def component_contractions(dW, dV, Gc, comp_ZtZ, comp_ZtXY, comp_XYtXY):
-    """⟨∂D/∂S, S_c⟩ for every component c."""
-    C = comp_XYtXY.shape[0]
-    G = dW.shape[0]
+    """⟨∂D/∂S, S_c⟩ for every component c (loops: no temporaries)."""
+    C, p1 = comp_XYtXY.shape[0], Gc.shape[0]
+    G, S = dW.shape[0], dW.shape[1]
     out = np.zeros(C)
     for c in range(C):
-        s = np.sum(Gc * comp_XYtXY[c])
+        s = 0.0
+        for i in range(p1):
+            for j in range(p1):
+                s += Gc[i, j] * comp_XYtXY[c, i, j]
         for g in range(G):
-            s += np.sum(dW[g] * comp_ZtZ[c * G + g]) + np.sum(dV[g] * comp_ZtXY[c * G + g])
+            source_Z, source_XY = comp_ZtZ[c * G + g], comp_ZtXY[c * G + g]
+            for i in range(S):
+                for j in range(S):
+                    s += dW[g, i, j] * source_Z[i, j]
+                for j in range(p1):
+                    s += dV[g, i, j] * source_XY[i, j]
         out[c] = s
     return out
 

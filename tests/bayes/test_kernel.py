@@ -119,14 +119,15 @@ def test_correlation_factor_matches_pymcs_cholesky_corr_transform():
         np.testing.assert_allclose(to_unconstrained(setup, point), x, rtol=1e-12, atol=1e-14)
 
 
-def test_kernel_covers_several_factors_with_a_small_second_block_not_residual_structures(monkeypatch):
+def test_kernel_covers_several_factors_with_a_small_second_block_and_residual_structures_of_one(monkeypatch):
     data = blm.datasets.load("Penicillin")
     model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", data)
     assert kernel_covers(model._bayes_setup(None))
     monkeypatch.setattr(compiled_blocked, "MAX_SECOND_BLOCK", 5)  # sample has 6 levels
     assert not kernel_covers(model._bayes_setup(None))
     sitka = blm.datasets.load("Sitka")
-    assert not kernel_covers(blm.LMM("size ~ time + (1 | tree)", sitka, residual="ar1(visit | tree)")._bayes_setup(None))
+    assert kernel_covers(blm.LMM("size ~ time + (1 | tree)", sitka, residual="ar1(visit | tree)")._bayes_setup(None))
+    assert not kernel_covers(blm.LMM("size ~ time + (1 | tree)", sitka, residual="us(visit | tree)")._bayes_setup(None))
 
 
 def test_kernel_equals_pymc_with_crossed_factors():

@@ -1,0 +1,186 @@
+"""The compiled kernel with a residual structure equals the PyMC marginalised model (the
+specification): its logp and dlogp at random points, priors and Jacobians included; its
+component statistics are the structure's own whitening; NUTS over it is the default and its
+posterior agrees with PyMC's NUTS."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import bayeslmm as blm
+from bayeslmm import bayes
+from bayeslmm.bayes import kernel_residual
+from bayeslmm.bayes.kernel import kernel_covers, log_density, parameter_blocks
+from bayeslmm.fit import residual as fit_residual
+from bayeslmm.linalg import compiled_residual
+from bayeslmm.linalg.crossprod import cross_products
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*BLAS.*", "ignore::bayeslmm.PosteriorWarning",
+                                        "ignore::bayeslmm.SingularFitWarning")
+
+
+@pytest.fixture(scope="module")
+def sitka():
+    data = blm.datasets.load("Sitka")
+    return data.assign(t=(data["time"] - 200.0) / 50.0)  # days centred and scaled: slopes of size ~1
+
+
+@pytest.fixture(scope="module")
+def gappy(sitka):
+    """A quarter of the visits missing: gaps of 2, 3 and 4 visits within trees (ρ^d), groups of unequal size."""
+    return sitka[np.random.default_rng(1).uniform(size=len(sitka)) > 0.25]
+
+
+COVERED = [
+    ("size ~ t * treat + (1 | tree)", "ar1(visit | tree)", False),
+    ("size ~ t * treat + (1 | tree)", "ar1(time | tree)", False),  # time in days: gaps of 22–31 (ρ^d)
+    ("size ~ t * treat + (1 | tree)", "ar1(visit | tree)", True),
+    ("size ~ t * treat + (1 + t | tree)", "ar1(visit | tree)", False),
+    ("size ~ t * treat + (1 | tree)", "ar1h(visit | tree)", True),
+    ("size ~ t * treat + (1 | tree)", "cs(tree)", True),
+    ("size ~ t * treat + (1 | tree)", "het(treat)", False),
+    ("size ~ t * treat + (1 | tree)", "cs(tree) + het(treat)", True),
+    ("size ~ t * treat + (1 | tree)", "ar1(visit | tree) + het(treat)", True),
+    ("size ~ t * treat", "ar1(visit | tree)", False),  # no random effects (nlme's gls)
+    ("size ~ t * treat", "ar1h(visit | tree)", False),
+]
+
+
+def _pymc_point(model_pm, blocks, x) -> dict:
+    """The PyMC value variables at the kernel's vector x (same order, same layout)."""
+    names, initial = [v.name for v in model_pm.value_vars], model_pm.initial_point()
+    assert len(names) == len(blocks)
+    return {name: (x[b.start] if np.ndim(initial[name]) == 0 else x[b.start : b.start + b.size])
+            for name, b in zip(names, blocks)}
+
+
+@pytest.mark.parametrize("formula, structure, with_gaps", COVERED)
+def test_kernel_equals_pymc_with_a_residual_structure(sitka, gappy, formula, structure, with_gaps):
+    """The gradient equals PyMC's dlogp to 1e-8 and the log-density PyMC's logp up to one constant
+    (the same at every point to 1e-8, itself below 1e-7: PyMC's float32 prior constants, as in
+    test_kernel.py), with the structure's parameters among the coordinates."""
+    model = blm.LMM(formula, gappy if with_gaps else sitka, residual=structure)
+    setup = model._bayes_setup(None)
+    assert kernel_covers(setup)
+    model_pm = model.pymc_model(marginalize=True)
+    logp, dlogp = model_pm.compile_logp(), model_pm.compile_dlogp()
+    blocks, kernel = parameter_blocks(setup), log_density(setup)
+    assert blocks[-1].transform != "log"  # the structure's variables come last
+    rng = np.random.default_rng(20261201)
+    offsets = []
+    for _ in range(4):
+        x = rng.normal(scale=0.7, size=sum(b.size for b in blocks))
+        x[0] += np.log(np.std(setup.spec.y))  # σ on the data's scale, as test_kernel.py's points
+        value, gradient = kernel(x)
+        point = _pymc_point(model_pm, blocks, x)
+        offsets.append(value - logp(point))
+        np.testing.assert_allclose(gradient, dlogp(point), rtol=0, atol=1e-8)
+    assert np.ptp(offsets) < 1e-8
+    assert abs(offsets[0]) < 1e-7
+
+
+@pytest.mark.parametrize("formula, structure, with_gaps", COVERED[:1] + COVERED[4:9])
+def test_gradient_in_the_structure_equals_central_differences(sitka, gappy, formula, structure, with_gaps):
+    model = blm.LMM(formula, gappy if with_gaps else sitka, residual=structure)
+    setup = model._bayes_setup(None)
+    kernel = log_density(setup)
+    x = np.random.default_rng(3).normal(scale=0.5, size=sum(b.size for b in parameter_blocks(setup)))
+    x[0] += np.log(0.3)
+    value, gradient = kernel(x)
+    step = 1e-5
+    central = np.array([(kernel(x + h)[0] - kernel(x - h)[0]) / (2 * step) for h in np.eye(x.size) * step])
+    np.testing.assert_allclose(gradient, central, rtol=1e-6, atol=1e-6 * abs(value))
+
+
+@pytest.mark.parametrize("formula, structure, with_gaps", COVERED)
+def test_component_statistics_are_the_structures_whitening(sitka, gappy, formula, structure, with_gaps):
+    """Σ_c w_c(φ) S_c and Σ log|R_i D_i²| equal the cross-products of the rows the structure itself
+    whitens (the frequentist path's whitened_spec) at random φ."""
+    model = blm.LMM(formula, gappy if with_gaps else sitka, residual=structure)
+    setup = model._bayes_setup(None)
+    rows = kernel_residual.residual_rows(setup.residual)
+    parts = kernel_residual.components(setup, rows)
+    info, *middle = kernel_residual.residual_arguments(setup, 0)[:6]
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        xr = rng.normal(scale=0.8, size=len(setup.residual.start))
+        w, *_, logdet, _, _, _ = compiled_residual.residual_weights(xr, info, *middle)
+        ZtZ, ZtXY, XYtXY = compiled_residual.weighted_statistics(w, parts.ZtZ, parts.ZtXY, parts.XYtXY)
+        white, expected_logdet = fit_residual.whitened_spec(model.spec, setup.residual, _frequentist_phi(setup, xr))
+        stats = cross_products(white)
+        np.testing.assert_allclose(XYtXY, stats.XYtXY, rtol=1e-11, atol=1e-9)
+        if model.spec.factors:
+            np.testing.assert_allclose(ZtZ, stats.ZtZ1, rtol=1e-11, atol=1e-9)
+            np.testing.assert_allclose(ZtXY, stats.ZtXY1, rtol=1e-11, atol=1e-9)
+        assert logdet == pytest.approx(expected_logdet, rel=1e-12, abs=1e-10)
+
+
+def _frequentist_phi(setup, xr) -> np.ndarray:
+    """The frequentist φ at the kernel's (PyMC's) unconstrained residual coordinates."""
+    rows = kernel_residual.residual_rows(setup.residual)
+    if rows.kind == compiled_residual.VARIANCES_ONLY:
+        return np.asarray(xr)
+    u = 1.0 / (1.0 + np.exp(-xr[0]))
+    if rows.kind == compiled_residual.AUTOREGRESSIVE:
+        first = np.arctanh(2.0 * u - 1.0)  # ρ = tanh φ_0
+    else:
+        first = np.log(u / (1.0 - u))  # compound symmetry: ρ = low + (1 − low) · logistic(φ_0)
+    return np.r_[first, xr[1:]]
+
+
+def test_uncovered_structures_fall_back_with_a_warning_naming_them(sitka):
+    toeplitz = blm.LMM("size ~ t * treat + (1 | tree)", sitka, residual="toep(visit | tree)")
+    assert not kernel_covers(toeplitz._bayes_setup(None))
+    with pytest.warns(blm.SamplerFallbackWarning, match="residual structure Toeplitz"):
+        assert bayes.resolve_sampler(toeplitz._bayes_setup(None), None, marginalize=True) == "pymc"
+    both = blm.LMM("size ~ t * treat + (1 | tree)", sitka, residual="ar1h(visit | tree) + het(treat)")
+    with pytest.warns(blm.SamplerFallbackWarning, match=r"sampler='kernel'.*ARH1 & Heteroscedastic"):
+        assert bayes.resolve_sampler(both._bayes_setup(None), "kernel", marginalize=True) == "pymc"
+
+
+@pytest.fixture(scope="module")
+def ar1_small(sitka):
+    return blm.LMM("size ~ t + (1 | tree)", sitka, residual="ar1(visit | tree)")
+
+
+@pytest.fixture(scope="module")
+def ar1_kernel_fit(ar1_small):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", blm.SamplerFallbackWarning)  # the default no longer falls back
+        return ar1_small.fit(method="NUTS", draws=600, tune=600, chains=2, random_seed=11, progressbar=False)
+
+
+def test_nuts_on_an_ar1_model_runs_the_kernel_without_a_warning(ar1_kernel_fit, ar1_small):
+    assert ar1_kernel_fit.sampler == "kernel"
+    posterior = ar1_kernel_fit.posterior
+    for name in ("sigma", "sd_tree", "rho_unit", "rho", "beta", "b_tree"):
+        assert name in posterior
+    assert posterior["b_tree"].dims == ("chain", "draw", "tree", "tree_effect")
+    np.testing.assert_allclose(posterior["rho"], 2.0 * posterior["rho_unit"] - 1.0, rtol=1e-14)
+    assert "log_likelihood" in ar1_kernel_fit.idata and ar1_kernel_fit.diagnostics["divergences"] == 0
+
+
+def test_kernel_posterior_agrees_with_pymcs_nuts(ar1_small, ar1_kernel_fit):
+    """The same posterior, up to Monte Carlo error (4 standard errors of the difference of means,
+    each run's standard errors from its smallest bulk ESS)."""
+    pymc_fit = ar1_small.fit(method="NUTS", sampler="pymc", draws=600, tune=600, chains=2, random_seed=11,
+                             progressbar=False)
+    for name in ("sigma", "sd_tree", "rho", "beta"):
+        ours, theirs = ar1_kernel_fit.posterior[name], pymc_fit.posterior[name]
+        se = [fit.posterior[name].std(("chain", "draw")).values / np.sqrt(fit.diagnostics["min_ess_bulk"])
+              for fit in (ar1_kernel_fit, pymc_fit)]
+        difference = np.abs(ours.mean(("chain", "draw")).values - theirs.mean(("chain", "draw")).values)
+        assert np.all(difference < 4 * np.hypot(*se)), name
+
+
+def test_to_and_from_unconstrained_round_trip_the_structures_variables(sitka):
+    from bayeslmm.bayes.kernel_nuts import from_unconstrained, to_unconstrained
+
+    model = blm.LMM("size ~ t * treat + (1 + t | tree)", sitka, residual="cs(tree) + het(treat)")
+    setup = model._bayes_setup(None)
+    x = np.random.default_rng(2).normal(size=sum(b.size for b in parameter_blocks(setup)))
+    point = from_unconstrained(setup, x)
+    assert 0 < point["rho_unit"] < 1 and point["rho_unit"].shape == ()
+    np.testing.assert_allclose(to_unconstrained(setup, point), x, rtol=1e-12, atol=1e-14)
