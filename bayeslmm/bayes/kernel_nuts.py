@@ -54,7 +54,7 @@ def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chai
     seed = int(np.random.SeedSequence(random_seed).generate_state(1)[0])
     options = {} if cores is None else {"cores": cores}
     if setup.residual is not None:  # σ, ρ (and an intercept's sd) lie along a ridge: a diagonal mass
-        options["low_rank_modified_mass_matrix"] = True  # matrix gave a quarter of the ESS (docs/design.md)
+        options["adaptation"] = "low_rank"  # matrix gave a quarter of the ESS (docs/design.md)
     with one_blas_thread():  # the several-factor kernel's LAPACK Cholesky, on each of nutpie's threads
         trace = nutpie_sample(compiled, draws=draws, tune=max(tune, 1), chains=chains, seed=seed, save_warmup=False,
                               progress_bar=progressbar, target_accept=target_accept, **options)

@@ -16,6 +16,7 @@ from scipy.special import betaln
 
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.linalg import compiled_residual as cr
+from bayeslmm.linalg.crossprod import CrossProducts
 from bayeslmm.model.residual.ar1 import BoundAR1
 from bayeslmm.model.residual.combined import BoundCombined
 from bayeslmm.model.residual.cs import BoundCS
@@ -229,3 +230,30 @@ def add_residual_variables(setup: BayesSetup, posterior: xr.Dataset) -> xr.Datas
         ratios = np.exp(np.concatenate([np.zeros(log_sd.shape[:2] + (1,)), log_sd], axis=-1))
         new[rows.ratios.variable] = (("chain", "draw", rows.ratios.dim), ratios)
     return posterior.assign(new).assign_coords(rows.ratios.coords() if rows.ratios is not None else {})
+
+
+def draw_statistics(setup: BayesSetup, posterior: xr.Dataset):
+    """d ↦ the statistics whitened at draw d's φ (a CrossProducts), as Σ_c w_c S_c from the
+    component statistics: no row is whitened per draw.  None where the kernel does not cover
+    the structure (the caller whitens the rows)."""
+    if residual_gap(setup) is not None:
+        return None
+    rows, spec = residual_rows(setup.residual), setup.spec
+    info, codes, values, classes, strata_count, prior, ZtZ, ZtXY, XYtXY = residual_arguments(setup, 0)
+    coordinates = []  # φ on PyMC's unconstrained scale, (draws, P)
+    if rows.kind != cr.VARIANCES_ONLY:
+        u = posterior["rho_unit"].values.reshape(-1, 1)
+        coordinates.append(np.log(u) - np.log1p(-u))
+    if rows.ratios is not None:
+        coordinates.append(posterior[rows.ratios.free_name].values.reshape(-1, rows.ratios.size))
+    phi = np.ascontiguousarray(np.concatenate(coordinates, axis=1))
+    levels = (spec.factors[0].n_levels,) if spec.factors else ()
+
+    def at(d: int) -> CrossProducts:
+        w = cr.residual_weights(phi[d], info, codes, values, classes, strata_count, prior)[0]
+        Z, V, XY = cr.weighted_statistics(w, ZtZ, ZtXY, XYtXY)
+        if not spec.factors:
+            return CrossProducts(spec.n, spec.p, XY, None, None, None, None, None)
+        return CrossProducts(spec.n, spec.p, XY, Z, V, None, None, None, levels)
+
+    return at

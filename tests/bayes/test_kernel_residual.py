@@ -184,3 +184,29 @@ def test_to_and_from_unconstrained_round_trip_the_structures_variables(sitka):
     point = from_unconstrained(setup, x)
     assert 0 < point["rho_unit"] < 1 and point["rho_unit"].shape == ()
     np.testing.assert_allclose(to_unconstrained(setup, point), x, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("formula, structure", [("size ~ t * treat + (1 | tree)", "ar1h(visit | tree)"),
+                                                ("size ~ t * treat", "cs(tree) + het(treat)")])
+def test_statistics_of_a_draw_are_the_rows_whitened_at_its_parameters(sitka, formula, structure):
+    """The exact draws' whitened statistics from the components equal the PyMC path's whitening
+    of the rows at the draw's ρ and sd ratios."""
+    import xarray as xr
+
+    from bayeslmm.bayes.model import whitened_cross_products
+
+    model = blm.LMM(formula, sitka, residual=structure)
+    setup = model._bayes_setup(None)
+    rows = kernel_residual.residual_rows(setup.residual)
+    rng = np.random.default_rng(8)
+    posterior = xr.Dataset({"rho_unit": (("chain", "draw"), rng.uniform(0.05, 0.95, (1, 3))),
+                            rows.ratios.free_name: (("chain", "draw", "k"), rng.normal(0, 0.5, (1, 3, rows.ratios.size)))})
+    posterior = kernel_residual.add_residual_variables(setup, posterior)
+    at = kernel_residual.draw_statistics(setup, posterior)
+    for d in range(3):
+        expected, _ = whitened_cross_products(setup, setup.residual.posterior_natural(posterior, d), xp=np)
+        ours = at(d)
+        np.testing.assert_allclose(ours.XYtXY, expected.XYtXY, rtol=1e-11)
+        if model.spec.factors:
+            np.testing.assert_allclose(ours.ZtZ1, expected.ZtZ1, rtol=1e-11)
+            np.testing.assert_allclose(ours.ZtXY1, expected.ZtXY1, rtol=1e-11, atol=1e-12)
