@@ -22,7 +22,7 @@ So no row is touched per evaluation.  The log-density is the same Schur compleme
 :func:`~bayeslmm.linalg.compiled.schur_gradient`, :func:`~bayeslmm.linalg.compiled.logp_from_deviance`)
 on Σ_c w_c S_c; its gradient in φ is the chain rule through the statistics,
 ∂D/∂φ_k = Σ_c (∂w_c/∂φ_k) ⟨∂D/∂S, S_c⟩, with the kernel's derivative in its statistics
-(:func:`statistics_gradient`).  The parameters follow the PyMC model: ρ = low + (1 − low)u with
+(:func:`statistics_gradient_at`).  The parameters follow the PyMC model: ρ = low + (1 − low)u with
 u ~ Beta(a, b) on the log-odds scale, the log sd ratios ~ Normal(μ, s) unconstrained.
 """
 from __future__ import annotations
@@ -37,7 +37,6 @@ from bayeslmm.linalg.compiled import (
     covariance_cholesky,
     logp_from_deviance,
     njit,
-    product_into,
     schur_complement,
     schur_gradient,
 )
@@ -132,12 +131,12 @@ def weighted_statistics(w, comp_ZtZ, comp_ZtXY, comp_XYtXY):
     for c in range(C):
         wc = w[c]
         for g in range(G):
-            source_Z, source_XY = comp_ZtZ[c * G + g], comp_ZtXY[c * G + g]
+            row = c * G + g
             for i in range(S):
                 for j in range(S):
-                    ZtZ[g, i, j] += wc * source_Z[i, j]
+                    ZtZ[g, i, j] += wc * comp_ZtZ[row, i, j]
                 for j in range(p1):
-                    ZtXY[g, i, j] += wc * source_XY[i, j]
+                    ZtXY[g, i, j] += wc * comp_ZtXY[row, i, j]
         for i in range(p1):
             for j in range(p1):
                 XYtXY[i, j] += wc * comp_XYtXY[c, i, j]
@@ -145,43 +144,69 @@ def weighted_statistics(w, comp_ZtZ, comp_ZtXY, comp_XYtXY):
 
 
 @njit
-def statistics_gradient(T, K_all, Ainv_all, Gc):
-    """The derivative of D = log|A| + f(C) (∂f/∂C = Gc, symmetric) in the kernel's statistics:
-    ∂D/∂(Z_g'Z_g) = T(A_g⁻¹ + K_g Gc K_g')T' (G, S, S) and ∂D/∂(Z_g'[X y]) = −2 T K_g Gc
-    (G, S, p+1); ∂D/∂([X y]'[X y]) is Gc itself.  K_g = A_g⁻¹T'Z_g'[X y], as
-    :func:`bayeslmm.linalg.compiled.schur_complement` returns them."""
-    G, S, p1 = K_all.shape[0], T.shape[0], Gc.shape[0]
-    dW, dV = np.empty((G, S, S)), np.empty((G, S, p1))
-    KG, inner, TK = np.empty((S, p1)), np.empty((S, S)), np.empty((S, S))
-    for g in range(G):
-        product_into(K_all[g], Gc, KG, 1.0, 0.0)
-        inner[:, :] = Ainv_all[g]
-        product_into(KG, K_all[g], inner, 1.0, 1.0, False, True)  # A⁻¹ + K G K'
-        product_into(T, inner, TK, 1.0, 0.0)
-        product_into(TK, T, dW[g], 1.0, 0.0, False, True)
-        product_into(T, KG, dV[g], -2.0, 0.0)
-    return dW, dV
+def statistics_gradient_at(T, K_all, Ainv_all, g, Gc, KG, TI, dW, dV):
+    """Level g's derivative of D = log|A| + f(C) (∂f/∂C = Gc, symmetric) in the kernel's
+    statistics, into dW and dV: ∂D/∂(Z_g'Z_g) = T(A_g⁻¹ + K_g Gc K_g')T' (S × S) and
+    ∂D/∂(Z_g'[X y]) = −2 T K_g Gc (S × p+1); ∂D/∂([X y]'[X y]) is Gc itself.  K_g = A_g⁻¹T'Z_g'[X y]
+    and A_g⁻¹ as :func:`bayeslmm.linalg.compiled.schur_complement` returns them; KG and TI are
+    scratch.  Loops over the small blocks, indexed in place (no views, no temporaries)."""
+    S, p1 = T.shape[0], Gc.shape[0]
+    for i in range(S):
+        for j in range(p1):
+            v = 0.0
+            for k in range(p1):
+                v += K_all[g, i, k] * Gc[k, j]
+            KG[i, j] = v
+    for i in range(S):
+        for j in range(S):
+            v = Ainv_all[g, i, j]  # (A⁻¹ + K G K')_ij
+            for k in range(p1):
+                v += KG[i, k] * K_all[g, j, k]
+            dW[i, j] = v
+    for i in range(S):  # T is lower triangular
+        for j in range(S):
+            v = 0.0
+            for k in range(i + 1):
+                v += T[i, k] * dW[k, j]
+            TI[i, j] = v
+        for j in range(p1):
+            v = 0.0
+            for k in range(i + 1):
+                v += T[i, k] * KG[k, j]
+            dV[i, j] = -2.0 * v
+    for i in range(S):
+        for j in range(S):
+            v = 0.0
+            for k in range(j + 1):
+                v += TI[i, k] * T[j, k]
+            dW[i, j] = v
 
 
 @njit
-def component_contractions(dW, dV, Gc, comp_ZtZ, comp_ZtXY, comp_XYtXY):
-    """⟨∂D/∂S, S_c⟩ for every component c (loops: no temporaries)."""
+def component_contractions(T, K_all, Ainv_all, Gc, comp_ZtZ, comp_ZtXY, comp_XYtXY):
+    """⟨∂D/∂S, S_c⟩ for every component c: the kernel's derivative in its statistics
+    (:func:`statistics_gradient_at`, level by level) contracted with each component's."""
     C, p1 = comp_XYtXY.shape[0], Gc.shape[0]
-    G, S = dW.shape[0], dW.shape[1]
+    G, S = K_all.shape[0], T.shape[0]
     out = np.zeros(C)
     for c in range(C):
-        s = 0.0
+        v = 0.0
         for i in range(p1):
             for j in range(p1):
-                s += Gc[i, j] * comp_XYtXY[c, i, j]
-        for g in range(G):
-            source_Z, source_XY = comp_ZtZ[c * G + g], comp_ZtXY[c * G + g]
+                v += Gc[i, j] * comp_XYtXY[c, i, j]
+        out[c] = v
+    KG, TI, dW, dV = np.empty((S, p1)), np.empty((S, S)), np.empty((S, S)), np.empty((S, p1))
+    for g in range(G):
+        statistics_gradient_at(T, K_all, Ainv_all, g, Gc, KG, TI, dW, dV)
+        for c in range(C):
+            row = c * G + g
+            v = 0.0
             for i in range(S):
                 for j in range(S):
-                    s += dW[g, i, j] * source_Z[i, j]
+                    v += dW[i, j] * comp_ZtZ[row, i, j]
                 for j in range(p1):
-                    s += dV[g, i, j] * source_XY[i, j]
-        out[c] = s
+                    v += dV[i, j] * comp_ZtXY[row, i, j]
+            out[c] += v
     return out
 
 
@@ -212,8 +237,7 @@ def residual_marginal_logp(x, term_start, term_size, term_offset, term_eta, term
     dT = schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc)
     lp, grad = logp_from_deviance(x, D, dT, dsigma2, Lcov, Lcorr, norms, term_start, term_size, term_offset,
                                   term_eta, term_constant, prior_kind, prior_a, prior_b, prior_constant)
-    dW, dV = statistics_gradient(T, K_all, Ainv_all, Gc)
-    dD_dw = component_contractions(dW, dV, Gc, comp_ZtZ, comp_ZtXY, comp_XYtXY)
+    dD_dw = component_contractions(T, K_all, Ainv_all, Gc, comp_ZtZ, comp_ZtXY, comp_XYtXY)
     lp += lp_R - 0.5 * logdet_R
     for k in range(xr.shape[0]):
         grad[start + k] = dlp_R[k] - 0.5 * (np.sum(dw[k] * dD_dw) + dlogdet_R[k])
