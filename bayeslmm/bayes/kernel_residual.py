@@ -250,7 +250,7 @@ def draw_statistics(setup: BayesSetup, posterior: xr.Dataset):
     levels = (spec.factors[0].n_levels,) if spec.factors else ()
 
     def at(d: int) -> CrossProducts:
-        w = cr.residual_weights(phi[d], info, codes, values, classes, strata_count, prior)[0]
+        w = cr.residual_weights(phi[d], info, codes, values, classes, strata_count, prior)[1]
         Z, V, XY = cr.weighted_statistics(w, ZtZ, ZtXY, XYtXY)
         if not spec.factors:
             return CrossProducts(spec.n, spec.p, XY, None, None, None, None, None)

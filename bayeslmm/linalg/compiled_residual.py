@@ -74,12 +74,13 @@ def component_factor(kind, value, rho):
 @njit
 def residual_weights(xr, info, comp_int, comp_value, class_info, strata_count, prior):
     """The components' weights w (C,) and ∂w/∂φ (P, C); Σ log|R_i D_i²| and its gradient; the
-    log prior of φ with the transform's Jacobian and its gradient.  ``xr`` is φ on PyMC's
-    unconstrained scale: [logit u (correlations)], then the log sd ratios of strata 1, 2, …;
-    ``prior`` is (a, b, log B(a, b), low, μ, s)."""
+    log prior of φ with the transform's Jacobian and its gradient; and whether R is positive
+    definite (False where ρ rounds onto an end of its range: the caller's log-density is −∞).
+    ``xr`` is φ on PyMC's unconstrained scale: [logit u (correlations)], then the log sd ratios
+    of strata 1, 2, …; ``prior`` is (a, b, log B(a, b), low, μ, s)."""
     kind, n_strata = info[0], info[2]
     P, C = xr.shape[0], comp_int.shape[0]
-    w, dw = np.empty(C), np.zeros((P, C))
+    w, dw = np.zeros(C), np.zeros((P, C))
     logdet, dlogdet, lp, dlp = 0.0, np.zeros(P), 0.0, np.zeros(P)
     rho, drho, first_ratio = 0.0, 0.0, 0
     if kind != VARIANCES_ONLY:
@@ -89,6 +90,8 @@ def residual_weights(xr, info, comp_int, comp_value, class_info, strata_count, p
         lp += a * log_u + b * log_1mu - log_beta  # Beta(a, b) and the log-odds Jacobian u(1 − u)
         dlp[0] = a * (1.0 - u) - b * u
         rho, drho, first_ratio = low + (1.0 - low) * u, (1.0 - low) * u * (1.0 - u), 1
+        if not positive_definite(kind, rho, class_info):
+            return False, w, dw, logdet, dlogdet, lp, dlp
     for s in range(1, n_strata):
         k = first_ratio + s - 1
         z = (xr[k] - prior[4]) / prior[5]
@@ -118,7 +121,19 @@ def residual_weights(xr, info, comp_int, comp_value, class_info, strata_count, p
             dw[first_ratio + sa - 1, c] -= w[c]
         if sb > 0:
             dw[first_ratio + sb - 1, c] -= w[c]
-    return w, dw, logdet, dlogdet, lp, dlp
+    return True, w, dw, logdet, dlogdet, lp, dlp
+
+
+@njit
+def positive_definite(kind, rho, class_info):
+    """Whether every R_i is positive definite at ρ (its weights' denominators positive): a ρ that
+    rounds onto ±1 (AR(1)) or onto an end of CS's range is not."""
+    if kind == AUTOREGRESSIVE:
+        return abs(rho) < 1.0
+    for k in range(class_info.shape[0]):
+        if not 1.0 - rho + class_info[k, 0] * rho > 0.0:
+            return False
+    return 1.0 - rho > 0.0
 
 
 @njit
@@ -222,8 +237,10 @@ def residual_marginal_logp(x, term_start, term_size, term_offset, term_eta, term
     S = comp_ZtZ.shape[1]
     start = info[1]
     xr = x[start:]
-    w, dw, logdet_R, dlogdet_R, lp_R, dlp_R = residual_weights(xr, info, comp_int, comp_value, class_info,
-                                                               strata_count, residual_prior)
+    ok, w, dw, logdet_R, dlogdet_R, lp_R, dlp_R = residual_weights(xr, info, comp_int, comp_value, class_info,
+                                                                   strata_count, residual_prior)
+    if not ok:
+        return -np.inf, np.zeros(x.shape[0])
     ZtZ, ZtXY, XYtXY = weighted_statistics(w, comp_ZtZ, comp_ZtXY, comp_XYtXY)
     sigma = math.exp(x[0])
     Lcov, Lcorr, norms = covariance_cholesky(x, term_start, term_size, term_offset, S)

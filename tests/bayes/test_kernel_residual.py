@@ -84,7 +84,8 @@ def test_component_statistics_are_the_structures_whitening(sitka, gappy, formula
     rng = np.random.default_rng(5)
     for _ in range(3):
         xr = rng.normal(scale=0.8, size=len(setup.residual.start))
-        w, *_, logdet, _, _, _ = compiled_residual.residual_weights(xr, info, *middle)
+        ok, w, *_, logdet, _, _, _ = compiled_residual.residual_weights(xr, info, *middle)
+        assert ok
         ZtZ, ZtXY, XYtXY = compiled_residual.weighted_statistics(w, parts.ZtZ, parts.ZtXY, parts.XYtXY)
         white, expected_logdet = fit_residual.whitened_spec(model.spec, setup.residual, _frequentist_phi(setup, xr))
         stats = cross_products(white)
@@ -188,3 +189,19 @@ def test_statistics_of_a_draw_are_the_rows_whitened_at_its_parameters(sitka, for
         if model.spec.factors:
             np.testing.assert_allclose(ours.ZtZ1, expected.ZtZ1, rtol=1e-11)
             np.testing.assert_allclose(ours.ZtXY1, expected.ZtXY1, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("structure", ["ar1(visit | tree)", "cs(tree)"])
+def test_a_correlation_at_the_end_of_its_range_has_log_density_minus_infinity(sitka, structure):
+    """ρ's Beta variable rounding onto 0 or 1 (ρ = ±1, or CS's lowest ρ) makes R singular: −∞ with a
+    zero gradient, as nutpie expects of a point outside the support, and no division by zero."""
+    model = blm.LMM("size ~ t + (1 | tree)", sitka, residual=structure)
+    setup = model._bayes_setup(None)
+    kernel = log_density(setup)
+    x = np.zeros(sum(b.size for b in parameter_blocks(setup)))
+    for logit in (40.0, -40.0):
+        x[-1] = logit
+        value, gradient = kernel(x)
+        assert value == -np.inf and not gradient.any()
+    x[-1] = 3.0
+    assert np.isfinite(kernel(x)[0])
