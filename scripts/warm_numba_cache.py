@@ -10,13 +10,14 @@ import warnings
 import numpy as np
 
 import bayeslmm as blm
-from bayeslmm.bayes import nutpie_callbacks  # noqa: F401  (compiling its C callbacks compiles the log-densities)
+from bayeslmm.bayes import nutpie_callbacks  # compiling its C callbacks compiles the log-densities
 
 warnings.simplefilter("ignore")
 for formula, name in [("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
                       ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin")]:
     blm.LMM(formula, blm.datasets.load(name)).fit()  # the REML objectives of one and of two factors
-# a residual structure's weights and whitened statistics, which the exact draws call from Python
+# a residual structure's callbacks, and its weights and whitened statistics the exact draws call from Python
+nutpie_callbacks.residual_callbacks()
 from bayeslmm.bayes import kernel_residual  # noqa: E402
 from bayeslmm.linalg import compiled_residual  # noqa: E402
 

@@ -68,7 +68,7 @@ def sample_kernel(setup: BayesSetup, start: dict, *, draws: int, tune: int, chai
 def _callbacks(setup: BayesSetup, callbacks):
     """nutpie's logp and expand callbacks for the setup's kernel."""
     if setup.residual is not None:
-        return callbacks.residual_logp_callback, callbacks.residual_expand_callback
+        return callbacks.residual_callbacks()
     return (callbacks.blocked_logp_callback if several_factors(setup) else callbacks.logp_callback,
             callbacks.expand_callback)
 

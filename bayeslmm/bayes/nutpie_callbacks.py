@@ -3,8 +3,7 @@
 nutpie's Rust sampler calls a C function ``int64 logp(dim, x, grad, logp, user_data)`` (and one
 that expands x into the stored variables); its own numba path builds them per PyMC model.
 Here they are ``numba.cfunc(cache=True)`` wrappers of :func:`bayeslmm.linalg.compiled.marginal_logp`
-(one grouping factor), :func:`bayeslmm.linalg.compiled_blocked.blocked_marginal_logp` (several) and
-:func:`bayeslmm.linalg.compiled_residual.residual_marginal_logp` (one, with a residual structure) that read every statistic from ``user_data``: an int64 header of (address, shape) per array,
+(one grouping factor) and :func:`bayeslmm.linalg.compiled_blocked.blocked_marginal_logp` (several) that read every statistic from ``user_data``: an int64 header of (address, shape) per array,
 built by :func:`pack_arguments`.  So they compile once per installation, whatever the data,
 and the chains run in parallel on nutpie's threads.
 
@@ -12,6 +11,7 @@ Importing this module loads (or first compiles) the callbacks: it is imported on
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -174,8 +174,15 @@ def residual_expand_callback(dim, n_expanded, x_, out_, user_data):
     return 0
 
 
+@functools.cache
+def residual_callbacks():
+    """(log-density, expand) callbacks of :func:`bayeslmm.linalg.compiled_residual.residual_marginal_logp`
+    (one grouping factor or none, with a residual structure) as numba cfuncs, loaded from numba's
+    cache (or first compiled) on first use: only fits with a residual structure load them."""
+    return (cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), residual_logp_callback),
+            cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), residual_expand_callback))
+
+
 logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), logp_callback)
 blocked_logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), blocked_logp_callback)
 expand_callback = cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), expand_callback)
-residual_logp_callback = cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), residual_logp_callback)
-residual_expand_callback = cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), residual_expand_callback)
