@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from bayeslmm.bayes import compiled_draws
+from bayeslmm.bayes.kernel_residual import draw_statistics
 from bayeslmm.bayes.model import whitened_cross_products
 from bayeslmm.bayes.setup import BayesSetup, coords
 from bayeslmm.linalg import logdensity as ld
@@ -135,8 +136,10 @@ def _draws_one_at_a_time(setup: BayesSetup, sigma, chols, rng):
 def _draws_with_residual(setup: BayesSetup, posterior, sigma, chols, rng):
     """The exact draws of β and b, one posterior draw at a time on the data whitened at its φ."""
     parts = []
+    whitened = draw_statistics(setup, posterior)  # from the kernel's component statistics where it covers them
     for d in range(sigma.size):
-        stats, _ = whitened_cross_products(setup, setup.residual.posterior_natural(posterior, d), xp=np)
+        stats = (whitened(d) if whitened is not None else
+                 whitened_cross_products(setup, setup.residual.posterior_natural(posterior, d), xp=np)[0])
         parts.append(_draws_together(dataclasses.replace(setup, stats=stats), sigma[d:d + 1],
                                      [c[d:d + 1] for c in chols], rng))
     beta = np.concatenate([p[0] for p in parts])

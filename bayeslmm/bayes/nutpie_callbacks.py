@@ -26,6 +26,7 @@ from numba.extending import intrinsic
 
 from bayeslmm.linalg.compiled import cached, correlation_cholesky, marginal_logp, njit
 from bayeslmm.linalg.compiled_blocked import blocked_marginal_logp
+from bayeslmm.linalg.compiled_residual import VARIANCES_ONLY, residual_marginal_logp
 
 SLOT = 4  # header entries per array: address, then up to three dims
 HEADER_ARRAYS = 24  # arrays a header has room for (the several-factor kernel's 22 and its scalars)
@@ -56,6 +57,11 @@ def pack_arguments(arguments: tuple) -> tuple[np.ndarray, list[np.ndarray]]:
 @njit
 def _ints(h, k):
     return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1],), np.int64)
+
+
+@njit
+def _ints2(h, k):
+    return numba.carray(_void_pointer(h[SLOT * k]), (h[SLOT * k + 1], h[SLOT * k + 2]), np.int64)
 
 
 @njit
@@ -121,7 +127,13 @@ def expand_callback(dim, n_expanded, x_, out_, user_data):
     correlated term's correlation Cholesky factor (S × S, row by row) from its CholeskyCorr vector."""
     h = _header(user_data)
     x, out = numba.carray(x_, (dim,)), numba.carray(out_, (n_expanded,))
-    size, offset = _ints(h, 1), _ints(h, 2)
+    _expand_terms(x, out, _ints(h, 1), _ints(h, 2))
+    return 0
+
+
+@njit
+def _expand_terms(x, out, size, offset):
+    """σ, each term's sds and correlation factors into ``out``; returns the next free place."""
     out[0] = math.exp(x[0])
     k = 1
     for t in range(size.shape[0]):
@@ -136,6 +148,33 @@ def expand_callback(dim, n_expanded, x_, out_, user_data):
                 for j in range(s):
                     out[k] = L[i, j]
                     k += 1
+    return k
+
+
+def residual_logp_callback(dim, x_, grad_, logp_, user_data):
+    """:func:`logp_callback` for one grouping factor with a residual structure
+    (:func:`bayeslmm.linalg.compiled_residual.residual_marginal_logp`, kernel.kernel_arguments' order)."""
+    h = _header(user_data)
+    x, grad, out = numba.carray(x_, (dim,)), numba.carray(grad_, (dim,)), numba.carray(logp_, (1,))
+    scalars = _f1(h, 20)
+    value, gradient = residual_marginal_logp(
+        x, _ints(h, 0), _ints(h, 1), _ints(h, 2), _f1(h, 3), _f1(h, 4), _ints(h, 5), _f1(h, 6), _f1(h, 7), _f1(h, 8),
+        _ints(h, 9), _ints2(h, 10), _f1(h, 11), _f2(h, 12), _f1(h, 13), _f1(h, 14), _f3(h, 15), _f3(h, 16),
+        _f3(h, 17), scalars[0], _f2(h, 18), _f1(h, 19), scalars[1])
+    return _store(value, gradient, grad, out)
+
+
+def residual_expand_callback(dim, n_expanded, x_, out_, user_data):
+    """:func:`expand_callback`, then the structure's stored variables: ρ's Beta variable
+    u = 1/(1 + e^−x) and the log sd ratios as they are."""
+    h = _header(user_data)
+    x, out = numba.carray(x_, (dim,)), numba.carray(out_, (n_expanded,))
+    k = _expand_terms(x, out, _ints(h, 1), _ints(h, 2))
+    info = _ints(h, 9)
+    for i in range(info[1], dim):
+        correlation = i == info[1] and info[0] != VARIANCES_ONLY
+        out[k] = 1.0 / (1.0 + math.exp(-x[i])) if correlation else x[i]
+        k += 1
     return 0
 
 
@@ -147,3 +186,12 @@ def compiled_callbacks(several_factors: bool):
     logp = blocked_logp_callback if several_factors else logp_callback
     return (cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), logp),
             cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), expand_callback))
+
+
+@functools.cache
+def residual_callbacks():
+    """(log-density, expand) callbacks of :func:`bayeslmm.linalg.compiled_residual.residual_marginal_logp`
+    (one grouping factor or none, with a residual structure) as numba cfuncs, loaded from numba's
+    cache (or first compiled) on first use: only fits with a residual structure load them."""
+    return (cached(lambda cache: numba.cfunc(LOGP_SIGNATURE, cache=cache), residual_logp_callback),
+            cached(lambda cache: numba.cfunc(EXPAND_SIGNATURE, cache=cache), residual_expand_callback))

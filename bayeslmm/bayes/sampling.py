@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 
 from bayeslmm.bayes.draws import add_conditional_draws
-from bayeslmm.bayes.kernel import kernel_covers
+from bayeslmm.bayes.kernel import kernel_covers, uncovered_shape
 from bayeslmm.bayes.kernel_nuts import sample_kernel
 from bayeslmm.bayes.model import build_model
 from bayeslmm.bayes.predictive import add_pointwise_log_likelihood, linear_predictor, residual_noise
@@ -43,27 +43,28 @@ SAMPLERS = ("kernel", "pymc", "nutpie")  # NUTS over the compiled kernel; PyMC's
 
 def resolve_sampler(setup: BayesSetup, sampler: str | None, marginalize: bool) -> str:
     """The sampler to run: ``None`` is the compiled kernel where it covers the model (the
-    marginalised model without a residual structure, of one grouping factor or of several whose
-    later factors have a small second block) and nutpie is
-    installed, PyMC's NUTS otherwise.  ``"kernel"`` elsewhere falls back to PyMC's NUTS with
-    a warning.  An unknown name is an LMMError listing the valid ones."""
+    marginalised model of one grouping factor, or of several whose later factors have a small
+    second block, without a residual structure; of one grouping factor with the residual
+    structures :mod:`bayeslmm.bayes.kernel_residual` covers) and nutpie is installed, PyMC's NUTS
+    otherwise.  ``"kernel"`` elsewhere falls back to PyMC's NUTS with a warning; both warnings
+    name the shape not covered.  An unknown name is an LMMError listing the valid ones."""
     if sampler is not None and sampler not in SAMPLERS:
         raise LMMError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))} (or None for the default); "
                        f"got {sampler!r}")
     covered = marginalize and kernel_covers(setup)
+    coverage = ("the compiled kernel covers the marginalised model of one grouping factor or of several whose later "
+                f"factors have at most {compiled_blocked.MAX_SECOND_BLOCK} random effects together, and of one "
+                "grouping factor with an AR1, ARH1, CompoundSymmetry or Heteroscedastic residual structure (or AR1 "
+                "or CompoundSymmetry & Heteroscedastic)")
     if sampler is None and marginalize and not covered:
-        warnings.warn("the compiled kernel (the default sampler) covers the marginalised model without a residual "
-                      "structure, of one grouping factor or of several whose later factors have at most "
-                      f"{compiled_blocked.MAX_SECOND_BLOCK} random effects together, not this one yet: PyMC's NUTS samples it over "
-                      "the PyMC graph (the same posterior, slower). Pass sampler='pymc' to choose it explicitly.",
-                      SamplerFallbackWarning, stacklevel=4)
+        warnings.warn(f"{coverage}; it does not cover {uncovered_shape(setup)}, not this one yet: PyMC's NUTS samples "
+                      "it over the PyMC graph (the same posterior, slower). Pass sampler='pymc' to choose it "
+                      "explicitly.", SamplerFallbackWarning, stacklevel=4)
     if sampler is None:
         return "kernel" if covered and _nutpie_installed() else "pymc"
     if sampler == "kernel" and not covered:
-        warnings.warn("sampler='kernel' covers the marginalised model without a residual structure, of one "
-                      f"grouping factor or of several whose later factors have at most {compiled_blocked.MAX_SECOND_BLOCK} random "
-                      "effects together; this model is sampled by PyMC's NUTS (sampler='pymc')", SamplerFallbackWarning,
-                      stacklevel=4)
+        warnings.warn(f"sampler='kernel': {coverage}, not {uncovered_shape(setup, marginalize)}; this model is "
+                      "sampled by PyMC's NUTS (sampler='pymc')", SamplerFallbackWarning, stacklevel=4)
         return "pymc"
     if sampler in ("kernel", "nutpie") and not _nutpie_installed():
         raise LMMError(f"sampler={sampler!r} needs nutpie: pip install 'bayeslmm[nutpie]', or use sampler='pymc'")
