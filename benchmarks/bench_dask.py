@@ -53,6 +53,13 @@ def peak_rss_mb(client) -> tuple[float, float]:
     return own, max(workers.values())
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user + system, all threads): the shared machine's load
+    stretches the wall time, much less the CPU time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(groups: int, directory: str, nuts: tuple[int, int] | None, client, loo: bool = False) -> dict:
     """Write, read back and fit one size; ``nuts``: (draws, tune) of a 2-chain posterior, or None;
     ``loo``: then leave-one-group-out LOO of the posterior."""
@@ -77,9 +84,10 @@ def run(groups: int, directory: str, nuts: tuple[int, int] | None, client, loo: 
            "sigma": fit.sigma, "sds": fit.varcorr()["sdcor"].round(4).tolist(), "load": os.getloadavg()[0]}
     print(out, flush=True)  # the REML figures before the posterior's
     if nuts:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         post = model.fit(method="NUTS", draws=nuts[0], tune=nuts[1], chains=2, random_seed=1, progressbar=False)
         out["nuts_s"] = time.perf_counter() - t0
+        out["nuts_cpu_s"] = cpu_seconds() - cpu0  # both chains' threads: ≈ 2 × nuts_s on two idle cores
         out["nuts_draws"] = nuts
         out["nuts_ess_bulk_min"] = float(post.varcorr()["ess_bulk"].min())
         out["nuts_driver_peak_MB"], _ = peak_rss_mb(client)  # with b drawn exactly: draws × groups × 2

@@ -56,10 +56,10 @@ def check_random_effect_draws_fit(setup: BayesSetup, draws: int, chains: int, av
     per_draw = 2 * 8 * effects
     if draws * chains * per_draw > RANDOM_EFFECT_DRAWS_SHARE * available:
         fit = max(1, int(RANDOM_EFFECT_DRAWS_SHARE * available // per_draw))
-        raise LMMError(f"the exact draws of the random effects would not fit in memory: {draws} draws × {chains} chains "
-                       f"× {effects:,} effects take {draws * chains * effects * 8 / 1e9:.3g} GB, twice that while they are "
-                       f"assembled, against {available / 1e9:.3g} GB available; sample at most draws × chains = {fit} "
-                       f"here (e.g. draws={max(1, fit // chains)})")
+        raise LMMError(f"the exact draws of the random effects would not fit in memory: {draws} draws × {chains} "
+                       f"chains × {effects:,} effects take {draws * chains * effects * 8 / 1e9:.3g} GB, twice that "
+                       f"while they are assembled, against {available / 1e9:.3g} GB available; sample at most "
+                       f"draws × chains = {fit} here (e.g. draws={max(1, fit // chains)})")
 
 
 def _available_memory() -> int | None:

@@ -6,7 +6,9 @@ statistics fixed), a :class:`~bayeslmm.model.spec.ModelSpec` of the partition wh
 have only the levels present there, and :func:`bayeslmm.linalg.crossprod.cross_products` (whitened
 first by :func:`bayeslmm.fit.residual.whitened_spec` with a residual structure).  The partition's
 statistics are then placed at the data set's level indices (:class:`PartialStatistics`) and
-summed by a tree reduction; only these sums ever reach the driver.
+summed by a tree reduction; only these sums ever reach the driver.  With one grouping factor
+(and no residual structure) each level's [X y]'[X y], row count and Σ log w are summed too:
+leave-one-group-out LOO of the posterior reads them instead of rows.
 """
 from __future__ import annotations
 
@@ -20,7 +22,13 @@ import scipy.sparse as sp
 from bayeslmm.fit.residual import whitened_spec
 from bayeslmm.formula.design import evaluate_new_rows, level_labels
 from bayeslmm.formula.frame import formulae_frame
-from bayeslmm.linalg.crossprod import CrossProducts, GroupCrossProducts, cross_products, downdate_pairs, group_cross_products
+from bayeslmm.linalg.crossprod import (
+    CrossProducts,
+    GroupCrossProducts,
+    cross_products,
+    downdate_pairs,
+    group_cross_products,
+)
 from bayeslmm.model.spec import GroupingFactor, ModelSpec
 from bayeslmm.results.newdata import new_data_matrices
 from bayeslmm.scaleout.design import Template
@@ -227,8 +235,8 @@ def _group_statistics(total: PartialStatistics, G: int) -> GroupCrossProducts | 
         return None
     k = total.group_XYtXY.shape[1]
     XYtXY, n, log_weights = np.zeros((G, k, k)), np.zeros(G), np.zeros(G)
-    XYtXY[total.first], n[total.first], log_weights[total.first] = total.group_XYtXY, total.group_n, \
-        total.group_log_weights
+    XYtXY[total.first] = total.group_XYtXY
+    n[total.first], log_weights[total.first] = total.group_n, total.group_log_weights
     return GroupCrossProducts(XYtXY, n, log_weights)
 
 
