@@ -221,6 +221,14 @@ def check_weights(values: np.ndarray) -> None:
                        f"{int(bad.sum())} of {values.size} are not ({found}); drop those rows or fix their weights")
 
 
+def same_response(spec, other) -> bool:
+    """The same y: row by row, or, for summarised data (bayeslmm.scaleout), the same mean and sd."""
+    if spec.rows_in_memory and other.rows_in_memory:
+        return np.array_equal(spec.y, other.y)
+    moments = [(np.mean(s.y), np.std(s.y)) for s in (spec, other)]
+    return spec.rows_in_memory == other.rows_in_memory and np.allclose(*moments, rtol=1e-12, atol=0)
+
+
 def check_same_weights(first, other, models: str = "models") -> None:
     """Likelihoods are comparable only under the same prior weights (or none): ``first`` and
     ``other`` are ModelSpecs, ``models`` names them in the message."""

@@ -53,8 +53,16 @@ def peak_rss_mb(client) -> tuple[float, float]:
     return own, max(workers.values())
 
 
-def run(groups: int, directory: str, nuts: tuple[int, int] | None, client) -> dict:
-    """Write, read back and fit one size; ``nuts``: (draws, tune) of a 2-chain posterior, or None."""
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user + system, all threads): the shared machine's load
+    stretches the wall time, much less the CPU time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(groups: int, directory: str, nuts: tuple[int, int] | None, client, loo: bool = False) -> dict:
+    """Write, read back and fit one size; ``nuts``: (draws, tune) of a 2-chain posterior, or None;
+    ``loo``: then leave-one-group-out LOO of the posterior."""
     import dask.dataframe as dd
 
     import bayeslmm as blm
@@ -76,12 +84,19 @@ def run(groups: int, directory: str, nuts: tuple[int, int] | None, client) -> di
            "sigma": fit.sigma, "sds": fit.varcorr()["sdcor"].round(4).tolist(), "load": os.getloadavg()[0]}
     print(out, flush=True)  # the REML figures before the posterior's
     if nuts:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
         post = model.fit(method="NUTS", draws=nuts[0], tune=nuts[1], chains=2, random_seed=1, progressbar=False)
         out["nuts_s"] = time.perf_counter() - t0
+        out["nuts_cpu_s"] = cpu_seconds() - cpu0  # both chains' threads: ≈ 2 × nuts_s on two idle cores
         out["nuts_draws"] = nuts
         out["nuts_ess_bulk_min"] = float(post.varcorr()["ess_bulk"].min())
         out["nuts_driver_peak_MB"], _ = peak_rss_mb(client)  # with b drawn exactly: draws × groups × 2
+        out["nuts_steps_per_draw"] = float(post.idata["sample_stats"]["n_steps"].mean())
+        out["nuts_load"] = os.getloadavg()[0]
+        if loo:  # leave-one-group-out from the per-group statistics of the pass
+            t0 = time.perf_counter()
+            out["loo_group_elpd"] = float(post.loo(by="group").elpd)
+            out["loo_group_s"] = time.perf_counter() - t0
     shutil.rmtree(path, ignore_errors=True)
     return out
 
@@ -143,6 +158,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--nuts", type=int, nargs=2, default=None, metavar=("DRAWS", "TUNE"),
                         help="also sample 2 chains of the marginalised posterior")
+    parser.add_argument("--loo", action="store_true", help="also leave-one-group-out LOO of the posterior")
     parser.add_argument("--workers", type=int, default=2, help="0: Dask's threads, no cluster")
     parser.add_argument("--directory", default=None, help="where the Parquet files go (a temporary one by default)")
     parser.add_argument("--peers", type=int, nargs="*", default=None, help="sizes (groups) for lme4 and statsmodels")
@@ -162,7 +178,7 @@ def main() -> None:
         client = Client(cluster)
     directory = args.directory or tempfile.mkdtemp(prefix="bench_dask_")
     for groups in args.groups:
-        print(run(groups, directory, args.nuts, client), flush=True)
+        print(run(groups, directory, args.nuts, client, args.loo), flush=True)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from bayeslmm.bayes.draws import factor_Ts, posterior_parameters
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.errors import LMMError
 from bayeslmm.linalg import logdensity as ld
+from bayeslmm.linalg.crossprod import group_cross_products
 from bayeslmm.model.spec import ModelSpec
 
 
@@ -88,27 +89,30 @@ def _residual_group_log_likelihood(setup: BayesSetup, posterior, mu, sigma) -> x
 
 
 def group_log_likelihood(idata, setup: BayesSetup) -> xr.Dataset:
-    """Each group's marginal log-likelihood (b integrated, β and θ at the draw): for leave-one-group-out."""
+    """Each group's marginal log-likelihood (b integrated, β and θ at the draw): for leave-one-group-out.
+
+    It needs only per-group statistics (:class:`~bayeslmm.linalg.crossprod.GroupCrossProducts`):
+    those a Dask DataFrame's pass kept (``stats.by_group``), or else computed from the rows."""
     spec, stats = setup.spec, setup.stats
-    _check_rows_in_memory(spec)
     if setup.residual is not None:
         raise LMMError("with a residual structure the log-likelihood is already one term per "
                        f"{setup.residual.group_name or 'row'} (its rows are correlated): use loo() or loo(by='obs')")
     if len(spec.factors) != 1:
-        raise LMMError("leave-one-group-out needs exactly one grouping factor; this model has "
-                       f"{len(spec.factors)}")
+        raise LMMError("leave-one-group-out needs exactly one grouping factor (with several, the groups of one "
+                       f"factor share the effects of the others and are not independent); this model has "
+                       f"{len(spec.factors)}: use loo() (by observation)")
+    groups = stats.by_group
+    if groups is None:
+        _check_rows_in_memory(spec)
+        groups = group_cross_products(spec)
     posterior = idata["posterior"].to_dataset()
     sigma, chols = posterior_parameters(posterior, setup)
     beta = posterior["beta"].values.reshape(sigma.size, -1)
     factor = spec.factors[0]
-    XYtXY_g = _per_group_cross_products(spec.weighted())
-    n_g = np.bincount(factor.codes, minlength=factor.n_levels)
-    log_weights_g = 0.0 if spec.weights is None else np.bincount(factor.codes, np.log(spec.weights),
-                                                                 minlength=factor.n_levels)
     out = np.empty((sigma.size, factor.n_levels))
     for d in range(sigma.size):
         fact = ld.factorize_T(factor_Ts(setup, chols, sigma, d), stats)
-        out[d] = -0.5 * ld.group_deviances(fact, XYtXY_g, n_g, sigma[d] ** 2, beta[d], log_weights_g)
+        out[d] = -0.5 * ld.group_deviances(fact, groups.XYtXY, groups.n, sigma[d] ** 2, beta[d], groups.log_weights)
     shape = (posterior.sizes["chain"], posterior.sizes["draw"], factor.n_levels)
     return xr.Dataset({"y": (("chain", "draw", factor.name), out.reshape(shape))},
                       coords={"chain": posterior["chain"], "draw": posterior["draw"],
@@ -117,18 +121,9 @@ def group_log_likelihood(idata, setup: BayesSetup) -> xr.Dataset:
 
 def _check_rows_in_memory(spec: ModelSpec) -> None:
     if not spec.rows_in_memory:
-        raise LMMError("pointwise and per-group log-likelihoods of a posterior need the rows, which a model of a "
-                       "Dask DataFrame does not hold; fit an in-memory model (ddf.compute()) for LOO")
-
-
-def _per_group_cross_products(spec: ModelSpec) -> np.ndarray:
-    """[X y]'[X y] within each level of the single factor, (G, p+1, p+1)."""
-    factor = spec.factors[0]
-    XY = np.column_stack([spec.X, spec.y])
-    outer = (XY[:, :, None] * XY[:, None, :]).reshape(spec.n, -1)
-    sums = np.zeros((factor.n_levels, outer.shape[1]))
-    np.add.at(sums, factor.codes, outer)
-    return sums.reshape(factor.n_levels, XY.shape[1], XY.shape[1])
+        raise LMMError("the pointwise log-likelihood of a posterior needs the rows, which a model of a Dask "
+                       "DataFrame does not hold: use leave-one-group-out, loo(by='group') (from per-group "
+                       "statistics), or fit an in-memory model (ddf.compute())")
 
 
 def residual_noise(setup: BayesSetup, draws: xr.Dataset, z: np.ndarray) -> np.ndarray:

@@ -38,6 +38,42 @@ def check_sampling_arguments(draws, tune, chains) -> None:
         check_count(value, name, minimum)
 
 
+# the exact draws of b may take at most this share of the memory available when sampling starts,
+# counted twice (the chunks drawn, then concatenated: bayeslmm.bayes.draws.conditional_draws)
+RANDOM_EFFECT_DRAWS_SHARE = 0.5
+
+
+def check_random_effect_draws_fit(setup: BayesSetup, draws: int, chains: int, available: int | None = None) -> None:
+    """LMMError, before any sampling, when every draw of b would not fit in memory.
+
+    Every posterior draw stores one exact draw of all random effects: draws × chains × Σ G_f S_f
+    numbers, e.g. 16 GB for 1,000 draws of 1M groups with two effects (a Dask DataFrame's data
+    set).  Rather than fail hours later (or be killed), say how many draws would fit."""
+    effects = sum(f.n_levels * f.n_columns for f in setup.spec.factors)
+    available = _available_memory() if available is None else available
+    if not effects or available is None:
+        return
+    per_draw = 2 * 8 * effects
+    if draws * chains * per_draw > RANDOM_EFFECT_DRAWS_SHARE * available:
+        fit = max(1, int(RANDOM_EFFECT_DRAWS_SHARE * available // per_draw))
+        raise LMMError(f"the exact draws of the random effects would not fit in memory: {draws} draws × {chains} "
+                       f"chains × {effects:,} effects take {draws * chains * effects * 8 / 1e9:.3g} GB, twice that "
+                       f"while they are assembled, against {available / 1e9:.3g} GB available; sample at most "
+                       f"draws × chains = {fit} here (e.g. draws={max(1, fit // chains)})")
+
+
+def _available_memory() -> int | None:
+    """The memory available to new allocations (Linux's MemAvailable), in bytes; None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 SAMPLERS = ("kernel", "pymc", "nutpie")  # NUTS over the compiled kernel; PyMC's NUTS; nutpie over PyMC's graph
 
 
@@ -80,6 +116,7 @@ def sample(setup: BayesSetup, *, draws: int, tune: int, chains: int, random_seed
     """Run NUTS (``sampler`` as :func:`resolve_sampler` returns it) and return the posterior as
     an ArviZ DataTree with β and b for every draw."""
     check_sampling_arguments(draws, tune, chains)
+    check_random_effect_draws_fit(setup, draws, chains)
     seeds = np.random.SeedSequence(random_seed)
     rng = np.random.default_rng(seeds.spawn(1)[0])
     arguments = {"draws": draws, "tune": tune, "chains": chains, "random_seed": random_seed,

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayeslmm.checks import check_same_weights
+from bayeslmm.checks import check_same_weights, same_response
 from bayeslmm.errors import LMMError
 from bayeslmm.inference.bootstrap import bootstrap_lrt_column
 from bayeslmm.threads import one_blas_thread
@@ -61,21 +61,13 @@ def anova(*fits, names: list[str] | None = None, method: str = "lrt", n: int = 1
     return table
 
 
-def _same_response(spec, other) -> bool:
-    """The same y: row by row, or, for summarised data (bayeslmm.scaleout), the same mean and sd."""
-    if spec.rows_in_memory and other.rows_in_memory:
-        return np.array_equal(spec.y, other.y)
-    moments = [(np.mean(s.y), np.std(s.y)) for s in (spec, other)]
-    return spec.rows_in_memory == other.rows_in_memory and np.allclose(*moments, rtol=1e-12, atol=0)
-
-
 def _check_same_data(fits) -> None:
     first = fits[0].spec
     for fit in fits[1:]:
         if fit.spec.response_name != first.response_name:
             raise LMMError(f"models have different responses ({first.response_name!r} and "
                            f"{fit.spec.response_name!r}); a likelihood-ratio test needs the same y")
-        if fit.spec.n != first.n or not _same_response(fit.spec, first):
+        if fit.spec.n != first.n or not same_response(fit.spec, first):
             raise LMMError(f"models were fitted to different rows ({first.n} and {fit.spec.n} observations); "
                            "fit them to the same data (drop missing values first)")
         check_same_weights(first, fit.spec)

@@ -8,7 +8,7 @@ import pandas as pd
 import xarray as xr
 
 from bayeslmm import bayes
-from bayeslmm.checks import check_level, check_same_weights
+from bayeslmm.checks import check_level, check_same_weights, same_response
 from bayeslmm.errors import LMMError
 from bayeslmm.inference.emmeans import posterior_contrasts, posterior_emmeans
 from bayeslmm.model.covariance import corr_variable, effect_dim, pair_dim, sd_variable, term_pairs, varcorr_rows
@@ -344,7 +344,7 @@ def compare(results: dict, by: str = "obs") -> pd.DataFrame:
             raise LMMError(f"{name!r} is not a Bayesian result (fit with method='NUTS')")
     first = next(iter(results.values()))
     for name, result in results.items():
-        if result.spec.n != first.spec.n or not np.array_equal(result.spec.y, first.spec.y):
+        if result.spec.n != first.spec.n or not same_response(first.spec, result.spec):
             raise LMMError(f"{name!r} was fitted to other data than the first model; LOO compares models of the same y")
         check_same_weights(first.spec, result.spec, f"the first model and {name!r}")
     return az.compare({name: result._loo_data(by) for name, result in results.items()})

@@ -6,7 +6,9 @@ statistics fixed), a :class:`~bayeslmm.model.spec.ModelSpec` of the partition wh
 have only the levels present there, and :func:`bayeslmm.linalg.crossprod.cross_products` (whitened
 first by :func:`bayeslmm.fit.residual.whitened_spec` with a residual structure).  The partition's
 statistics are then placed at the data set's level indices (:class:`PartialStatistics`) and
-summed by a tree reduction; only these sums ever reach the driver.
+summed by a tree reduction; only these sums ever reach the driver.  With one grouping factor
+(and no residual structure) each level's [X y]'[X y], row count and Σ log w are summed too:
+leave-one-group-out LOO of the posterior reads them instead of rows.
 """
 from __future__ import annotations
 
@@ -20,7 +22,13 @@ import scipy.sparse as sp
 from bayeslmm.fit.residual import whitened_spec
 from bayeslmm.formula.design import evaluate_new_rows, level_labels
 from bayeslmm.formula.frame import formulae_frame
-from bayeslmm.linalg.crossprod import CrossProducts, cross_products, downdate_pairs
+from bayeslmm.linalg.crossprod import (
+    CrossProducts,
+    GroupCrossProducts,
+    cross_products,
+    downdate_pairs,
+    group_cross_products,
+)
 from bayeslmm.model.spec import GroupingFactor, ModelSpec
 from bayeslmm.results.newdata import new_data_matrices
 from bayeslmm.scaleout.design import Template
@@ -103,6 +111,11 @@ class PartialStatistics:
     ZtZ2: np.ndarray | None = None
     ZtXY2: np.ndarray | None = None
     Z2tZ1: sp.coo_matrix | None = None  # (Q2, Q1) at the data set's indices
+    # one factor, no residual structure: per level present (``first``), its [X y]'[X y], rows and
+    # Σ log w (leave-one-group-out's statistics, GroupCrossProducts)
+    group_XYtXY: np.ndarray | None = None
+    group_n: np.ndarray | None = None
+    group_log_weights: np.ndarray | None = None
 
 
 def partition_statistics(part: PartitionRows | None, template: Template, phi=None) -> PartialStatistics | None:
@@ -120,6 +133,9 @@ def partition_statistics(part: PartitionRows | None, template: Template, phi=Non
     global_factors = template.spec.factors
     S1 = global_factors[0].n_columns
     out.first, out.ZtZ1, out.ZtXY1 = part.ids[0], stats.ZtZ1, stats.ZtXY1
+    if len(global_factors) == 1 and part.bound is None:
+        groups = group_cross_products(spec)
+        out.group_XYtXY, out.group_n, out.group_log_weights = groups.XYtXY, groups.n, groups.log_weights
     if len(global_factors) > 1:
         out.second = _stacked_indices(part.ids[1:], global_factors[1:])
         out.ZtZ2, out.ZtXY2 = stats.ZtZ2, stats.ZtXY2
@@ -159,6 +175,9 @@ def add_partials(*parts: PartialStatistics | None) -> PartialStatistics | None:
     if parts[0].first is None:
         return out
     out.first, (out.ZtZ1, out.ZtXY1) = _sum_at([p.first for p in parts], [(p.ZtZ1, p.ZtXY1) for p in parts])
+    if parts[0].group_XYtXY is not None:
+        _, (out.group_XYtXY, out.group_n, out.group_log_weights) = _sum_at(
+            [p.first for p in parts], [(p.group_XYtXY, p.group_n, p.group_log_weights) for p in parts])
     if parts[0].second is not None:
         out.second, (out.ZtXY2,) = _sum_at([p.second for p in parts], [(p.ZtXY2,) for p in parts])
         out.ZtZ2 = np.zeros((out.second.size, out.second.size))
@@ -201,13 +220,24 @@ def cross_products_of(total: PartialStatistics, template: Template) -> CrossProd
     ZtZ1[total.first], ZtXY1[total.first] = total.ZtZ1, total.ZtXY1
     if len(factors) == 1:
         return CrossProducts(total.n, p, total.XYtXY, ZtZ1, ZtXY1, None, None, None, levels,
-                             log_weights=total.log_weights)
+                             log_weights=total.log_weights, by_group=_group_statistics(total, G1))
     Q2 = _q(factors[1:])
     ZtZ2, ZtXY2 = np.zeros((Q2, Q2)), np.zeros((Q2, p + 1))
     ZtZ2[np.ix_(total.second, total.second)], ZtXY2[total.second] = total.ZtZ2, total.ZtXY2
     Z2tZ1 = total.Z2tZ1.tocsr()
     return CrossProducts(total.n, p, total.XYtXY, ZtZ1, ZtXY1, ZtZ2, ZtXY2, Z2tZ1, levels,
                          pairs=downdate_pairs(Z2tZ1, G1, S1), log_weights=total.log_weights)
+
+
+def _group_statistics(total: PartialStatistics, G: int) -> GroupCrossProducts | None:
+    """The per-level statistics of leave-one-group-out at the data set's level indices."""
+    if total.group_XYtXY is None:
+        return None
+    k = total.group_XYtXY.shape[1]
+    XYtXY, n, log_weights = np.zeros((G, k, k)), np.zeros(G), np.zeros(G)
+    XYtXY[total.first] = total.group_XYtXY
+    n[total.first], log_weights[total.first] = total.group_n, total.group_log_weights
+    return GroupCrossProducts(XYtXY, n, log_weights)
 
 
 def select_columns(total: PartialStatistics, kept: np.ndarray, p: int) -> PartialStatistics:
@@ -217,7 +247,8 @@ def select_columns(total: PartialStatistics, kept: np.ndarray, p: int) -> Partia
     return dataclasses.replace(
         total, XYtXY=total.XYtXY[np.ix_(xy, xy)], moments=total.moments[np.ix_(moment_columns, moment_columns)],
         ZtXY1=None if total.ZtXY1 is None else total.ZtXY1[..., xy],
-        ZtXY2=None if total.ZtXY2 is None else total.ZtXY2[..., xy])
+        ZtXY2=None if total.ZtXY2 is None else total.ZtXY2[..., xy],
+        group_XYtXY=None if total.group_XYtXY is None else total.group_XYtXY[:, xy[:, None], xy])
 
 
 def second_pass(parts: list, template: Template, phi=None) -> PartialStatistics:

@@ -477,3 +477,23 @@ def test_marginalised_and_hierarchical_agree_with_crossed_factors():
                                                           prob=q)["x"].values).reshape(-1) for r in runs))
             gap = np.abs(np.quantile(a, q, axis=0) - np.quantile(b, q, axis=0))
             assert np.all(gap < 4 * quantile_mcse), (name, q)
+
+
+def test_draws_of_b_that_would_not_fit_in_memory_are_refused_before_sampling(model, monkeypatch):
+    """18 subjects × 2 effects × 8 bytes × 2 (assembly) = 576 bytes per draw: with 1 MB 'available'
+    and half of it allowed, at most 868 draws × chains; 4 × 1000 is refused before any sampling."""
+    from bayeslmm.bayes import sampling
+
+    setup = model._bayes_setup(None)
+    sampling.check_random_effect_draws_fit(setup, 1000, 4, available=10**7)  # 4,000 × 576 B < 5 MB
+    with pytest.raises(blm.LMMError, match=r"draws × chains = 868 here \(e.g. draws=217\)"):
+        sampling.check_random_effect_draws_fit(setup, 1000, 4, available=10**6)
+    monkeypatch.setattr(sampling, "_available_memory", lambda: 10**6)
+
+    def never(*args, **kwargs):
+        raise AssertionError("sampled although the draws of b would not fit")
+
+    monkeypatch.setattr(sampling, "sample_kernel", never)
+    monkeypatch.setattr(sampling, "_sample_pymc", never)
+    with pytest.raises(blm.LMMError, match="would not fit in memory"):
+        model.fit(method="NUTS", draws=1000, chains=4, progressbar=False)

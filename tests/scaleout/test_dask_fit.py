@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import bayeslmm as blm
+from bayeslmm.bayes import group_log_likelihood
 from bayeslmm.errors import LMMError
 
 dd = pytest.importorskip("dask.dataframe")
@@ -181,13 +182,72 @@ def test_marginalised_posterior_from_the_statistics(client):
     assert np.all(np.abs(table["mean"] - reml.fixef()) < 3 * table["sd"])
     assert post.idata["posterior"]["b_subject"].shape[-2] == 40  # exact draws of b for every group
     assert "observed_data" not in post.idata.children
-    with pytest.raises(LMMError, match="log-likelihood"):
+    with pytest.raises(LMMError, match="loo\\(by='group'\\)"):  # the rows' log-likelihood needs the rows
         post.loo()
     with pytest.raises(LMMError, match="idata.to_netcdf"):
         post.save("never-written.nc")
     for refused in (lambda: model.fit(method="NUTS", marginalize=False), model.sample_prior_predictive):
         with pytest.raises(LMMError, match="Dask DataFrame does not hold its rows"):
             refused()
+
+
+def nuts(model, seed: int):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # few draws: ArviZ's diagnostics
+        return model.fit(method="NUTS", draws=100, tune=150, chains=2, random_seed=seed, progressbar=False)
+
+
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto")  # 200 draws, 40 groups
+@pytest.mark.parametrize("weights", [None, "w"])
+def test_group_log_likelihood_from_the_statistics(client, weights):
+    """Each group's marginal log-likelihood (b integrated out) at the Dask posterior's draws, from the
+    per-group statistics of the pass, equals the in-memory model's from its rows at the same draws."""
+    data = simulated(11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        scaled = blm.LMM("y ~ x + (1 + x | subject)", dd.from_pandas(data, npartitions=3), weights=weights)
+        memory = blm.LMM("y ~ x + (1 + x | subject)", data, weights=weights)
+    assert scaled.stats.by_group is not None and memory.stats.by_group is None
+    post = nuts(scaled, seed=2)
+    from_statistics = group_log_likelihood(post.idata, post.setup)["y"]
+    from_rows = group_log_likelihood(post.idata, memory._bayes_setup(None))["y"]
+    assert from_statistics.shape == (2, 100, 40)
+    assert list(from_statistics["subject"].values) == list(from_rows["subject"].values)
+    np.testing.assert_allclose(from_statistics.values, from_rows.values, rtol=1e-8)
+    loo = post.loo(by="group")
+    assert loo.n_data_points == 40 and np.isfinite(float(loo.elpd))
+
+
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto")
+def test_compare_by_group_from_the_statistics(client):
+    data = simulated(12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        slope = nuts(blm.LMM("y ~ x + (1 + x | subject)", dd.from_pandas(data, npartitions=3)), seed=3)
+        intercept = nuts(blm.LMM("y ~ x + (1 | subject)", dd.from_pandas(data, npartitions=3)), seed=4)
+        table = blm.compare({"slope": slope, "intercept": intercept}, by="group")
+    assert sorted(table.index) == ["intercept", "slope"]
+    assert table.loc[table.index[0], "elpd"] >= table.loc[table.index[1], "elpd"]
+    with pytest.raises(LMMError, match="Dask DataFrame does not hold"):
+        blm.compare({"slope": slope, "intercept": intercept})  # by observation: the rows
+
+
+def test_group_log_likelihood_needs_one_factor_and_no_residual_structure(client):
+    data = simulated(13)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        crossed = blm.LMM("y ~ x + (1 | subject) + (1 | item)", dd.from_pandas(data, npartitions=3))
+        post = nuts(crossed, seed=5)
+    assert crossed.stats.by_group is None
+    with pytest.raises(LMMError, match="exactly one grouping factor"):
+        post.loo(by="group")
+    by_subject = data.assign(key=data["subject"].str[1:].astype(int)).set_index("key")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ar1 = blm.LMM("y ~ x + (1 | subject)", dd.from_pandas(by_subject, npartitions=3, sort=True),
+                      residual=blm.cov.AR1(time="visit", group="subject"))
+    with pytest.raises(LMMError, match="posterior with a residual structure"):
+        ar1.fit(method="NUTS")
 
 
 def numbers(priors) -> np.ndarray:
