@@ -203,15 +203,18 @@ def gather(X, start, rows, values, dense):
                         acc += dense_t[g * S1 + s, q] * XC_t[g * S1 + t, q]
                     N[g, s, t] = acc
         return N
-    for g in range(G1):
-        a0, a1 = start[g], start[g + 1]
-        XC = np.zeros((a1 - a0, S1))
-        for a in range(a0, a1):
-            for b in range(a0, a1):
-                x = X[rows[a], rows[b]]
+    for g in range(G1):  # Σ_{a,b} v_a X_ab v_b' over the level's rows: the pairs b > a twice, by symmetry
+        for a in range(start[g], start[g + 1]):
+            row = X[rows[a]]
+            for s in range(S1):
+                x = row[rows[a]] * values[a, s]
                 for t in range(S1):
-                    XC[a - a0, t] += x * values[b, t]
-        product_into(values[a0:a1], XC, N[g], 1.0, 0.0, True)
+                    N[g, s, t] += x * values[a, t]
+            for b in range(a + 1, start[g + 1]):
+                x = row[rows[b]]
+                for s in range(S1):
+                    for t in range(S1):
+                        N[g, s, t] += x * (values[a, s] * values[b, t] + values[b, s] * values[a, t])
     return N
 
 
