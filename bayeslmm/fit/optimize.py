@@ -73,30 +73,32 @@ STALE_HESSIAN = 1e-2
 
 
 def newton_from_deviances(evaluations: "Evaluations", start, gtol: float) -> tuple[OptSummary | None, np.ndarray]:
-    """Newton's method on a large second block with few θ, its Hessian (and first gradient) from
-    central differences of the deviance: the summary, or None where a step would leave the
+    """Newton's method on a large second block with few θ: the exact gradient, the Hessian from
+    central differences of the deviance; the summary, or None where a step would leave the
     interior or not descend, where a Hessian is not positive definite or NEWTON_STEPS are not
     enough (then L-BFGS-B fits from the best θ reached, also returned).
 
     There an exact gradient costs three Choleskys of the block (its dense inverse is two) and a
     deviance one.  From the moment start (within ~3e-4 of the optimum in scaled θ on the 1M
-    ratings) the central differences the convergence check needs anyway (lme4's deriv12 scheme,
-    :func:`central_differences`) give a Newton step that reaches the rounding floor of the
-    gradient; the exact gradient there confirms it, and the check reuses the Hessian where θ is
-    within its difference step (the Hessian there is the same to the differences' own error).
+    ratings) the exact gradient and the central differences the convergence check needs anyway
+    (lme4's deriv12 scheme, :func:`central_differences`) give a Newton step that reaches the
+    rounding floor of the gradient (the differences' own gradient, off by ~0.5 there from third
+    derivatives, took a second step); the exact gradient there confirms it, and the check
+    reuses the Hessian where θ is within its difference step (the Hessian there is the same to
+    the differences' own error).
     L-BFGS-B took a unit-length step away first and four more gradients to come back.  Further
     steps, from a start further away, take the exact gradients and keep the Hessian up to
     STALE_HESSIAN from where it was formed."""
     stats, layout, reml = evaluations.stats, evaluations.layout, evaluations.reml
     scale, theta = layout.scale, np.asarray(start, dtype=float)
-    value, grad, hessian, centre, count = evaluations.deviance(theta), None, None, None, 1
+    value, grad = _deviance_and_gradient(theta, evaluations)
+    grad, hessian, centre, count = grad * scale, None, None, 1
     for _ in range(NEWTON_STEPS):
-        if free_coordinates(theta, layout).size != theta.size or not np.isfinite(value):
+        if free_coordinates(theta, layout).size != theta.size or not (np.isfinite(value) and np.all(np.isfinite(grad))):
             break
         if hessian is None or np.max(np.abs(theta / scale - centre)) > STALE_HESSIAN:
-            differences, hessian, _ = central_differences(theta, value, stats, layout, reml)
+            hessian = central_differences(theta, value, stats, layout, reml)[1]
             centre, count = theta / scale, count + theta.size * (theta.size + 1)
-            grad = differences if grad is None else grad
         try:
             move = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian), grad)
         except np.linalg.LinAlgError:
