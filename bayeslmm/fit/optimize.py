@@ -70,35 +70,39 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
 NEWTON_STEPS = 6  # Newton steps on a large second block before handing over to L-BFGS-B
 # how far (scaled θ) Newton's steps keep a Hessian: its error grows with the distance moved, ~1% here
 STALE_HESSIAN = 1e-2
+# a Newton step is taken unless the deviance rises by more than its rounding: at the gradient's floor
+# the predicted fall (g'H⁻¹g/2, ~1e-10 at the 1M ratings) is far below the deviance's last digits,
+# and a strict test there handed a converging fit to L-BFGS-B, which thrashed (the gradient decides)
+NEWTON_ROUNDING = 1e-11
 
 
 def newton_from_deviances(evaluations: "Evaluations", start, gtol: float) -> tuple[OptSummary | None, np.ndarray]:
-    """Newton's method on a large second block with few θ: the exact gradient, the Hessian from
-    central differences of the deviance; the summary, or None where a step would leave the
+    """Newton's method on a large second block with few θ, the Hessian (and the first step's
+    gradient) from central differences of the deviance, then exact gradients; the summary, or None where a step would leave the
     interior or not descend, where a Hessian is not positive definite or NEWTON_STEPS are not
     enough (then L-BFGS-B fits from the best θ reached, also returned).
 
     There an exact gradient costs three Choleskys of the block (its dense inverse is two) and a
     deviance one.  From the moment start (within ~3e-4 of the optimum in scaled θ on the 1M
-    ratings) the exact gradient and the central differences the convergence check needs anyway
-    (lme4's deriv12 scheme, :func:`central_differences`) give a Newton step that reaches the
-    rounding floor of the gradient (the differences' own gradient, off by ~0.5 there from third
-    derivatives, took a second step); the exact gradient there confirms it, and the check
-    reuses the Hessian where θ is within its difference step (the Hessian there is the same to
-    the differences' own error).
-    L-BFGS-B took a unit-length step away first and four more gradients to come back.  Further
-    steps, from a start further away, take the exact gradients and keep the Hessian up to
-    STALE_HESSIAN from where it was formed."""
+    ratings) the central differences the convergence check needs anyway (lme4's deriv12 scheme,
+    :func:`central_differences`) give the gradient and Hessian of a first Newton step; the exact
+    gradient there (a second step: the first lands ~1e-6 off, from the differences' gradient and
+    the third derivative) and at the next point, where it reaches the gradient's rounding floor,
+    confirms it; the check reuses the Hessian where θ is within its difference step (the Hessian
+    there is the same to the differences' own error).  L-BFGS-B took a unit-length step away
+    first and four more gradients to come back.  Further steps, from a start further away, take
+    the exact gradients and keep the Hessian up to STALE_HESSIAN from where it was formed.
+    """
     stats, layout, reml = evaluations.stats, evaluations.layout, evaluations.reml
     scale, theta = layout.scale, np.asarray(start, dtype=float)
-    value, grad = _deviance_and_gradient(theta, evaluations)
-    grad, hessian, centre, count = grad * scale, None, None, 1
+    value, grad, hessian, centre, count = evaluations.deviance(theta), None, None, None, 1
     for _ in range(NEWTON_STEPS):
-        if free_coordinates(theta, layout).size != theta.size or not (np.isfinite(value) and np.all(np.isfinite(grad))):
+        if free_coordinates(theta, layout).size != theta.size or not np.isfinite(value):
             break
         if hessian is None or np.max(np.abs(theta / scale - centre)) > STALE_HESSIAN:
-            hessian = central_differences(theta, value, stats, layout, reml)[1]
+            differences, hessian, _ = central_differences(theta, value, stats, layout, reml)
             centre, count = theta / scale, count + theta.size * (theta.size + 1)
+            grad = differences if grad is None else grad  # the first step's: exact ones after it
         try:
             move = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian), grad)
         except np.linalg.LinAlgError:
@@ -108,7 +112,7 @@ def newton_from_deviances(evaluations: "Evaluations", start, gtol: float) -> tup
             break
         trial_value, trial_grad = _deviance_and_gradient(trial, evaluations)
         count += 1
-        if not (trial_value <= value and np.all(np.isfinite(trial_grad))):
+        if not (trial_value <= value + NEWTON_ROUNDING * abs(value) and np.all(np.isfinite(trial_grad))):
             break
         theta, value, grad = trial, trial_value, trial_grad * scale
         if np.max(np.abs(grad)) <= gtol:  # the check's Hessian: this one where θ is within its step
