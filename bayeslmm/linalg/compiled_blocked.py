@@ -306,7 +306,8 @@ def cholesky_inverse(L):
     """(L L')⁻¹ for a lower-triangular L, symmetric and full: LAPACK's dpotri on L (row-major L'
     is column-major L), which fills one triangle, mirrored into the other."""
     n = L.shape[0]
-    out = np.ascontiguousarray(L.T)
+    out = np.empty((n, n))  # a fresh C-ordered array whatever L's order: L itself stays intact
+    out[:, :] = L.T
     uplo, size, info = np.array([ord("L")], dtype=np.uint8), np.array([n], dtype=np.int32), np.zeros(1, np.int32)
     _dpotri(uplo.ctypes.data, size.ctypes.data, out.ctypes.data, size.ctypes.data, info.ctypes.data)
     for i in range(n):  # dpotri wrote column-major lower = row-major upper
