@@ -39,7 +39,7 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
         return OptSummary(np.zeros(0), gr.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
     scale = layout.scale
     if start is None:  # several scalar terms: each factor fitted alone gives a start near the optimum
-        start = moment_start(stats, layout, reml)
+        start = moment_start(stats, layout, reml, fit_theta)
     start = layout.start if start is None else np.asarray(start, dtype=float)
     optimizer, options = optimizer_settings(stats, layout, tolerances)
     evaluations = Evaluations(stats, layout, reml)

@@ -57,15 +57,14 @@ def variances_alone(stats: CrossProducts, layout: ThetaLayout, reml: bool) -> tu
     return _covariance_and_residual(np.array([[theta]]), stats, reml)
 
 
-def covariance_alone(stats: CrossProducts, layout: ThetaLayout, reml: bool) -> tuple[np.ndarray, float]:
+def covariance_alone(stats: CrossProducts, layout: ThetaLayout, reml: bool, fit) -> tuple[np.ndarray, float]:
     """The covariance Σ_f (S_f × S_f) and the residual variance of a one-factor model with vector
-    terms, fitted as any one-factor model (with its false-boundary probes: a variance stopped at
-    0 would start the full fit there), to ALONE_GTOL."""
-    from bayeslmm.fit.optimize import fit_theta  # the optimiser imports this module
-
+    terms, fitted by ``fit`` (:func:`bayeslmm.fit.optimize.fit_theta`, passed in by the optimiser
+    that imports this module: with its false-boundary probes, since a variance stopped at 0 would
+    start the full fit there) to ALONE_GTOL."""
     with warnings.catch_warnings():  # a start: its fit's own convergence is not the user's concern
         warnings.simplefilter("ignore", ConvergenceWarning)
-        summary = fit_theta(stats, layout, reml, tolerances={"gtol": ALONE_GTOL, "ftol": 1e-12})
+        summary = fit(stats, layout, reml, tolerances={"gtol": ALONE_GTOL, "ftol": 1e-12})
     return _covariance_and_residual(layout.factors_T(summary.theta)[0], stats, reml)
 
 
@@ -77,9 +76,10 @@ def _covariance_and_residual(T: np.ndarray, stats: CrossProducts, reml: bool):
     return (covariance[0, 0] if T.shape == (1, 1) else covariance), residual
 
 
-def moment_start(stats: CrossProducts, layout: ThetaLayout, reml: bool) -> np.ndarray | None:
-    """θ from each factor fitted alone (see the module docstring), or None with one factor, or
-    where the moments give no positive residual variance."""
+def moment_start(stats: CrossProducts, layout: ThetaLayout, reml: bool, fit) -> np.ndarray | None:
+    """θ from each factor fitted alone (see the module docstring; ``fit`` fits a factor's vector
+    terms: :func:`bayeslmm.fit.optimize.fit_theta`), or None with one factor, or where the
+    moments give no positive residual variance."""
     if stats.n_factors < 2 or len(layout.factor_sizes) != len(stats.levels):
         return None
     covariances, residuals, contributions = [], [], []
@@ -89,7 +89,7 @@ def moment_start(stats: CrossProducts, layout: ThetaLayout, reml: bool) -> np.nd
             variance, residual = variances_alone(alone, own, reml)
             covariance = np.array([[variance]])
         else:
-            covariance, residual = covariance_alone(alone, own, reml)
+            covariance, residual = covariance_alone(alone, own, reml, fit)
         covariances.append(covariance)
         residuals.append(residual)
         contributions.append(np.trace(covariance @ alone.ZtZ1.sum(axis=0)) / stats.n)

@@ -35,7 +35,7 @@ def test_one_factor_statistics_are_those_of_the_model_with_that_factor_alone(rat
 
 def test_the_moment_start_of_crossed_intercepts_is_near_the_optimum_and_is_used(ratings):
     model = blm.LMM("y ~ x + (1 | user) + (1 | item)", ratings)
-    start = moment_start(model.stats, model.layout, True)
+    start = moment_start(model.stats, model.layout, True, optimize.fit_theta)
     fit = model.fit()
     np.testing.assert_allclose(start, fit.theta, rtol=0.05)
     np.testing.assert_array_equal(fit.optsum.start, start)
@@ -60,7 +60,7 @@ def test_the_moment_start_of_crossed_vector_terms_is_near_the_optimum_and_is_use
     y = 1 + 0.3 * x + b_subj[subj, 0] + b_subj[subj, 1] * x + b_item[item, 0] + b_item[item, 1] * x
     data = pd.DataFrame({"y": y + rng.normal(size=subj.size), "x": x, "subj": subj, "item": item})
     model = blm.LMM("y ~ x + (1 + x | subj) + (1 + x | item)", data)
-    start = moment_start(model.stats, model.layout, True)
+    start = moment_start(model.stats, model.layout, True, optimize.fit_theta)
     fit = model.fit()
     diagonal = model.layout.diagonal
     np.testing.assert_allclose(start[diagonal], fit.theta[diagonal], rtol=0.2)
@@ -80,7 +80,7 @@ def test_a_variance_fitted_as_0_alone_starts_off_the_bound_and_the_fit_finds_the
     y = 1 + 0.3 * x + 0.8 * rng.normal(size=40)[subj] + 0.5 * rng.normal(size=30)[item] + rng.normal(size=subj.size)
     data = pd.DataFrame({"y": y, "x": x, "subj": subj, "item": item})
     model = blm.LMM("y ~ x + (1 + x | subj) + (1 | item)", data)
-    start = moment_start(model.stats, model.layout, True)
+    start = moment_start(model.stats, model.layout, True, optimize.fit_theta)
     diagonal = model.layout.diagonal
     assert np.all(start[diagonal] >= SMALLEST_START * model.layout.scale[diagonal])
     with warnings.catch_warnings():
