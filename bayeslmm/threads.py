@@ -21,28 +21,31 @@ exit; user code outside a fit keeps its own setting (the limit is process-wide: 
 threads calling BLAS during a fit get one thread too).  Entering costs ~15 µs (one
 threadpoolctl controller, made once), so nesting is harmless.
 
-One opt-in exception, :func:`large_blocks_from`: inside ``with large_blocks_from(LARGE_BLOCK):``
-the Cholesky factor and inverse of a dense second block of at least that many rows (a later
-grouping factor with thousands of levels) run on the BLAS threads the caller had outside the fit
-(OpenBLAS's default: one per core; :func:`large_block` around the two kernels).  There a kernel
+One exception: the Cholesky factor and inverse of a dense second block of at least LARGE_BLOCK
+rows (a later grouping factor with thousands of levels) run on the BLAS threads the caller had
+outside the fit (OpenBLAS's default: one per core; :func:`large_block` around the two kernels)
+where the machine has idle cores for them (:func:`idle_cores`, the 1-minute load average), and
+always inside ``with large_blocks_from(size):`` from that size on.  There a kernel
 takes seconds and the threads have real work; measured at n = 8,000 (dpotrf / dpotri): 4.3 /
 7.2 s on one thread and 1.9 / 3.1 s on two on an idle machine, but 4.8 / 10.4 s against 7.5 /
 13.9 s with two other processes running (load average 4), and at n = 4,000 under the same load
 two threads lost by 1.4–5×.  Whole fits of the issue's 1M ratings on the shared 2-core machine
 (load 3–7): 356–434 s with two threads on the block against 256 s with one (same 14
-evaluations), and 384 s against 110 s with the moment start (7 evaluations).  So it is not the
-default: it pays only on otherwise idle cores.  The log-likelihood depends on the thread count
-in its last digits only (tests/test_threads.py checks 1e-8 on a 300-row block).
+evaluations), and 384 s against 110 s with the moment start (7 evaluations); idle, 59 s against
+91 s.  So the default asks the load average first: it pays only on otherwise idle cores.  The
+log-likelihood depends on the thread count in its last digits only (tests/test_threads.py checks
+1e-8 on a 300-row block, and on a 5,000-row one by the default route).
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
 import functools
+import os
 
 from threadpoolctl import ThreadpoolController
 
-LARGE_BLOCK = 5000  # the threshold to pass to large_blocks_from on a machine with idle cores
+LARGE_BLOCK = 5000  # rows from which a dense block's Cholesky and inverse may use the caller's threads
 _caller_threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("caller_threads", default=None)
 _large_block: contextvars.ContextVar[int | None] = contextvars.ContextVar("large_block", default=None)
 
@@ -78,17 +81,28 @@ def blas_threads() -> int:
 
 def large_block_threads(size: int) -> int:
     """The BLAS threads :func:`large_block` gives a kernel on a ``size`` × ``size`` block: the
-    caller's outside the fit from the threshold set by :func:`large_blocks_from` on, else 1 (and 1
-    outside :func:`one_blas_thread`, where nothing is limited and this module changes nothing)."""
+    caller's outside the fit from the threshold set by :func:`large_blocks_from` on; without one,
+    from LARGE_BLOCK on where the machine has a core idle for each extra thread
+    (:func:`idle_cores`); else 1 (and 1 outside :func:`one_blas_thread`, where nothing is limited
+    and this module changes nothing)."""
     caller, threshold = _caller_threads.get(), _large_block.get()
-    return caller if caller is not None and threshold is not None and size >= threshold else 1
+    if caller is None or caller <= 1:
+        return 1
+    if threshold is None:
+        return caller if size >= LARGE_BLOCK and idle_cores(caller - 1) else 1
+    return caller if size >= threshold else 1
+
+
+def idle_cores(extra: int) -> bool:
+    """Whether ``extra`` more threads find idle cores: the 1-minute load average, less the fit's
+    own thread (~1), plus the extra threads at most the cores, with half a core to spare."""
+    return os.getloadavg()[0] - 1.0 + extra <= (os.cpu_count() or 1) - 0.5
 
 
 @contextlib.contextmanager
 def large_block(size: int):
     """Around one dense kernel on a ``size`` × ``size`` block inside a fit: the caller's BLAS
-    threads for it where ``size`` reaches the threshold of :func:`large_blocks_from` (none by
-    default; see the module's docstring)."""
+    threads for it where :func:`large_block_threads` says so (see the module's docstring)."""
     threads = large_block_threads(size)
     if threads <= 1:
         yield
@@ -100,7 +114,7 @@ def large_block(size: int):
 @contextlib.contextmanager
 def large_blocks_from(size: int):
     """Inside the block, :func:`large_block` uses the caller's threads from ``size`` rows on
-    (LARGE_BLOCK is the measured choice for idle cores); outside, every kernel of a fit gets one."""
+    whatever the load (``math.inf``: never); outside, from LARGE_BLOCK on where cores are idle."""
     token = _large_block.set(size)
     try:
         yield

@@ -7,6 +7,7 @@ reports the count it found); each fits twice, so a run is also checked against i
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
+from bayeslmm import threads
 from bayeslmm.threads import large_block, large_block_threads, large_blocks_from, one_blas_thread
 from conftest import REPO
 
@@ -50,7 +52,16 @@ with large_blocks_from(300):
     runs = [crossed.fit() for _ in range(2)]
 fits["large_block_reml"] = [{"loglik": fit.loglik, "theta": list(fit.theta), "phi": [],
                              "evaluations": fit.state.optsum.n_evaluations} for fit in runs]
-json.dump({"threads": threads, "block_threads": block_threads, "fits": fits}, sys.stdout)
+# the default route (no large_blocks_from): its threshold lowered to the same block, the cores idle
+import bayeslmm.threads as threads_module
+threads_module.LARGE_BLOCK, threads_module.os.getloadavg = 300, lambda: (0.0, 0.0, 0.0)
+with one_blas_thread():
+    default_threads = large_block_threads(crossed.stats.pairs.size)
+runs = [crossed.fit() for _ in range(2)]
+fits["large_block_default"] = [{"loglik": fit.loglik, "theta": list(fit.theta), "phi": [],
+                                "evaluations": fit.state.optsum.n_evaluations} for fit in runs]
+json.dump({"threads": threads, "block_threads": block_threads, "default_threads": default_threads, "fits": fits},
+          sys.stdout)
 """
 
 
@@ -78,6 +89,7 @@ def test_the_children_start_with_different_blas_thread_counts(by_threads):
     assert by_threads[2]["threads"] == [2]
     # inside a fit a block from the threshold on gets the caller's threads
     assert by_threads[1]["block_threads"] == 1 and by_threads[2]["block_threads"] == 2
+    assert by_threads[1]["default_threads"] == 1 and by_threads[2]["default_threads"] == 2
 
 
 @pytest.mark.parametrize("name", ["schools_reml", "schools_ml", "ar1_reml"])
@@ -91,13 +103,15 @@ def test_one_and_two_blas_threads_give_the_same_fit(by_threads, name):
 
 def test_a_large_block_on_the_callers_threads_gives_the_same_fit(by_threads):
     """The second block's Cholesky factor and inverse on 1 or 2 BLAS threads (the threshold
-    lowered): the log-likelihood to 1e-8, θ to 1e-6 (the optimizer's path may differ)."""
-    one, two = by_threads[1]["fits"]["large_block_reml"][0], by_threads[2]["fits"]["large_block_reml"][0]
-    assert abs(one["loglik"] - two["loglik"]) <= 1e-8
-    np.testing.assert_allclose(one["theta"], two["theta"], rtol=0, atol=1e-6)
+    lowered; opted in, and by default on idle cores): the log-likelihood to 1e-8, θ to 1e-6 (the
+    optimizer's path may differ)."""
+    for name in ("large_block_reml", "large_block_default"):
+        one, two = by_threads[1]["fits"][name][0], by_threads[2]["fits"][name][0]
+        assert abs(one["loglik"] - two["loglik"]) <= 1e-8
+        np.testing.assert_allclose(one["theta"], two["theta"], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["schools_reml", "schools_ml", "ar1_reml", "large_block_reml"])
+@pytest.mark.parametrize("name", ["schools_reml", "schools_ml", "ar1_reml", "large_block_reml", "large_block_default"])
 def test_a_fit_repeated_in_one_process_is_identical(by_threads, name):
     for count in (1, 2):
         first, second = by_threads[count]["fits"][name]
@@ -126,5 +140,19 @@ def test_a_large_block_gets_the_callers_threads_back_inside_a_fit():
             assert blas_thread_counts() == [max(caller)] * len(caller)
         assert blas_thread_counts() == [1] * len(caller)
     assert large_block_threads(100) == 1  # outside a fit nothing is limited or raised
-    with one_blas_thread():
-        assert large_block_threads(10**6) == 1  # without large_blocks_from, one thread whatever the size
+
+
+@pytest.mark.parametrize("load, idle", [(0.2, True), (1.4, True), (2.0, False), (6.5, False)])
+def test_by_default_a_large_block_gets_the_callers_threads_only_on_idle_cores(monkeypatch, load, idle):
+    """Without large_blocks_from: from LARGE_BLOCK rows on, the caller's threads where the load
+    average (the fit's own thread counted) leaves a core for each extra one (2 cores here)."""
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    token = threads._caller_threads.set(2)  # as one_blas_thread records a caller with two threads
+    try:
+        assert threads.large_block_threads(threads.LARGE_BLOCK - 1) == 1
+        assert threads.large_block_threads(threads.LARGE_BLOCK) == (2 if idle else 1)
+        with large_blocks_from(math.inf):
+            assert threads.large_block_threads(10**6) == 1  # opted out
+    finally:
+        threads._caller_threads.reset(token)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.linalg
 from scipy.optimize import minimize
 
 from bayeslmm.errors import ConvergenceWarning
@@ -38,10 +39,14 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
         return OptSummary(np.zeros(0), gr.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
     scale = layout.scale
     if start is None:  # several scalar terms: each factor fitted alone gives a start near the optimum
-        start = moment_start(stats, layout, reml)
+        start = moment_start(stats, layout, reml, fit_theta)
     start = layout.start if start is None else np.asarray(start, dtype=float)
     optimizer, options = optimizer_settings(stats, layout, tolerances)
     evaluations = Evaluations(stats, layout, reml)
+    if deviance_hessian(stats, free_coordinates(start, layout).size):
+        newton, start = newton_from_deviances(evaluations, start, options["gtol"])
+        if newton is not None:
+            return newton
     result = _minimise(evaluations, start / scale, optimizer, options)
     if not _finite_result(result):
         optimizer, options = "COBYQA", fallback_settings(layout)
@@ -60,6 +65,65 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
                                                           result.message)
     return OptSummary(theta, deviance, converged, message, count, optimizer=optimizer, tolerances=options,
                       start=start, gradient_norm=gradient_norm)
+
+
+NEWTON_STEPS = 6  # Newton steps on a large second block before handing over to L-BFGS-B
+# how far (scaled θ) Newton's steps keep a Hessian: its error grows with the distance moved, ~1% here
+STALE_HESSIAN = 1e-2
+# a Newton step is taken unless the deviance rises by more than its rounding: at the gradient's floor
+# the predicted fall (g'H⁻¹g/2, ~1e-10 at the 1M ratings) is far below the deviance's last digits,
+# and a strict test there handed a converging fit to L-BFGS-B, which thrashed (the gradient decides)
+NEWTON_ROUNDING = 1e-11
+
+
+def newton_from_deviances(evaluations: "Evaluations", start, gtol: float) -> tuple[OptSummary | None, np.ndarray]:
+    """Newton's method on a large second block with few θ, the Hessian (and the first step's
+    gradient) from central differences of the deviance, then exact gradients; the summary, or None where a step would leave the
+    interior or not descend, where a Hessian is not positive definite or NEWTON_STEPS are not
+    enough (then L-BFGS-B fits from the best θ reached, also returned).
+
+    There an exact gradient costs three Choleskys of the block (its dense inverse is two) and a
+    deviance one.  From the moment start (within ~3e-4 of the optimum in scaled θ on the 1M
+    ratings) the central differences the convergence check needs anyway (lme4's deriv12 scheme,
+    :func:`central_differences`) give the gradient and Hessian of a first Newton step; the exact
+    gradient there (a second step: the first lands ~1e-6 off, from the differences' gradient and
+    the third derivative) and at the next point, where it reaches the gradient's rounding floor,
+    confirms it; the check reuses the Hessian where θ is within its difference step (the Hessian
+    there is the same to the differences' own error).  L-BFGS-B took a unit-length step away
+    first and four more gradients to come back.  Further steps, from a start further away, take
+    the exact gradients and keep the Hessian up to STALE_HESSIAN from where it was formed.
+    """
+    stats, layout, reml = evaluations.stats, evaluations.layout, evaluations.reml
+    scale, theta = layout.scale, np.asarray(start, dtype=float)
+    value, grad, hessian, centre, count = evaluations.deviance(theta), None, None, None, 1
+    for _ in range(NEWTON_STEPS):
+        if free_coordinates(theta, layout).size != theta.size or not np.isfinite(value):
+            break
+        if hessian is None or np.max(np.abs(theta / scale - centre)) > STALE_HESSIAN:
+            differences, hessian, _ = central_differences(theta, value, stats, layout, reml)
+            centre, count = theta / scale, count + theta.size * (theta.size + 1)
+            grad = differences if grad is None else grad  # the first step's: exact ones after it
+        try:
+            move = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian), grad)
+        except np.linalg.LinAlgError:
+            break
+        trial = theta + move * scale
+        if np.any(trial[layout.diagonal] <= 0):
+            break
+        trial_value, trial_grad = _deviance_and_gradient(trial, evaluations)
+        count += 1
+        if not (trial_value <= value + NEWTON_ROUNDING * abs(value) and np.all(np.isfinite(trial_grad))):
+            break
+        theta, value, grad = trial, trial_value, trial_grad * scale
+        if np.max(np.abs(grad)) <= gtol:  # the check's Hessian: this one where θ is within its step
+            near = np.max(np.abs(theta / scale - centre)) <= DEVIANCE_STEP
+            converged, message, norm = check_convergence(theta, value, trial_grad, stats, layout, reml,
+                                                         "Newton steps: scaled gradient below gtol",
+                                                         hessian if near else None)
+            return OptSummary(theta, value, converged, message, count, optimizer="Newton (Hessian from deviances)",
+                              tolerances={"gtol": gtol}, start=np.asarray(start, dtype=float),
+                              gradient_norm=norm), theta
+    return None, theta
 
 
 def newton_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start, tolerance: float = 1e-2,
@@ -242,11 +306,13 @@ def scaled_gradient(theta, stats, layout, reml, gradient=None) -> np.ndarray:
     return np.where(at_bound, 0.0, grad)
 
 
-def check_convergence(theta, deviance, gradient, stats, layout, reml, optimizer_message) -> tuple[bool, str, float]:
+def check_convergence(theta, deviance, gradient, stats, layout, reml, optimizer_message,
+                      hessian=None) -> tuple[bool, str, float]:
     """lme4's check: converged when max|scaled gradient| ≤ GRADIENT_TOLERANCE and, with several
     grouping factors, the Hessian on the interior has no negative eigenvalue (a warning
     otherwise); the verdict, its message and that maximum.  ``gradient`` is the exact gradient
-    at θ."""
+    at θ; ``hessian`` the Hessian over every θ from central differences of the deviance
+    (:func:`central_differences`) where the optimiser has one, at θ to their step."""
     if not np.isfinite(deviance):
         return False, "the deviance is not finite at the optimum", np.nan
     grad = scaled_gradient(theta, stats, layout, reml, gradient)
@@ -258,7 +324,7 @@ def check_convergence(theta, deviance, gradient, stats, layout, reml, optimizer_
         )
         warnings.warn(message, ConvergenceWarning, stacklevel=5)
         return False, message, worst
-    negative = negative_curvature(theta, stats, layout, reml, gradient, deviance) if stats.n_factors > 1 else 0
+    negative = negative_curvature(theta, stats, layout, reml, gradient, deviance, hessian) if stats.n_factors > 1 else 0
     if negative:
         message = (f"model failed to converge: degenerate Hessian with {negative} negative eigenvalue(s) "
                    f"(max|grad| = {worst:.2g})")
@@ -308,12 +374,26 @@ def interior_hessian(theta, stats, layout, reml, gradient=None) -> tuple[np.ndar
     return 0.5 * (hessian + hessian.T), free
 
 
+def deviance_hessian(stats: CrossProducts, free: int) -> bool:
+    """Whether the Hessian over ``free`` θ entries is cheaper from deviances than from gradients:
+    a large dense second block (its gradient's inverse costs two Choleskys) and few θ."""
+    return stats.n_factors > 1 and stats.pairs.size >= LARGE_SECOND_BLOCK and 0 < free <= DEVIANCE_HESSIAN_MAX_SIZE
+
+
 def interior_hessian_from_deviances(theta, deviance, stats, layout, reml) -> tuple[np.ndarray, np.ndarray]:
     """The same Hessian as :func:`interior_hessian` from central second differences of the
     deviance (lme4's own deriv12 scheme), given the ``deviance`` at θ: 2p + p(p − 1)
-    factorizations without the gradient's dense inverse, for p free coordinates.  The step is
-    DEVIANCE_STEP in scaled units (second differences of a deviance carrying ~1e-12 relative
-    rounding need a larger one than the gradient's), at most half the way to a bound."""
+    factorizations without the gradient's dense inverse, for p free coordinates
+    (:func:`central_differences`)."""
+    _, hessian, free = central_differences(theta, deviance, stats, layout, reml)
+    return hessian, free
+
+
+def central_differences(theta, deviance, stats, layout, reml) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gradient and Hessian of the deviance in scaled θ over the coordinates away from their
+    bound, and those coordinates, from central differences of the deviance given its value at θ.
+    The step is DEVIANCE_STEP in scaled units (second differences of a deviance carrying ~1e-12
+    relative rounding need a larger one than the gradient's), at most half the way to a bound."""
     free = free_coordinates(theta, layout)
     scaled = theta[free] / layout.scale[free]
     h = np.where(layout.diagonal[free], np.minimum(DEVIANCE_STEP, scaled / 2), DEVIANCE_STEP)
@@ -323,16 +403,16 @@ def interior_hessian_from_deviances(theta, deviance, stats, layout, reml) -> tup
     def at(offset):
         return gr.objective(theta + offset, stats, layout, reml)
 
-    up, down = [at(step) for step in steps], [at(-step) for step in steps]
-    hessian = np.diag([(u + d - 2 * deviance) for u, d in zip(up, down)])
+    up, down = np.array([at(step) for step in steps]), np.array([at(-step) for step in steps])
+    hessian = np.diag(up + down - 2 * deviance)
     for i in range(free.size):
         for j in range(i):
             both = at(steps[i] + steps[j]) + at(-steps[i] - steps[j])
             hessian[i, j] = hessian[j, i] = 0.5 * (both - up[i] - down[i] - up[j] - down[j] + 2 * deviance)
-    return hessian / np.outer(h, h), free
+    return (up - down) / (2 * h), hessian / np.outer(h, h), free
 
 
-def negative_curvature(theta, stats, layout, reml, gradient=None, deviance=None) -> int:
+def negative_curvature(theta, stats, layout, reml, gradient=None, deviance=None, hessian=None) -> int:
     """How many eigenvalues of the interior Hessian are below −HESSIAN_TOLERANCE × the largest
     (lme4's check.conv.hess); 0 where there are more than HESSIAN_MAX_SIZE free coordinates.
 
@@ -340,17 +420,26 @@ def negative_curvature(theta, stats, layout, reml, gradient=None, deviance=None)
     smallest eigenvalue is above SCREEN_MARGIN × the largest, far beyond their error, the
     Hessian is positive definite; anywhere nearer 0 the central differences decide.  Given the
     ``deviance`` at θ, a large second block with few free θ takes the Hessian from deviances
-    instead (:func:`interior_hessian_from_deviances`)."""
+    instead (:func:`interior_hessian_from_deviances`), or the ``hessian`` of that scheme over
+    every θ that the caller has (:func:`newton_from_deviances`)."""
     size = free_coordinates(theta, layout).size
     if not 0 < size <= HESSIAN_MAX_SIZE:
         return 0
-    if deviance is not None and stats.pairs.size >= LARGE_SECOND_BLOCK and size <= DEVIANCE_HESSIAN_MAX_SIZE:
+    if hessian is not None and size == theta.size:
+        return _negative_eigenvalues(hessian)
+    if deviance is not None and deviance_hessian(stats, size):
         return _negative_eigenvalues(interior_hessian_from_deviances(theta, deviance, stats, layout, reml)[0])
     if gradient is not None and np.all(np.isfinite(gradient)):
-        eigenvalues = np.linalg.eigvalsh(interior_hessian(theta, stats, layout, reml, gradient)[0])
-        if eigenvalues[0] > SCREEN_MARGIN * np.max(np.abs(eigenvalues)):
+        if _positive_beyond_screen(interior_hessian(theta, stats, layout, reml, gradient)[0]):
             return 0
     return _negative_eigenvalues(interior_hessian(theta, stats, layout, reml)[0])
+
+
+def _positive_beyond_screen(hessian: np.ndarray) -> bool:
+    """Whether a Hessian from forward differences is positive definite beyond their error: its
+    smallest eigenvalue above SCREEN_MARGIN × the largest."""
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    return bool(eigenvalues[0] > SCREEN_MARGIN * np.max(np.abs(eigenvalues)))
 
 
 def _negative_eigenvalues(hessian: np.ndarray) -> int:

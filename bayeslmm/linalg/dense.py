@@ -49,9 +49,11 @@ def cholesky_in_place(A: np.ndarray) -> np.ndarray | None:
     return factor if info == 0 else None
 
 
-def inverse_from_cholesky(L: np.ndarray) -> np.ndarray:
-    """(LL')⁻¹ from the lower Cholesky factor L (LAPACK dpotri on one copy of L), full and symmetric."""
-    copy = np.array(L, order="F")
+def inverse_from_cholesky(L: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """(LL')⁻¹ from the lower Cholesky factor L (LAPACK dpotri on one copy of L, or in L's own
+    memory when ``overwrite`` and L is Fortran-ordered, as :func:`cholesky_in_place` returns it:
+    no fresh Q2 × Q2 array), full and symmetric."""
+    copy = L if overwrite and L.flags.f_contiguous else np.array(L, order="F")
     with large_block(L.shape[0]):
         inverse, info = dpotri(copy, lower=1, overwrite_c=1)
     if info != 0:

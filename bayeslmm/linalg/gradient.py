@@ -43,8 +43,8 @@ def objective_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: b
     if prof is None or prof.r2 <= 0:
         return np.inf, np.zeros_like(theta)
     value = ld.profiled_deviance(fact, prof, stats.n, reml)
-    matrices = [2.0 * d + e for d, e in zip(logdet_derivatives(fact, stats),
-                                            residual_derivatives(fact, prof, stats, reml))]
+    residual = residual_derivatives(fact, prof, stats, reml)  # first: the inverse below overwrites L22
+    matrices = [2.0 * d + e for d, e in zip(logdet_derivatives(fact, stats, overwrite=True), residual)]
     return value, theta_gradient(matrices, layout)
 
 
@@ -106,12 +106,13 @@ def _f64(array) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float64)
 
 
-def logdet_derivatives(fact: ld.Factorization, stats: CrossProducts) -> list[np.ndarray]:
-    """Σ over each factor's levels of the diagonal blocks of WΛΩ: ½ ∂log|A|/∂T_f, (S_f, S_f) each."""
+def logdet_derivatives(fact: ld.Factorization, stats: CrossProducts, overwrite: bool = False) -> list[np.ndarray]:
+    """Σ over each factor's levels of the diagonal blocks of WΛΩ: ½ ∂log|A|/∂T_f, (S_f, S_f) each.
+    ``overwrite``: Ω22 is formed in fact.L22's memory (the factor is not used afterwards)."""
     T1, Ts, levels = fact.T[0], fact.T, fact.levels
     A1inv = batched.transpose(fact.L1inv) @ fact.L1inv
     H = batched.times_left(T1, A1inv)  # T1 A1_g⁻¹
-    Omega22 = dense.inverse_from_cholesky(fact.L22)
+    Omega22 = dense.inverse_from_cholesky(fact.L22, overwrite=overwrite)
     others = later_factor_blocks(fact.schur_W22, Omega22, fact)
     lam_omega = ld.lambda_congruence(Omega22, _transposed(Ts), levels, overwrite=True)  # Λ2Ω22Λ2'
     N = stats.pairs.gather(lam_omega, *fact.L1.shape[:2])  # (F'Ω22F)_gg = (W12 Λ2Ω22Λ2' W21)_gg

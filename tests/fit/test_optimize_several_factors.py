@@ -123,7 +123,62 @@ def test_a_fit_whose_hessian_check_takes_the_deviance_route_is_the_same_fit(monk
     expected = model.fit()
     calls = []
     monkeypatch.setattr(optimize, "LARGE_SECOND_BLOCK", 0)
+    monkeypatch.setattr(optimize, "NEWTON_STEPS", 0)  # L-BFGS-B, as for a small block (Newton: below)
     monkeypatch.setattr(optimize, "interior_hessian", lambda *args: calls.append(args))  # must not be used
     fit = model.fit()
     assert fit.optsum.converged and not calls
     assert fit.loglik == pytest.approx(expected.loglik, abs=1e-10)
+
+
+@pytest.mark.parametrize("formula, data", [
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
+    ("strength ~ 1 + (1 | batch) + (1 | cask:batch)", "Pastes"),
+])
+def test_newton_from_deviances_on_a_large_block_reaches_the_optimum(monkeypatch, formula, data):
+    """Every second block counted as large: Newton's steps from the central differences of the
+    deviance reach L-BFGS-B's optimum, the exact gradient confirms it, and the check takes the
+    Hessian of those differences at θ̂ (no Hessian from gradients is formed)."""
+    model = blm.LMM(formula, blm.datasets.load(data))
+    expected = model.fit()
+    monkeypatch.setattr(optimize, "LARGE_SECOND_BLOCK", 0)
+    hessians, gradients = [], []
+    central = optimize.central_differences
+    monkeypatch.setattr(optimize, "central_differences", lambda *args: hessians.append(args[0]) or central(*args))
+    monkeypatch.setattr(optimize, "interior_hessian", lambda *args: gradients.append(args))  # must not be used
+    fit = model.fit()
+    assert fit.optsum.optimizer.startswith("Newton") and fit.optsum.converged and not gradients
+    assert fit.loglik >= expected.loglik - 1e-8
+    assert np.abs(fit.optsum.gradient_norm) <= optimize.LARGE_BLOCK_GTOL
+    np.testing.assert_allclose(fit.theta, expected.theta, rtol=1e-4, atol=1e-6)
+    # the check's Hessian (the last one formed) is one at θ̂, to the differences' step
+    assert np.max(np.abs(fit.theta - hessians[-1]) / model.layout.scale) <= optimize.DEVIANCE_STEP
+
+
+def test_central_differences_give_the_exact_gradient_and_the_gradients_hessian():
+    """The first Newton step's gradient and Hessian from deviances, against the exact gradient and
+    central differences of it, away from the optimum."""
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    stats, layout = model.stats, model.layout
+    theta = model.fit().theta * np.array([1.1, 0.9])
+    deviance, exact = gr.objective_gradient(theta, stats, layout, True)
+    gradient, hessian, free = optimize.central_differences(theta, deviance, stats, layout, True)
+    np.testing.assert_allclose(gradient, exact * layout.scale, rtol=1e-5)
+    np.testing.assert_allclose(hessian, optimize.interior_hessian(theta, stats, layout, True)[0], rtol=1e-4)
+
+
+def test_newton_hands_over_to_lbfgsb_where_it_cannot_step(monkeypatch):
+    """A Hessian that is not positive definite: L-BFGS-B fits instead, to the same optimum."""
+    model = blm.LMM("diameter ~ 1 + (1 | plate) + (1 | sample)", blm.datasets.load("Penicillin"))
+    expected = model.fit()
+    monkeypatch.setattr(optimize, "LARGE_SECOND_BLOCK", 0)
+    central, calls = optimize.central_differences, []
+
+    def negated_first(*args):  # Newton's Hessian negative definite; the check's own unchanged
+        gradient, hessian, free = central(*args)
+        calls.append(args)
+        return gradient, (-hessian if len(calls) == 1 else hessian), free
+
+    monkeypatch.setattr(optimize, "central_differences", negated_first)
+    fit = model.fit()
+    assert fit.optsum.optimizer == "L-BFGS-B" and fit.optsum.converged
+    assert fit.loglik == pytest.approx(expected.loglik, abs=1e-6)
