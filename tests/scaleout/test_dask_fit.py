@@ -230,6 +230,12 @@ def test_compare_by_group_from_the_statistics(client):
     assert table.loc[table.index[0], "elpd"] >= table.loc[table.index[1], "elpd"]
     with pytest.raises(LMMError, match="Dask DataFrame does not hold"):
         blm.compare({"slope": slope, "intercept": intercept})  # by observation: the rows
+    memory = nuts(blm.LMM("y ~ x + (1 + x | subject)", data), seed=3)  # the same rows, in memory
+    both = blm.compare({"dask": slope, "memory": memory}, by="group")
+    assert sorted(both.index) == ["dask", "memory"]
+    shifted = nuts(blm.LMM("y ~ x + (1 + x | subject)", data.assign(y=data["y"] + 1.0)), seed=3)
+    with pytest.raises(LMMError, match="other data"):
+        blm.compare({"dask": slope, "shifted": shifted}, by="group")
 
 
 def test_group_log_likelihood_needs_one_factor_and_no_residual_structure(client):
