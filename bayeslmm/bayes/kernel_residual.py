@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import betaln
 
+from bayeslmm.arrays import group_sums
 from bayeslmm.bayes.setup import BayesSetup
 from bayeslmm.linalg import compiled_residual as cr
 from bayeslmm.linalg.crossprod import CrossProducts
@@ -38,6 +39,12 @@ class Rows:
         if isinstance(self.correlation, BoundAR1):
             return cr.AUTOREGRESSIVE
         return cr.COMPOUND_SYMMETRY if isinstance(self.correlation, BoundCS) else cr.VARIANCES_ONLY
+
+    @property
+    def rho_low(self) -> float:
+        """ρ's lower end (the structure's own: −1, or compound symmetry's by its largest group);
+        −1 where there is no ρ, a placeholder the kernel does not read."""
+        return -1.0 if self.correlation is None else self.correlation.rho.low
 
 
 def structure_name(bound) -> str:
@@ -174,8 +181,7 @@ def _cs_group_sums(rows: Rows, U, levels) -> list:
     Σ_s (Σ_{j in s} u_j)/r_s, so the pair (s, s') carries 1/(r_s r_s')."""
     bound, n_strata = rows.correlation, rows.n_strata
     n_groups = bound.sizes.size
-    sums = np.zeros((n_groups * n_strata, U.shape[1]))
-    np.add.at(sums, bound.groups * n_strata + rows.strata, U)
+    sums = group_sums(U, bound.groups * n_strata + rows.strata, n_groups * n_strata)
     present = np.zeros(n_groups * n_strata, dtype=bool)
     present[bound.groups * n_strata + rows.strata] = True
     sums, present = sums.reshape(n_groups, n_strata, -1), present.reshape(n_groups, n_strata)
@@ -200,7 +206,7 @@ def residual_arguments(setup: BayesSetup, start: int) -> tuple:
     rows = residual_rows(setup.residual)
     parts = components(setup, rows)
     prior = setup.priors.residual
-    low = rows.correlation.lowest_rho if rows.kind == cr.COMPOUND_SYMMETRY else -1.0
+    low = rows.rho_low
     a, b = float(prior.rho.a), float(prior.rho.b)
     residual_prior = np.array([a, b, betaln(a, b), low, float(prior.log_sd_ratio.mu), float(prior.log_sd_ratio.sigma)])
     info = np.array([rows.kind, start, rows.n_strata, parts.codes.shape[0]], dtype=np.int64)
@@ -223,8 +229,7 @@ def add_residual_variables(setup: BayesSetup, posterior: xr.Dataset) -> xr.Datas
     rows = residual_rows(setup.residual)
     new = {}
     if rows.kind != cr.VARIANCES_ONLY:
-        low = rows.correlation.lowest_rho if rows.kind == cr.COMPOUND_SYMMETRY else -1.0
-        new["rho"] = low + (1.0 - low) * posterior["rho_unit"]
+        new["rho"] = rows.rho_low + (1.0 - rows.rho_low) * posterior["rho_unit"]
     if rows.ratios is not None:
         log_sd = posterior[rows.ratios.free_name].values
         ratios = np.exp(np.concatenate([np.zeros(log_sd.shape[:2] + (1,)), log_sd], axis=-1))

@@ -9,7 +9,7 @@ and the chains run in parallel on nutpie's threads.
 
 :func:`compiled_callbacks` loads (or first compiles) them on first use.
 numba keys a cached function on its own file's time stamp only: after a change to the kernels
-these callbacks call (``compiled.py``, ``compiled_blocked.py``) in a source checkout, delete the
+these callbacks call (``compiled.py``, ``compiled_blocked.py``, ``compiled_residual.py``) in a source checkout, delete the
 ``nutpie_callbacks*.nbi/.nbc`` files of ``__pycache__`` (or this file's stamp changes), or the
 callbacks keep the old machine code.
 """

@@ -38,12 +38,13 @@ def fit_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start=None,
     if layout.size == 0:
         return OptSummary(np.zeros(0), gr.objective(np.zeros(0), stats, layout, reml), True, "no θ to optimise", 1)
     scale = layout.scale
-    if start is None:  # several scalar terms: each factor fitted alone gives a start near the optimum
+    if start is None:  # several factors: each fitted alone gives a start near the optimum
         start = moment_start(stats, layout, reml, fit_theta)
     start = layout.start if start is None else np.asarray(start, dtype=float)
     optimizer, options = optimizer_settings(stats, layout, tolerances)
     evaluations = Evaluations(stats, layout, reml)
-    if deviance_hessian(stats, free_coordinates(start, layout).size):
+    free = free_coordinates(start, layout).size
+    if deviance_hessian(stats, free) and free == start.size:  # Newton steps only where no θ is on its bound
         newton, start = newton_from_deviances(evaluations, start, options["gtol"])
         if newton is not None:
             return newton

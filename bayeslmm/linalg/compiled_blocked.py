@@ -319,13 +319,13 @@ def cholesky_inverse(L):
 @njit
 def blocked_schur(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows, values, dense, XYtXY):
     """The Schur complement C and log|L|² (the weights' Σ log w not subtracted) of the blocked
-    Cholesky, and what :func:`blocked_vjp` reuses: (ok, log|L|², C, K, A1⁻¹, W22*, L22, A22, Y) with
+    Cholesky, and what :func:`blocked_vjp` reuses: (ok, log|L|², C, K, A1⁻¹, W22*, L22, Y) with
     Y = Λ2'(Z2'[X y] − Σ_g C_g T1 K_g); ok False where a block is not positive definite."""
     Q2 = ZtZ2.shape[0]
     ok, logdet, C, K, Ainv = schur_complement(T1, ZtZ1, ZtXY1, XYtXY)
-    L22, A22, W, Y = np.zeros((Q2, Q2)), np.zeros((Q2, Q2)), np.zeros((Q2, Q2)), np.zeros((Q2, XYtXY.shape[0]))
+    L22, W, Y = np.zeros((Q2, Q2)), np.zeros((Q2, Q2)), np.zeros((Q2, XYtXY.shape[0]))
     if not ok:
-        return False, np.inf, C, K, Ainv, W, L22, A22, Y
+        return False, np.inf, C, K, Ainv, W, L22, Y
     D, TK = first_factor_products(T1, Ainv, K)
     W = downdate(ZtZ2, start, rows, values, dense, D)
     A22 = lambda_columns(lambda_rows(W, T2, levels2, sizes2, True), T2, levels2, sizes2, False)
@@ -333,18 +333,18 @@ def blocked_schur(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows
         A22[i, i] += 1.0
     ok, L22 = dense_cholesky(A22)
     if not ok:
-        return False, np.inf, C, K, Ainv, W, L22, A22, Y
+        return False, np.inf, C, K, Ainv, W, L22, Y
     Y = lambda_rows(ZtXY2 - times_levels(start, rows, values, TK, Q2), T2, levels2, sizes2, True)
     R2 = forward_lower(L22, Y)
     product_into(R2, R2, C, -1.0, 1.0, True)
     for i in range(Q2):
         logdet += 2.0 * math.log(L22[i, i])
-    return True, logdet, C, K, Ainv, W, L22, A22, Y
+    return True, logdet, C, K, Ainv, W, L22, Y
 
 
 @njit
 def blocked_vjp(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows, values,
-                dense, K, Ainv, W, L22, A22, Y, Cbar, logdet_bar):
+                dense, K, Ainv, W, L22, Y, Cbar, logdet_bar):
     """dT1 (S1, S1) and dT2 (F2, S, S): the gradient in the T's of a scalar whose gradients in C
     and log|L|² are ``Cbar`` and ``logdet_bar``, from :func:`blocked_schur`'s results."""
     G1, S1, p1 = K.shape
@@ -413,7 +413,7 @@ def blocked_profiled_deviance(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2,
     for several factors (∂D/∂C at σ̂² by the envelope theorem, ∂D/∂log|L|² = 1)."""
     p = XYtXY.shape[0] - 1
     dT1, dT2 = np.zeros(T1.shape), np.zeros(T2.shape)
-    ok, logdet, C, K, Ainv, W, L22, A22, Y = blocked_schur(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2,
+    ok, logdet, C, K, Ainv, W, L22, Y = blocked_schur(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2,
                                                       start, rows, values, dense, XYtXY)
     if not ok:
         return np.inf, dT1, dT2
@@ -439,7 +439,7 @@ def blocked_profiled_deviance(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2,
         solve_spd(LX, np.eye(p) * sigma2, Hinv)
     Gc = beta_gradient(Hinv, beta, sigma2)
     dT1, dT2 = blocked_vjp(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows, values,
-                           dense, K, Ainv, W, L22, A22, Y, Gc, 1.0)
+                           dense, K, Ainv, W, L22, Y, Gc, 1.0)
     return D, dT1, dT2
 
 
@@ -470,7 +470,7 @@ def blocked_marginal_logp(x, term_start, term_size, term_offset, prior_kind, fac
     Lcov, Lcorr, norms = covariance_cholesky(x, term_start, term_size, term_offset, total)
     T1, T2 = factor_Ts(Lcov, sigma, factor_sizes)
     levels2, sizes2 = levels[1:], factor_sizes[1:]
-    ok, logdet, C, K, Ainv, W, L22, A22, Y = blocked_schur(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start,
+    ok, logdet, C, K, Ainv, W, L22, Y = blocked_schur(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start,
                                                       rows, values, dense, XYtXY)
     dT, Gc = np.zeros((total, total)), np.zeros(XYtXY.shape)
     D, dsigma2 = np.inf, 0.0
@@ -478,7 +478,7 @@ def blocked_marginal_logp(x, term_start, term_size, term_offset, prior_kind, fac
         D, Gc, dsigma2 = beta_integrated(C, logdet, sigma * sigma, n, log_weights, precision, shift, constant, True)
     if np.isfinite(D):
         dT1, dT2 = blocked_vjp(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows, values, dense,
-                               K, Ainv, W, L22, A22, Y, Gc, 1.0)
+                               K, Ainv, W, L22, Y, Gc, 1.0)
         S1 = factor_sizes[0]
         dT[:S1, :S1] = dT1
         begin = S1

@@ -18,8 +18,8 @@ factor, as the kernel's ZtZ, ZtXY and XYtXY) is a sum of products of raw rows fi
   divided by r_a r_b, and log|D_i²| = 2 Σ_j ℓ_{s_j}.
 
 So no row is touched per evaluation.  The log-density is the same Schur complement
-(:func:`bayeslmm.linalg.compiled.schur_complement`, :func:`~bayeslmm.linalg.compiled.beta_integrated`,
-:func:`~bayeslmm.linalg.compiled.schur_gradient`, :func:`~bayeslmm.linalg.compiled.logp_from_deviance`)
+(:func:`bayeslmm.linalg.compiled.schur_complement_small`, :func:`~bayeslmm.linalg.compiled.beta_integrated`,
+:func:`~bayeslmm.linalg.compiled.schur_gradient_small`, :func:`~bayeslmm.linalg.compiled.logp_from_deviance`)
 on Σ_c w_c S_c; its gradient in φ is the chain rule through the statistics,
 ∂D/∂φ_k = Σ_c (∂w_c/∂φ_k) ⟨∂D/∂S, S_c⟩, with the kernel's derivative in its statistics
 (:func:`statistics_gradient_at`).  The parameters follow the PyMC model: ρ = low + (1 − low)u with
@@ -37,8 +37,8 @@ from bayeslmm.linalg.compiled import (
     covariance_cholesky,
     logp_from_deviance,
     njit,
-    schur_complement,
-    schur_gradient,
+    schur_complement_small,
+    schur_gradient_small,
 )
 
 # the structure's codes (info[0]): sd ratios only, AR(1) over time, compound symmetry
@@ -163,7 +163,7 @@ def statistics_gradient_at(T, K_all, Ainv_all, g, Gc, KG, TI, dW, dV):
     """Level g's derivative of D = log|A| + f(C) (∂f/∂C = Gc, symmetric) in the kernel's
     statistics, into dW and dV: ∂D/∂(Z_g'Z_g) = T(A_g⁻¹ + K_g Gc K_g')T' (S × S) and
     ∂D/∂(Z_g'[X y]) = −2 T K_g Gc (S × p+1); ∂D/∂([X y]'[X y]) is Gc itself.  K_g = A_g⁻¹T'Z_g'[X y]
-    and A_g⁻¹ as :func:`bayeslmm.linalg.compiled.schur_complement` returns them; KG and TI are
+    and A_g⁻¹ as :func:`bayeslmm.linalg.compiled.schur_complement_small` returns them; KG and TI are
     scratch.  Loops over the small blocks, indexed in place (no views, no temporaries)."""
     S, p1 = T.shape[0], Gc.shape[0]
     for i in range(S):
@@ -245,13 +245,13 @@ def residual_marginal_logp(x, term_start, term_size, term_offset, term_eta, term
     sigma = math.exp(x[0])
     Lcov, Lcorr, norms = covariance_cholesky(x, term_start, term_size, term_offset, S)
     T = Lcov / sigma
-    ok, logdet, C, K_all, Ainv_all = schur_complement(T, ZtZ, ZtXY, XYtXY)
+    ok, logdet, C, K_all, Ainv_all = schur_complement_small(T, ZtZ, ZtXY, XYtXY)
     if not ok:
         return -np.inf, np.zeros(x.shape[0])
     D, Gc, dsigma2 = beta_integrated(C, logdet, sigma * sigma, n, 0.0, precision, shift, constant, True)
     if not np.isfinite(D):
         return -np.inf, np.zeros(x.shape[0])
-    dT = schur_gradient(T, ZtZ, ZtXY, K_all, Ainv_all, Gc)
+    dT = schur_gradient_small(T, ZtZ, ZtXY, K_all, Ainv_all, Gc)
     lp, grad = logp_from_deviance(x, D, dT, dsigma2, Lcov, Lcorr, norms, term_start, term_size, term_offset,
                                   term_eta, term_constant, prior_kind, prior_a, prior_b, prior_constant)
     dD_dw = component_contractions(T, K_all, Ainv_all, Gc, comp_ZtZ, comp_ZtXY, comp_XYtXY)
