@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     >>> from bayeslmm.cli import main
     >>> main(["example", "Dyestuff", "--output", "csv"])  # doctest: +ELLIPSIS
     effect,group,term,estimate,std_error,statistic,df,p_value,conf_low,conf_high
-    fixed,,(Intercept),1527.5...
+    fixed,,(Intercept),152...,19.38...
     0
     """
     args = _parser().parse_args(argv)

@@ -93,8 +93,8 @@ def _numpy_backed(column: pd.Series) -> pd.Series:
                          else column.to_numpy(dtype=target), index=column.index, name=column.name)
     if dtype.kind in "OU" or isinstance(dtype, pd.StringDtype) or "string" in str(dtype):
         # dtype=object explicitly: pandas ≥ 3 would infer its string dtype again
-        return pd.Series(np.where(column.isna(), np.nan, column.astype(object)), dtype=object,
-                         index=column.index, name=column.name)
+        return pd.Series(column.to_numpy(dtype=object, na_value=np.nan), dtype=object, index=column.index,
+                         name=column.name)
     return column.astype(object)
 
 

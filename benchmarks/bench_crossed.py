@@ -201,6 +201,11 @@ def time_ours_in_child(formula: str, data: pd.DataFrame, repeats: int = 1, env: 
 
 # --- reports ----------------------------------------------------------------------------------
 
+def _seconds(seconds: float) -> str:
+    """Seconds to the millisecond below 10 s (the small designs' ratios need the digits)."""
+    return f"{seconds:8.3f}" if seconds < 10 else f"{seconds:8.2f}"
+
+
 def report(label: str, ours: dict, lme4: dict | None, target: float | None = None) -> None:
     print(f"\n{label}")
     if "error" in ours:
@@ -208,12 +213,12 @@ def report(label: str, ours: dict, lme4: dict | None, target: float | None = Non
     else:
         memory = (f", peak RSS {ours['peak_rss_gb']:.2f} GB ({ours['rss_before_gb']:.2f} GB before the fit)"
                   if "peak_rss_gb" in ours else "")
-        print(f"  bayeslmm {ours['seconds']:8.2f} s  logLik {ours['loglik']:.6f}  "
+        print(f"  bayeslmm {_seconds(ours['seconds'])} s  logLik {ours['loglik']:.6f}  "
               f"converged {ours['converged']}{memory}")
     if lme4 is None:
         print("  lme4 not timed")
     else:
-        print(f"  lme4     {lme4['seconds']:8.2f} s  logLik {lme4['loglik']:.6f}  "
+        print(f"  lme4     {_seconds(lme4['seconds'])} s  logLik {lme4['loglik']:.6f}  "
               f"messages {lme4['messages']} (singular {lme4['singular']})")
     if lme4 is not None and "error" not in ours:
         diff = ours["loglik"] - lme4["loglik"]

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from bayeslmm.arrays import group_sums
-from bayeslmm.linalg.dense import mirror_upper
+from bayeslmm.linalg.compiled_levels import downdate, gather
 from bayeslmm.model.spec import GroupingFactor, ModelSpec
 
 
@@ -42,6 +42,8 @@ class CrossProducts:
     @cached_property
     def z2tz1_by_level(self) -> "LevelColumns":
         """Z2'Z1 by level of the first factor (for the compiled kernel of several factors)."""
+        if self.pairs is not None:
+            return self.pairs.columns
         return level_columns(self.Z2tZ1, self.levels[0], self.ZtZ1.shape[1])
 
 
@@ -129,27 +131,21 @@ DENSE_ENTRIES = 1 << 22  # Z2'Z1 kept dense (32 MB at most) where BLAS beats the
 DENSE_ADVANTAGE = 20  # flops of a dense product per scattered pair product that still pay
 
 
-@dataclass(frozen=True)
 class DowndatePairs:
-    """Z2'Z1 D Z1'Z2 = Σ_g C_g D_g C_g' as a scatter of fixed pairs of rows of C_g = Z2'Z1[:, g].
+    """Z2'Z1 D Z1'Z2 = Σ_g C_g D_g C_g' for D block diagonal, C_g = Z2'Z1[:, g], and its transpose.
 
-    Each pair (i, j) of non-zero rows within one first-factor level g contributes
-    C_g[i] D_g C_g[j]'; its position, level and the products C_g[i,s] C_g[j,t] are
-    fixed by the data, so an evaluation is one gather and one bincount.  Only pairs
-    with i ≤ j are kept (D_g is symmetric), sorted by position for locality.  Where Z2'Z1
-    is small and dense (crossed designs: every subject meets most items) it is kept as a
-    dense (Q2, G1, S1) array instead, both products are BLAS products, and the pairs (large
-    there: every pair of items a subject met) are not made.
+    Each pair (i, j) of non-zero rows of C_g within one first-factor level g contributes
+    C_g[i] D_g C_g[j]': compiled loops over Z2'Z1 level by level (``columns``;
+    :func:`bayeslmm.linalg.compiled_levels.downdate` and ``gather``), one pass over the pairs
+    with no array of them (8.7M pairs and 280 MB of index and product arrays at the 1M ratings).
+    Where Z2'Z1 is small and dense (crossed designs: every subject meets most items) it is kept
+    as a dense (Q2, G1, S1) array instead, and both products are BLAS products.
     """
 
-    position: np.ndarray | None  # i * Q2 + j (None where ``dense``)
-    level: np.ndarray | None  # g of the pair
-    products: np.ndarray | None  # (pairs, S1 * S1): C_g[i, s] * C_g[j, t]
-    size: int  # Q2
-    dense: np.ndarray | None = None  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
-    # for gather without ``dense``: the products halved on the diagonal i = j (the transpose in
-    # gather counts it twice)
-    gather_products: np.ndarray | None = None
+    def __init__(self, columns: "LevelColumns", size: int, dense: np.ndarray | None = None):
+        self.columns = columns  # Z2'Z1 level by level
+        self.size = size  # Q2
+        self.dense = dense  # Z2'Z1 as (Q2, G1, S1) where dense products are cheaper
 
     def scatter(self, D: np.ndarray) -> np.ndarray:
         """Σ_g C_g D_g C_g' as a new dense Q2 × Q2 matrix, for D of shape (G1, S1, S1)."""
@@ -157,13 +153,16 @@ class DowndatePairs:
             CD = np.matmul(self.dense.transpose(1, 0, 2), D).transpose(1, 0, 2).reshape(self.size, -1)
             product = CD @ self.dense.reshape(self.size, -1).T
             return 0.5 * (product + product.T)
-        flat = D.reshape(D.shape[0], -1)
-        if flat.shape[1] == 1:
-            weights = self.products[:, 0] * flat[self.level, 0]
-        else:
-            weights = np.einsum("pk,pk->p", self.products, flat[self.level])
-        upper = np.bincount(self.position, weights, minlength=self.size**2).reshape(self.size, self.size)
-        return mirror_upper(upper)
+        return -self.downdated(np.zeros((self.size, self.size)), D)
+
+    def downdated(self, W: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """W − Σ_g C_g D_g C_g' as a new array (one Q2 × Q2 array: 512 MB at Q2 = 8,000)."""
+        if self.dense is not None:
+            out = self.scatter(D)
+            return np.subtract(W, out, out=out)
+        columns = self.columns
+        return downdate(np.ascontiguousarray(W, dtype=np.float64), columns.start, columns.rows, columns.values,
+                        np.zeros((self.size, 0)), np.ascontiguousarray(D, dtype=np.float64))
 
     def gather(self, X: np.ndarray, G1: int, S1: int) -> np.ndarray:
         """C_g' X C_g of every first-factor level, (G1, S1, S1), for a symmetric Q2 × Q2 ``X``:
@@ -171,12 +170,9 @@ class DowndatePairs:
         if self.dense is not None:
             XC = (X @ self.dense.reshape(self.size, -1)).reshape(self.dense.shape)
             return np.matmul(self.dense.transpose(1, 2, 0), XC.transpose(1, 0, 2))
-        # Σ over each level's pairs of X[i, j] C_g[i, s] C_g[j, t]: O(pairs), no Q1 × Q2 array; X is
-        # read in the pairs' order (by position) and summed per level by one bincount per (s, t)
-        weighted = X.reshape(-1)[self.position][:, None] * self.gather_products
-        half = np.stack([np.bincount(self.level, column, minlength=G1) for column in weighted.T], axis=-1)
-        half = half.reshape(G1, S1, S1)
-        return half + half.transpose(0, 2, 1)
+        columns = self.columns
+        return gather(np.ascontiguousarray(X, dtype=np.float64), columns.start, columns.rows, columns.values,
+                      np.zeros((self.size, 0)))
 
 
 @dataclass(frozen=True)
@@ -205,30 +201,12 @@ def level_columns(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> LevelColumns:
 def downdate_pairs(Z2tZ1: sp.csr_matrix, G1: int, S1: int) -> DowndatePairs:
     Q2 = Z2tZ1.shape[0]
     columns = level_columns(Z2tZ1, G1, S1)
-    rows, counts, values = columns.rows, np.diff(columns.start), columns.values
+    counts = np.diff(columns.start)
     n_pairs = int(np.sum(counts * (counts + 1) // 2))  # the pairs i ≤ j within each level
     dense_cost = Q2 * Q2 * G1 * S1
     if Q2 * G1 * S1 <= DENSE_ENTRIES and dense_cost <= DENSE_ADVANTAGE * n_pairs * S1 * S1:
-        return DowndatePairs(None, None, None, Q2, Z2tZ1.toarray().reshape(Q2, G1, S1))
-    first, second = _upper_pairs_within_groups(columns.start, counts)  # rows[first] ≤ rows[second]
-    level = np.repeat(np.arange(G1), counts)[first]
-    position = rows[first].astype(np.int64) * Q2 + rows[second]
-    order = np.argsort(position)  # for locality of the scatter's writes
-    first, second, level, position = first[order], second[order], level[order], position[order]
-    products = (values[first][:, :, None] * values[second][:, None, :]).reshape(len(first), S1 * S1)
-    halves = np.where(rows[first] == rows[second], 0.5, 1.0)
-    return DowndatePairs(position, level.astype(np.intp), products, Q2, None, products * halves[:, None])
-
-
-def _upper_pairs_within_groups(indptr: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All pairs (a, b), a ≤ b, of positions within the same group of a CSC column layout (whose
-    row indices are sorted, so that row[a] ≤ row[b]), group by group."""
-    group = np.repeat(np.arange(counts.size), counts)
-    a = np.arange(indptr[-1])
-    lengths = indptr[1:][group] - a  # positions from a to the end of its group
-    first = np.repeat(a, lengths)
-    second = np.arange(first.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + first
-    return first, second
+        return DowndatePairs(columns, Q2, Z2tZ1.toarray().reshape(Q2, G1, S1))
+    return DowndatePairs(columns, Q2)
 
 
 def _block_diagonal(ZtZ: sp.spmatrix, G: int, S: int) -> np.ndarray:

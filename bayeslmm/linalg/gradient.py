@@ -86,20 +86,23 @@ def one_factor_gradient(theta, stats: CrossProducts, layout: ThetaLayout, reml: 
     return value, theta_gradient([dT], layout)
 
 
-def objective(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool) -> float:
+def objective(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool, unrolled: bool = False) -> float:
     """The profiled deviance in θ alone (:func:`bayeslmm.linalg.logdensity.objective`), through
-    the compiled kernels for one grouping factor and for several with a small second block."""
+    the compiled kernels for one grouping factor and for several with a small second block.
+    ``unrolled``: one factor's unrolled loops (faster, other rounding; for starts)."""
     if stats.n_factors == 2 and compiled_blocked.covers(stats):
         return _compiled_blocked_deviance(layout.factors_T(np.asarray(theta, dtype=float)), stats, reml, False)[0]
     if stats.n_factors != 1:
         return ld.objective(theta, stats, layout, reml)
-    return _compiled_profiled_deviance(theta, stats, layout, reml, False)[0]
+    return _compiled_profiled_deviance(theta, stats, layout, reml, False, unrolled)[0]
 
 
-def _compiled_profiled_deviance(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool, want_gradient: bool):
+def _compiled_profiled_deviance(theta, stats: CrossProducts, layout: ThetaLayout, reml: bool, want_gradient: bool,
+                                unrolled: bool = False):
     T = layout.factors_T(np.asarray(theta, dtype=float))[0]
     return compiled.profiled_deviance(_f64(T), _f64(stats.ZtZ1), _f64(stats.ZtXY1), _f64(stats.XYtXY),
-                                      float(stats.n), float(stats.log_weights), bool(reml), want_gradient)
+                                      float(stats.n), float(stats.log_weights), bool(reml), want_gradient,
+                                      bool(unrolled))
 
 
 def _f64(array) -> np.ndarray:

@@ -138,8 +138,7 @@ def _sum_terms(terms):
 def _factorize_other_factors(Ts, stats, L1, L1inv, R1, C, logdet) -> Factorization | None:
     """The second block row: L21 = Λ2'Z2'Z1Λ1L11⁻ᵀ (kept implicit), L22 dense."""
     B1 = batched.times_left(Ts[0], batched.transpose(L1inv))  # NumPy only: sparse second block
-    schur_W22 = stats.pairs.scatter(B1 @ batched.transpose(B1))  # Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2, a fresh array
-    np.subtract(stats.ZtZ2, schur_W22, out=schur_W22)
+    schur_W22 = stats.pairs.downdated(stats.ZtZ2, B1 @ batched.transpose(B1))  # − Z2'Z1 Λ1 A1⁻¹ Λ1' Z1'Z2
     R1_scaled = (B1 @ R1).reshape(-1, R1.shape[-1])
     block = dense_second_block(Ts, stats, schur_W22, R1_scaled, C, logdet)
     if block is None:

@@ -12,6 +12,7 @@ import pytest
 import bayeslmm as blm
 from bayeslmm.errors import ConvergenceWarning
 from bayeslmm.fit import optimize
+from bayeslmm.fit.start import moment_start
 from bayeslmm.linalg import gradient as gr
 from bayeslmm.linalg import logdensity as ld
 from conftest import REPO, TESTS
@@ -182,3 +183,52 @@ def test_newton_hands_over_to_lbfgsb_where_it_cannot_step(monkeypatch):
     fit = model.fit()
     assert fit.optsum.optimizer == "L-BFGS-B" and fit.optsum.converged
     assert fit.loglik == pytest.approx(expected.loglik, abs=1e-6)
+
+
+class _Recorded(optimize.Evaluations):
+    """Evaluations that keep every request: θ, the deviance and the exact gradient."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.requests = []
+
+    def __call__(self, theta):
+        value, grad = super().__call__(theta)
+        self.requests.append((np.array(theta, dtype=float), value, grad))
+        return value, grad
+
+
+def test_lbfgsb_stops_at_the_first_point_that_meets_its_gradient_test():
+    """L-BFGS-B ends at the first point it evaluates whose projected scaled gradient is within gtol
+    and whose deviance is within rounding of the lowest so far, even inside a line search, and
+    asks for nothing after it.  On this design (bench_crossed's three factors, from the moment
+    start, one BLAS thread as fits run) L-BFGS-B's own test, on accepted points only, met such a
+    point at its 13th request and went on to 37: a line search at the gradient's rounding floor."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(14)
+    school, klass, hood = np.repeat(np.arange(40), 60), np.repeat(np.arange(160), 15), rng.integers(0, 50, 2400)
+    ses = rng.normal(size=2400)
+    correlation = np.linalg.cholesky(np.array([[1.0, 0.3], [0.3, 1.0]]))
+    b_school = rng.normal(size=(40, 2)) @ correlation.T * [0.6, 0.2]
+    y = (1 + 0.3 * ses + b_school[school, 0] + b_school[school, 1] * ses + 0.4 * rng.normal(size=160)[klass]
+         + 0.3 * rng.normal(size=50)[hood] + rng.normal(size=2400))
+    data = pd.DataFrame({"y": y, "ses": ses, "school": np.char.add("s", school.astype(str)),
+                         "class": np.char.add("c", klass.astype(str)), "hood": np.char.add("h", hood.astype(str))})
+    model = blm.LMM("y ~ ses + (1 + ses | school) + (1 | class) + (1 | hood)", data)
+    stats, layout = model.stats, model.layout
+    _, options = optimize.optimizer_settings(stats, layout)
+    evaluations = _Recorded(stats, layout, True)
+    with threadpool_limits(1):
+        start = moment_start(stats, layout, True, optimize.fit_theta)
+        result = optimize._minimise(evaluations, start / layout.scale, "L-BFGS-B", options)
+    lowest, first = np.inf, None
+    for i, (theta, value, grad) in enumerate(evaluations.requests):
+        scaled = optimize.scaled_gradient(theta, stats, layout, True, grad)
+        if np.max(np.abs(scaled)) <= options["gtol"] and value <= lowest + optimize.NEWTON_ROUNDING * abs(value):
+            first = i
+            break
+        lowest = min(lowest, value)
+    assert first is not None and len(evaluations.requests) == first + 1
+    np.testing.assert_array_equal(result.x * layout.scale, evaluations.requests[first][0])
+    assert result.nfev == first + 1 and result.success

@@ -107,6 +107,9 @@ def test_downdate_pairs_scatter_the_dense_product(name, sleep):
     D = A @ A.transpose(0, 2, 1)
     C = stats.Z2tZ1.toarray()
     np.testing.assert_allclose(stats.pairs.scatter(D), C @ _block_diag(D) @ C.T, rtol=1e-10, atol=1e-10)
+    W = stats.ZtZ2.copy()
+    np.testing.assert_allclose(stats.pairs.downdated(W, D), W - C @ _block_diag(D) @ C.T, rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(W, stats.ZtZ2)  # a new array: the statistics are not written
 
 
 @pytest.mark.parametrize("name", ["one factor, weights", "two crossed factors", "slopes and a second factor, weights",

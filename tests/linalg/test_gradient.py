@@ -261,3 +261,24 @@ def test_profiled_objective_is_the_bayesian_deviance_at_sigma_hat():
     assert marginal == pytest.approx(profiled + stats.p * np.log(2 * np.pi), rel=1e-13)
     assert abs(dsigma2) < 1e-10 * stats.n / sigma2
     np.testing.assert_allclose(dT_marginal, dT, rtol=1e-10, atol=1e-10 * np.abs(dT).max())
+
+
+@pytest.mark.parametrize("formula", ["Reaction ~ Days + (1 | Subject)", "Reaction ~ Days + (Days | Subject)",
+                                     "Reaction ~ Days + (Days + I(Days**2) | Subject)"])
+def test_unrolled_one_factor_objective_equals_the_general_loop(formula):
+    """The unrolled one- and two-column loops the starts run give the objective and its gradient of
+    the general loop the fit runs, to rounding (three columns fall back to the general loop)."""
+    from bayeslmm.linalg import compiled
+
+    model = blm.LMM(formula, with_weights(blm.datasets.load("sleepstudy")), weights="w")
+    stats, layout = model.stats, model.layout
+    theta = random_theta(layout, np.random.default_rng(5))
+    assert gr.objective(theta, stats, layout, True, unrolled=True) == pytest.approx(
+        gr.objective(theta, stats, layout, True), rel=1e-13)
+    T = layout.factors_T(theta)[0]
+    arrays = (stats.ZtZ1, stats.ZtXY1, stats.XYtXY, float(stats.n), float(stats.log_weights))
+    for reml in (True, False):
+        general = compiled.profiled_deviance(T, *arrays, reml, True)
+        unrolled = compiled.profiled_deviance(T, *arrays, reml, True, True)
+        assert unrolled[0] == pytest.approx(general[0], rel=1e-13)
+        np.testing.assert_allclose(unrolled[1], general[1], rtol=1e-10, atol=1e-12 * np.abs(general[1]).max())
