@@ -198,14 +198,8 @@ class _Recorded(optimize.Evaluations):
         return value, grad
 
 
-def test_lbfgsb_stops_at_the_first_point_that_meets_its_gradient_test():
-    """L-BFGS-B ends at the first point it evaluates whose projected scaled gradient is within gtol
-    and whose deviance is within rounding of the lowest so far, even inside a line search, and
-    asks for nothing after it.  On this design (bench_crossed's three factors, from the moment
-    start, one BLAS thread as fits run) L-BFGS-B's own test, on accepted points only, met such a
-    point at its 13th request and went on to 37: a line search at the gradient's rounding floor."""
-    from threadpoolctl import threadpool_limits
-
+def _three_factor_model():
+    """bench_crossed's three-factor design: pupils in classes in schools, crossed with neighbourhoods."""
     rng = np.random.default_rng(14)
     school, klass, hood = np.repeat(np.arange(40), 60), np.repeat(np.arange(160), 15), rng.integers(0, 50, 2400)
     ses = rng.normal(size=2400)
@@ -215,7 +209,55 @@ def test_lbfgsb_stops_at_the_first_point_that_meets_its_gradient_test():
          + 0.3 * rng.normal(size=50)[hood] + rng.normal(size=2400))
     data = pd.DataFrame({"y": y, "ses": ses, "school": np.char.add("s", school.astype(str)),
                          "class": np.char.add("c", klass.astype(str)), "hood": np.char.add("h", hood.astype(str))})
-    model = blm.LMM("y ~ ses + (1 + ses | school) + (1 | class) + (1 | hood)", data)
+    return blm.LMM("y ~ ses + (1 + ses | school) + (1 | class) + (1 | hood)", data)
+
+
+def test_newton_finishes_with_the_checks_hessian(monkeypatch):
+    """Near the optimum and inside the bounds, L-BFGS-B hands over to Newton steps with the Hessian
+    the check needs: the same optimum as L-BFGS-B to gtol, every gradient counted in the summary
+    (the check reuses the Hessian: no gradient after the last step) and fewer of them."""
+    model = _three_factor_model()
+    calls = []
+    evaluate = gr.objective_gradient
+
+    def counted(*args):
+        calls.append(args[0])
+        return evaluate(*args)
+
+    start = moment_start(model.stats, model.layout, True, optimize.fit_theta)
+    monkeypatch.setattr(optimize.gr, "objective_gradient", counted)
+    finished = optimize.fit_theta(model.stats, model.layout, True, start=start)
+    assert finished.optimizer == "L-BFGS-B, then Newton" and finished.converged
+    assert len(calls) == finished.n_evaluations  # distinct points: L-BFGS-B's, the Hessian's, the steps'
+    np.testing.assert_array_equal(calls[-1], finished.theta)
+    assert finished.gradient_norm <= optimize.SEVERAL_FACTORS_GTOL
+    monkeypatch.setattr(optimize, "NEWTON_HANDOVER", None)
+    monkeypatch.setattr(optimize, "newton_finishes", lambda *args: False)
+    calls.clear()
+    plain = optimize.fit_theta(model.stats, model.layout, True, start=start)
+    assert plain.optimizer == "L-BFGS-B" and plain.converged
+    assert finished.deviance == pytest.approx(plain.deviance, abs=1e-9)
+    assert finished.n_evaluations < len(calls)  # L-BFGS-B to gtol, then the check's Hessian
+
+
+def test_newton_finish_hands_back_to_lbfgsb_where_its_steps_are_not_enough(monkeypatch):
+    model = _three_factor_model()
+    expected = model.fit()
+    monkeypatch.setattr(optimize, "NEWTON_FINISH_STEPS", 0)
+    refit = optimize.fit_theta(model.stats, model.layout, True)
+    assert refit.optimizer == "L-BFGS-B" and refit.converged
+    assert refit.deviance == pytest.approx(expected.optsum.deviance, abs=1e-9)
+
+
+def test_lbfgsb_stops_at_the_first_point_that_meets_its_gradient_test():
+    """L-BFGS-B ends at the first point it evaluates whose projected scaled gradient is within gtol
+    and whose deviance is within rounding of the lowest so far, even inside a line search, and
+    asks for nothing after it.  On this design (bench_crossed's three factors, from the moment
+    start, one BLAS thread as fits run) L-BFGS-B's own test, on accepted points only, met such a
+    point at its 13th request and went on to 37: a line search at the gradient's rounding floor."""
+    from threadpoolctl import threadpool_limits
+
+    model = _three_factor_model()
     stats, layout = model.stats, model.layout
     _, options = optimize.optimizer_settings(stats, layout)
     evaluations = _Recorded(stats, layout, True)
