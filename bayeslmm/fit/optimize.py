@@ -116,22 +116,15 @@ def newton_from_deviances(evaluations: "Evaluations", start, gtol: float) -> tup
             move = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hessian), grad)
         except np.linalg.LinAlgError:
             break
-        trial = theta + move * scale
-        if np.any(trial[layout.diagonal] <= 0):
+        step, evaluated = _descending_step(evaluations, theta, value, move * scale)
+        count += evaluated
+        if step is None:
             break
-        trial_value, trial_grad = _deviance_and_gradient(trial, evaluations)
-        count += 1
-        if not (trial_value <= value + NEWTON_ROUNDING * abs(value) and np.all(np.isfinite(trial_grad))):
-            break
-        theta, value, grad = trial, trial_value, trial_grad * scale
+        theta, value, exact = step
+        grad = exact * scale
         if np.max(np.abs(grad)) <= gtol:  # the check's Hessian: this one where θ is within its step
-            near = np.max(np.abs(theta / scale - centre)) <= DEVIANCE_STEP
-            converged, message, norm = check_convergence(theta, value, trial_grad, stats, layout, reml,
-                                                         "Newton steps: scaled gradient below gtol",
-                                                         hessian if near else None)
-            return OptSummary(theta, value, converged, message, count, optimizer="Newton (Hessian from deviances)",
-                              tolerances={"gtol": gtol}, start=np.asarray(start, dtype=float),
-                              gradient_norm=norm), theta
+            return _newton_summary(evaluations, theta, value, exact, hessian, centre, count,
+                                   "Newton (Hessian from deviances)", {"gtol": gtol}, start), theta
     return None, theta
 
 
@@ -171,23 +164,42 @@ def newton_finish(evaluations: "Evaluations", theta, gtol: float, start,
         return None, theta, used
     factor, centre = scipy.linalg.cho_factor(hessian), theta / scale
     for _ in range(NEWTON_FINISH_STEPS):
-        trial = theta - scipy.linalg.cho_solve(factor, grad * scale) * scale
-        if np.any(trial[layout.diagonal] <= 0):
+        step, evaluated = _descending_step(evaluations, theta, value,
+                                           -scipy.linalg.cho_solve(factor, grad * scale) * scale)
+        used += evaluated
+        if step is None:
             break
-        trial_value, trial_grad = _deviance_and_gradient(trial, evaluations)
-        used += 1
-        if not (trial_value <= value + NEWTON_ROUNDING * abs(value) and np.all(np.isfinite(trial_grad))):
-            break
-        theta, value, grad = trial, trial_value, trial_grad
+        theta, value, grad = step
         if np.max(np.abs(scaled_gradient(theta, stats, layout, reml, grad))) <= gtol:
-            near = np.max(np.abs(theta / scale - centre)) <= DEVIANCE_STEP
-            converged, message, norm = check_convergence(theta, value, grad, stats, layout, reml,
-                                                         "Newton steps: scaled gradient below gtol",
-                                                         hessian if near else None)
-            return OptSummary(theta, value, converged, message, used, optimizer="L-BFGS-B, then Newton",
-                              tolerances={"gtol": gtol, "handover": NEWTON_HANDOVER},
-                              start=np.asarray(start, dtype=float), gradient_norm=norm), theta, used
+            return _newton_summary(evaluations, theta, value, grad, hessian, centre, used, "L-BFGS-B, then Newton",
+                                   {"gtol": gtol, "handover": NEWTON_HANDOVER}, start), theta, used
     return None, theta, used
+
+
+def _descending_step(evaluations: "Evaluations", theta, value: float, move) -> tuple[tuple | None, bool]:
+    """((θ + move, its deviance, its exact gradient), whether it was evaluated), the first None
+    where the step leaves the interior, or the deviance rises by more than its rounding
+    (NEWTON_ROUNDING), or the gradient is not finite."""
+    trial = theta + move
+    if np.any(trial[evaluations.layout.diagonal] <= 0):
+        return None, False
+    trial_value, trial_grad = _deviance_and_gradient(trial, evaluations)
+    if not (trial_value <= value + NEWTON_ROUNDING * abs(value) and np.all(np.isfinite(trial_grad))):
+        return None, True
+    return (trial, trial_value, trial_grad), True
+
+
+def _newton_summary(evaluations: "Evaluations", theta, value: float, grad, hessian, centre, count: int,
+                    optimizer: str, tolerances: dict, start) -> OptSummary:
+    """The summary of Newton steps that reached gtol at θ: the convergence check reuses their
+    ``hessian`` (in scaled θ) where θ is within DEVIANCE_STEP of where it was formed (``centre``,
+    scaled), the Hessian there being the same to the differences' own error."""
+    stats, layout, reml = evaluations.stats, evaluations.layout, evaluations.reml
+    near = np.max(np.abs(theta / layout.scale - centre)) <= DEVIANCE_STEP
+    converged, message, norm = check_convergence(theta, value, grad, stats, layout, reml,
+                                                 "Newton steps: scaled gradient below gtol", hessian if near else None)
+    return OptSummary(theta, value, converged, message, count, optimizer=optimizer, tolerances=tolerances,
+                      start=np.asarray(start, dtype=float), gradient_norm=norm)
 
 
 def newton_theta(stats: CrossProducts, layout: ThetaLayout, reml: bool, start, tolerance: float = 1e-2,
