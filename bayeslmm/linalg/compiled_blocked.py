@@ -46,7 +46,7 @@ from bayeslmm.linalg.compiled import (
     logp_from_deviance,
     njit,
     product_into,
-    schur_complement,
+    schur_complement_small,
     solve_spd,
 )
 from bayeslmm.linalg.compiled_levels import downdate, gather, levels_times, times_levels
@@ -226,7 +226,7 @@ def blocked_schur(T1, T2, levels2, sizes2, ZtZ1, ZtXY1, ZtZ2, ZtXY2, start, rows
     Cholesky, and what :func:`blocked_vjp` reuses: (ok, log|L|², C, K, A1⁻¹, W22*, L22, Y) with
     Y = Λ2'(Z2'[X y] − Σ_g C_g T1 K_g); ok False where a block is not positive definite."""
     Q2 = ZtZ2.shape[0]
-    ok, logdet, C, K, Ainv = schur_complement(T1, ZtZ1, ZtXY1, XYtXY)
+    ok, logdet, C, K, Ainv = schur_complement_small(T1, ZtZ1, ZtXY1, XYtXY)  # unrolled for one or two columns
     L22, W, Y = np.zeros((Q2, Q2)), np.zeros((Q2, Q2)), np.zeros((Q2, XYtXY.shape[0]))
     if not ok:
         return False, np.inf, C, K, Ainv, W, L22, Y
