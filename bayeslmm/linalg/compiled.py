@@ -168,10 +168,11 @@ def covariance_cholesky(x, term_start, term_size, term_offset, S):
 def schur_complement_small(T, ZtZ, ZtXY, XYtXY):
     """:func:`schur_complement`, with one or two columns per level unrolled
     (:func:`schur_complement_1`, :func:`schur_complement_2`: 5–10× faster, the cost of NUTS on
-    thousands of levels).  The Bayesian kernel and the posterior's draws run it; the REML/ML
-    objective keeps the general loop, whose rounding its optimiser's reference fits were
-    settled with (its stopping point sits at the objective's rounding floor, ~4e-9 on Sitka's
-    `(1 | tree)` fit, so any change of rounding moves θ̂ by ~1e-5 relative there)."""
+    thousands of levels).  The Bayesian kernel, the posterior's draws, the several-factor
+    kernels' first factor and the starts run it; the one-factor REML/ML objective keeps the
+    general loop, whose rounding its optimiser's reference fits were settled with (its stopping
+    point sits at the objective's rounding floor, ~4e-9 on Sitka's `(1 | tree)` fit, so any
+    change of rounding moves θ̂ by ~1e-5 relative there)."""
     if ZtZ.shape[1] == 1:
         return schur_complement_1(T, ZtZ, ZtXY, XYtXY)
     if ZtZ.shape[1] == 2:
