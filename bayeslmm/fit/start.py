@@ -120,7 +120,10 @@ def moment_start(stats: CrossProducts, layout: ThetaLayout, reml: bool, fit) -> 
         contributions.append(np.trace(covariance @ alone.ZtZ1.sum(axis=0)) / stats.n)
     absorbed, within = absorbed_shares(stats, layout.factor_sizes)
     contributions = np.array(contributions)
-    own = np.maximum(np.linalg.solve(np.eye(contributions.size) + absorbed, contributions), 0.0)
+    try:
+        own = np.maximum(np.linalg.solve(np.eye(contributions.size) + absorbed, contributions), 0.0)
+    except np.linalg.LinAlgError:  # I + A singular (not met on any design here): the crossed moments
+        own = contributions
     sigma2 = np.mean(np.array(residuals) - within @ own)
     if not np.isfinite(sigma2) or sigma2 <= 0:
         return None
