@@ -62,17 +62,23 @@ def group_cross_products(spec: ModelSpec) -> GroupCrossProducts:
     """The per-level statistics of the spec's first grouping factor (see :class:`GroupCrossProducts`).
 
     The sums over each level's rows are one sparse product of the level indicator with the rows'
-    outer products (np.add.at would be ~20x slower on the millions of rows of a Dask partition)."""
+    outer products (np.add.at would be ~20x slower on the millions of rows of a Dask partition),
+    their upper triangles only (k(k + 1)/2 of the k² products), mirrored after the sum."""
     factor = spec.factors[0]
     XY = np.column_stack([spec.X, spec.y])
     if spec.weights is not None:
         XY *= np.sqrt(spec.weights)[:, None]
-    outer = (XY[:, :, None] * XY[:, None, :]).reshape(spec.n, -1)
+    k = XY.shape[1]
+    upper, lower = np.triu_indices(k)
     indicator = sp.csr_matrix((np.ones(spec.n), (factor.codes, np.arange(spec.n))), shape=(factor.n_levels, spec.n))
+    sums = indicator @ (XY[:, upper] * XY[:, lower])
+    XYtXY = np.empty((factor.n_levels, k, k))
+    XYtXY[:, upper, lower] = sums
+    XYtXY[:, lower, upper] = sums
     n_g = np.bincount(factor.codes, minlength=factor.n_levels).astype(float)
     log_weights = (np.zeros(factor.n_levels) if spec.weights is None
                    else np.bincount(factor.codes, np.log(spec.weights), minlength=factor.n_levels))
-    return GroupCrossProducts((indicator @ outer).reshape(factor.n_levels, XY.shape[1], XY.shape[1]), n_g, log_weights)
+    return GroupCrossProducts(XYtXY, n_g, log_weights)
 
 
 def factor_matrix(factor: GroupingFactor) -> sp.csr_matrix:

@@ -111,11 +111,9 @@ class PartialStatistics:
     ZtZ2: np.ndarray | None = None
     ZtXY2: np.ndarray | None = None
     Z2tZ1: sp.coo_matrix | None = None  # (Q2, Q1) at the data set's indices
-    # one factor, no residual structure: per level present (``first``), its [X y]'[X y], rows and
-    # Σ log w (leave-one-group-out's statistics, GroupCrossProducts)
-    group_XYtXY: np.ndarray | None = None
-    group_n: np.ndarray | None = None
-    group_log_weights: np.ndarray | None = None
+    # one factor, no residual structure: leave-one-group-out's per-level statistics, for the
+    # levels present (``first``, in its order)
+    groups: GroupCrossProducts | None = None
 
 
 def partition_statistics(part: PartitionRows | None, template: Template, phi=None) -> PartialStatistics | None:
@@ -134,8 +132,7 @@ def partition_statistics(part: PartitionRows | None, template: Template, phi=Non
     S1 = global_factors[0].n_columns
     out.first, out.ZtZ1, out.ZtXY1 = part.ids[0], stats.ZtZ1, stats.ZtXY1
     if len(global_factors) == 1 and part.bound is None:
-        groups = group_cross_products(spec)
-        out.group_XYtXY, out.group_n, out.group_log_weights = groups.XYtXY, groups.n, groups.log_weights
+        out.groups = group_cross_products(spec)
     if len(global_factors) > 1:
         out.second = _stacked_indices(part.ids[1:], global_factors[1:])
         out.ZtZ2, out.ZtXY2 = stats.ZtZ2, stats.ZtXY2
@@ -175,9 +172,10 @@ def add_partials(*parts: PartialStatistics | None) -> PartialStatistics | None:
     if parts[0].first is None:
         return out
     out.first, (out.ZtZ1, out.ZtXY1) = _sum_at([p.first for p in parts], [(p.ZtZ1, p.ZtXY1) for p in parts])
-    if parts[0].group_XYtXY is not None:
-        _, (out.group_XYtXY, out.group_n, out.group_log_weights) = _sum_at(
-            [p.first for p in parts], [(p.group_XYtXY, p.group_n, p.group_log_weights) for p in parts])
+    if parts[0].groups is not None:
+        _, summed = _sum_at([p.first for p in parts],
+                            [(p.groups.XYtXY, p.groups.n, p.groups.log_weights) for p in parts])
+        out.groups = GroupCrossProducts(*summed)
     if parts[0].second is not None:
         out.second, (out.ZtXY2,) = _sum_at([p.second for p in parts], [(p.ZtXY2,) for p in parts])
         out.ZtZ2 = np.zeros((out.second.size, out.second.size))
@@ -231,12 +229,12 @@ def cross_products_of(total: PartialStatistics, template: Template) -> CrossProd
 
 def _group_statistics(total: PartialStatistics, G: int) -> GroupCrossProducts | None:
     """The per-level statistics of leave-one-group-out at the data set's level indices."""
-    if total.group_XYtXY is None:
+    if total.groups is None:
         return None
-    k = total.group_XYtXY.shape[1]
+    k = total.groups.XYtXY.shape[1]
     XYtXY, n, log_weights = np.zeros((G, k, k)), np.zeros(G), np.zeros(G)
-    XYtXY[total.first] = total.group_XYtXY
-    n[total.first], log_weights[total.first] = total.group_n, total.group_log_weights
+    XYtXY[total.first] = total.groups.XYtXY
+    n[total.first], log_weights[total.first] = total.groups.n, total.groups.log_weights
     return GroupCrossProducts(XYtXY, n, log_weights)
 
 
@@ -248,7 +246,8 @@ def select_columns(total: PartialStatistics, kept: np.ndarray, p: int) -> Partia
         total, XYtXY=total.XYtXY[np.ix_(xy, xy)], moments=total.moments[np.ix_(moment_columns, moment_columns)],
         ZtXY1=None if total.ZtXY1 is None else total.ZtXY1[..., xy],
         ZtXY2=None if total.ZtXY2 is None else total.ZtXY2[..., xy],
-        group_XYtXY=None if total.group_XYtXY is None else total.group_XYtXY[:, xy[:, None], xy])
+        groups=None if total.groups is None else dataclasses.replace(
+            total.groups, XYtXY=total.groups.XYtXY[:, xy[:, None], xy]))
 
 
 def second_pass(parts: list, template: Template, phi=None) -> PartialStatistics:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import bayeslmm as blm
-from bayeslmm.linalg.crossprod import ResponseProducts, cross_products, cross_products_of_columns
+from bayeslmm.linalg.crossprod import ResponseProducts, cross_products, cross_products_of_columns, group_cross_products
 from conftest import REPO
 
 
@@ -145,3 +145,20 @@ def test_no_random_term():
     XY = np.column_stack([spec.X, spec.y])
     np.testing.assert_allclose(stats.XYtXY, XY.T @ XY, rtol=1e-12)
     assert stats.n_factors == 0 and stats.levels == ()
+
+
+@pytest.mark.parametrize("name", ["one factor, slopes", "one factor, weights"])
+def test_group_cross_products_are_each_levels_own(name, sleep):
+    """Leave-one-group-out's per-level statistics: [X y]'[X y] of each level's rows (scaled by √w),
+    symmetric, with the level's row count and Σ log w."""
+    spec = _spec(name, sleep)
+    groups = group_cross_products(spec)
+    XY = np.column_stack([spec.X, spec.y])
+    weights = np.ones(spec.n) if spec.weights is None else spec.weights
+    for g in range(spec.factors[0].n_levels):
+        rows = spec.factors[0].codes == g
+        scaled = XY[rows] * np.sqrt(weights[rows])[:, None]
+        np.testing.assert_allclose(groups.XYtXY[g], scaled.T @ scaled, rtol=1e-12)
+        assert groups.n[g] == rows.sum()
+        assert groups.log_weights[g] == pytest.approx(np.log(weights[rows]).sum(), abs=1e-12)
+    np.testing.assert_array_equal(groups.XYtXY, groups.XYtXY.transpose(0, 2, 1))
