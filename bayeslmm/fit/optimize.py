@@ -354,8 +354,8 @@ def _lbfgsb(evaluations: Evaluations, start_scaled, bounds, options: dict, hando
     With ``handover``, it stops as well at the first such point with the gradient within
     ``handover`` and every θ away from its bound (for :func:`newton_finish`; the result's
     ``handover`` says which stop)."""
-    layout = evaluations.layout
-    scale, gtol, lower = layout.scale, options["gtol"], layout.lower
+    stats, layout, reml = evaluations.stats, evaluations.layout, evaluations.reml
+    scale, gtol = layout.scale, options["gtol"]
     lowest, calls = [np.inf], [0]
 
     def fun(scaled):
@@ -364,9 +364,8 @@ def _lbfgsb(evaluations: Evaluations, start_scaled, bounds, options: dict, hando
             value, grad = evaluations(scaled * scale)
         except np.linalg.LinAlgError:
             return np.nan, np.full(scaled.shape, np.nan)
+        worst = np.max(np.abs(scaled_gradient(scaled * scale, stats, layout, reml, grad)), initial=0.0)
         grad = grad * scale
-        projected = np.where((lower == 0) & (scaled <= 0) & (grad > 0), 0.0, grad)
-        worst = np.max(np.abs(projected), initial=0.0)
         if value <= lowest[0] + NEWTON_ROUNDING * abs(value):
             if worst <= gtol:
                 raise _GradientReached(np.array(scaled), value, grad, False)
@@ -432,8 +431,9 @@ def check_convergence(theta, deviance, gradient, stats, layout, reml, optimizer_
     """lme4's check: converged when max|scaled gradient| ≤ GRADIENT_TOLERANCE and, with several
     grouping factors, the Hessian on the interior has no negative eigenvalue (a warning
     otherwise); the verdict, its message and that maximum.  ``gradient`` is the exact gradient
-    at θ; ``hessian`` the Hessian over every θ from central differences of the deviance
-    (:func:`central_differences`) where the optimiser has one, at θ to their step."""
+    at θ; ``hessian`` the Hessian over every θ in scaled units where the optimiser has one
+    formed within its differences' step of θ (:func:`newton_from_deviances`,
+    :func:`newton_finish`)."""
     if not np.isfinite(deviance):
         return False, "the deviance is not finite at the optimum", np.nan
     grad = scaled_gradient(theta, stats, layout, reml, gradient)
@@ -541,8 +541,8 @@ def negative_curvature(theta, stats, layout, reml, gradient=None, deviance=None,
     smallest eigenvalue is above SCREEN_MARGIN × the largest, far beyond their error, the
     Hessian is positive definite; anywhere nearer 0 the central differences decide.  Given the
     ``deviance`` at θ, a large second block with few free θ takes the Hessian from deviances
-    instead (:func:`interior_hessian_from_deviances`), or the ``hessian`` of that scheme over
-    every θ that the caller has (:func:`newton_from_deviances`)."""
+    instead (:func:`interior_hessian_from_deviances`); a ``hessian`` over every θ that the caller
+    has (Newton's, :func:`newton_from_deviances` and :func:`newton_finish`) decides alone."""
     size = free_coordinates(theta, layout).size
     if not 0 < size <= HESSIAN_MAX_SIZE:
         return 0

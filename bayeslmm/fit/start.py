@@ -140,7 +140,7 @@ def absorbed_shares(stats: CrossProducts, sizes: tuple[int, ...]) -> tuple[np.nd
     residual (the module docstring), from the counts n_jk of the factors' first columns
     (intercepts) in the cross-products."""
     F = len(stats.levels)
-    counts = [level_counts(stats, sizes, f) for f in range(F)]
+    counts = [_level_counts(stats, sizes, f) for f in range(F)]
     absorbed, within = np.zeros((F, F)), np.zeros((F, F))
     for f in range(F):
         for g in range(f + 1, F):
@@ -168,7 +168,7 @@ def _first_columns(stats: CrossProducts, sizes: tuple[int, ...], f: int) -> np.n
     return first + sizes[f] * np.arange(stats.levels[f])
 
 
-def level_counts(stats: CrossProducts, sizes: tuple[int, ...], f: int) -> np.ndarray:
+def _level_counts(stats: CrossProducts, sizes: tuple[int, ...], f: int) -> np.ndarray:
     """n_j: the diagonal of Z_f'Z_f in f's first column (rows per level for an intercept)."""
     if f == 0:
         return stats.ZtZ1[:, 0, 0].copy()

@@ -170,7 +170,7 @@ class DowndatePairs:
         return downdate(np.ascontiguousarray(W, dtype=np.float64), columns.start, columns.rows, columns.values,
                         np.zeros((self.size, 0)), np.ascontiguousarray(D, dtype=np.float64))
 
-    def gather(self, X: np.ndarray, G1: int, S1: int) -> np.ndarray:
+    def gather(self, X: np.ndarray) -> np.ndarray:
         """C_g' X C_g of every first-factor level, (G1, S1, S1), for a symmetric Q2 × Q2 ``X``:
         the diagonal blocks of Z1'Z2 X Z2'Z1 (the transpose of :meth:`scatter`)."""
         if self.dense is not None:

@@ -118,7 +118,7 @@ def logdet_derivatives(fact: ld.Factorization, stats: CrossProducts, overwrite: 
     Omega22 = dense.inverse_from_cholesky(fact.L22, overwrite=overwrite)
     others = later_factor_blocks(fact.schur_W22, Omega22, fact)
     lam_omega = ld.lambda_congruence(Omega22, _transposed(Ts), levels, overwrite=True)  # Λ2Ω22Λ2'
-    N = stats.pairs.gather(lam_omega, *fact.L1.shape[:2])  # (F'Ω22F)_gg = (W12 Λ2Ω22Λ2' W21)_gg
+    N = stats.pairs.gather(lam_omega)  # (F'Ω22F)_gg = (W12 Λ2Ω22Λ2' W21)_gg
     Omega11 = A1inv + batched.transpose(H) @ N @ H
     first = (batched.times(stats.ZtZ1, T1) @ Omega11 - N @ H).sum(axis=0)
     return [first] + others
